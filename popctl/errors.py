@@ -1,0 +1,134 @@
+"""The exception hierarchy and the exit status each error maps to.
+
+Every error popctl raises on purpose is a PopctlError; its ``exit_code`` is the documented process
+exit status the command line uses (see man/popctl.1, EXIT STATUS).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # some accounts of a multi-account run failed
+    USAGE = 2  # bad argument, bad configuration
+    AUTH = 3  # the server refused our credentials
+    CONNECTION = 4  # could not connect, TLS failure, timeout, refused to send in clear
+    SERVER = 5  # the server answered -ERR
+    PROTOCOL = 6  # the server broke the POP3 protocol
+    NO_CREDENTIALS = 7  # no password or token could be found
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class PopctlError(Exception):
+    """Base class of every error popctl raises deliberately."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --- our side ------------------------------------------------------------------------------------
+
+
+class UsageError(PopctlError):
+    """A bad argument or value supplied by the user."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """The configuration file or environment is wrong."""
+
+
+class LocalProtocolError(UsageError):
+    """We were about to break the protocol: an illegal command, or a bad argument to one.
+
+    Raised before anything is sent, so the server never sees the offending bytes.
+    """
+
+
+class NoCredentialsError(PopctlError):
+    exit_code = ExitCode.NO_CREDENTIALS
+
+
+# --- the network ---------------------------------------------------------------------------------
+
+
+class TransportError(PopctlError):
+    """Connecting, reading or writing failed."""
+
+    exit_code = ExitCode.CONNECTION
+
+
+class ConnectionClosedError(TransportError):
+    """The server closed the connection while we still expected a reply."""
+
+
+class NetworkTimeoutError(TransportError):
+    pass
+
+
+class TLSError(TransportError):
+    """TLS could not be negotiated or the server's certificate was not acceptable."""
+
+
+class InsecureAuthError(TLSError):
+    """Credentials would have crossed the network in clear and the user did not allow it."""
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+class RemoteProtocolError(PopctlError):
+    """The server sent something that is not POP3."""
+
+    exit_code = ExitCode.PROTOCOL
+
+
+class ServerError(PopctlError):
+    """The server answered -ERR.
+
+    ``code`` is the RFC 2449 response code without brackets (``"IN-USE"``, ``"SYS/TEMP"``) or None,
+    ``text`` the human-readable rest of the line, ``command`` the verb it answered.
+    """
+
+    exit_code = ExitCode.SERVER
+
+    def __init__(self, message: str, *, command: str = "", code: str | None = None,
+                 text: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.code = code
+        self.text = text
+
+
+class AuthenticationError(ServerError):
+    exit_code = ExitCode.AUTH
+
+
+class MailboxInUseError(ServerError):
+    """RFC 2449 [IN-USE]: another session holds the maildrop lock."""
+
+
+class LoginDelayError(ServerError):
+    """RFC 2449 [LOGIN-DELAY]: logged in too soon after the last session."""
+
+
+class TemporaryServerError(ServerError):
+    """RFC 3206 [SYS/TEMP]: a transient failure on the server; trying later may work."""
+
+
+class PermanentServerError(ServerError):
+    """RFC 3206 [SYS/PERM]: a failure on the server that will not go away by itself."""
+
+
+class NoSuchMessageError(ServerError):
+    """The message number or UID does not exist, or is already marked deleted."""
+
+
+class CapabilityError(ServerError):
+    """The server lacks a capability the operation needs (TOP, UIDL, STLS, a SASL mechanism)."""
