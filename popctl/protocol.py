@@ -1,0 +1,358 @@
+"""The POP3 client protocol as a state machine: commands in, bytes out; bytes in, events out.
+
+No sockets, no clocks, no threads (in the manner of h11): the transport feeds received bytes to
+``receive_data`` and pulls ``next_event`` until it says NEED_DATA. Commands awaiting replies sit in
+a queue, so several may be in flight at once (RFC 2449 PIPELINING).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+from popctl.errors import LocalProtocolError, RemoteProtocolError
+
+# RFC 2449 section 4: a command line is at most 255 octets including the CRLF.
+MAX_COMMAND_LINE: Final = 255
+
+# RFC 2449 section 4 caps a status line at 512 octets including CRLF, but real servers exceed it in
+# greetings and error texts. 8 KiB tolerates them while bounding what a server that never sends a
+# line end can make us buffer.
+MAX_STATUS_LINE: Final = 8192
+
+# RFC 5034 exempts the client's answers to SASL challenges from the 255-octet command limit: an
+# OAuth2 bearer token alone is often 1-4 KiB. 64 KiB leaves room for any token we have seen.
+MAX_AUTH_RESPONSE_LINE: Final = 65536
+
+# Compact the receive buffer once this much of it has been consumed: copying is then amortised.
+_COMPACT_THRESHOLD: Final = 65536
+
+_CR, _LF, _DOT = 0x0D, 0x0A, 0x2E
+
+
+class State(Enum):
+    AUTHORIZATION = "AUTHORIZATION"
+    TRANSACTION = "TRANSACTION"
+    UPDATE = "UPDATE"  # QUIT sent: nothing more may be sent
+    CLOSED = "CLOSED"
+
+
+# Verbs each state allows (RFC 1939, RFC 2449, RFC 2595, RFC 5034, RFC 6856). LAST is RFC 1460's.
+LEGAL_COMMANDS: Final[dict[State, frozenset[str]]] = {
+    State.AUTHORIZATION: frozenset(
+        {"USER", "PASS", "APOP", "AUTH", "CAPA", "STLS", "UTF8", "NOOP", "QUIT"}
+    ),
+    State.TRANSACTION: frozenset(
+        {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "CAPA", "LAST", "QUIT"}
+    ),
+    State.UPDATE: frozenset(),
+    State.CLOSED: frozenset(),
+}
+KNOWN_COMMANDS: Final = frozenset().union(*LEGAL_COMMANDS.values())
+
+# Verbs whose arguments are secret: a trace shows only the verb (and a SASL mechanism's name).
+SECRET_COMMANDS: Final = frozenset({"PASS", "APOP", "AUTH"})
+
+_VERB_RE = re.compile(r"[A-Za-z0-9-]{1,40}")
+_CODE_RE = re.compile(r"\[([^\]\r\n]{1,200})\]\s*")
+_TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One POP3 command. Validated on creation: it can always be sent as it is."""
+
+    verb: str
+    args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _VERB_RE.fullmatch(self.verb):
+            raise LocalProtocolError(f"not a POP3 command keyword: {self.verb!r}")
+        object.__setattr__(self, "verb", self.verb.upper())
+        for arg in self.args:
+            if not arg:
+                raise LocalProtocolError(f"{self.verb}: empty argument")
+            if any(c in arg for c in "\r\n\0"):
+                raise LocalProtocolError(
+                    f"{self.verb}: CR, LF or NUL in an argument; nothing was sent"
+                )
+        if len(self.encode()) > MAX_COMMAND_LINE:
+            raise LocalProtocolError(
+                f"{self.verb}: command line longer than {MAX_COMMAND_LINE} octets (RFC 2449)"
+            )
+
+    def encode(self) -> bytes:
+        return " ".join((self.verb, *self.args)).encode("utf-8") + b"\r\n"
+
+    @property
+    def multiline(self) -> bool:
+        """Whether +OK to this command is followed by lines ending with a lone ".\r\n"."""
+        if self.verb in ("RETR", "TOP", "CAPA"):
+            return True
+        if self.verb in ("LIST", "UIDL"):
+            return not self.args
+        return False
+
+    def redacted(self) -> str:
+        """The command as a trace may show it: secrets replaced by ``***``."""
+        if self.verb == "AUTH":
+            return f"AUTH {self.args[0]}" + (" ***" if len(self.args) > 1 else "")
+        if self.verb in SECRET_COMMANDS:
+            return f"{self.verb} ***"
+        return " ".join((self.verb, *self.args))
+
+    def __repr__(self) -> str:
+        return f"Command({self.redacted()!r})"
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    ok: bool
+    text: str
+    code: str | None
+    timestamp: str | None  # the APOP challenge <...@...>, if the server offers one
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A status line: +OK or -ERR, with its RFC 2449 response code split off."""
+
+    command: Command
+    ok: bool
+    text: str
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A SASL server challenge ("+ base64") during AUTH."""
+
+    command: Command
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A piece of a multi-line reply: un-dot-stuffed bytes, line ends as the server sent them."""
+
+    command: Command
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfData:
+    command: Command
+
+
+class _Sentinel(Enum):
+    NEED_DATA = "NEED_DATA"
+    CLOSED = "CLOSED"
+
+
+NEED_DATA: Final = _Sentinel.NEED_DATA
+CLOSED: Final = _Sentinel.CLOSED
+
+Event = Greeting | Reply | Challenge | Data | EndOfData | _Sentinel
+
+
+def _clean(raw: bytes) -> str:
+    """Server text made safe to show: invalid UTF-8 and control characters become U+FFFD."""
+    text = raw.decode("utf-8", "replace")
+    return "".join(c if c >= " " or c == "\t" else "\ufffd" for c in text).strip()
+
+
+def parse_status(line: bytes) -> tuple[bool, str, str | None]:
+    """Split "+OK [CODE] text" into (ok, text, code). Raises RemoteProtocolError otherwise."""
+    head = line[:4].upper()
+    if head.startswith(b"+OK") and (len(line) == 3 or line[3:4] in (b" ", b"\t")):
+        ok, rest = True, line[3:]
+    elif head == b"-ERR" and (len(line) == 4 or line[4:5] in (b" ", b"\t")):
+        ok, rest = False, line[4:]
+    else:
+        raise RemoteProtocolError(
+            f"expected +OK or -ERR from the server, got {_clean(line[:80])!r}"
+        )
+    text = _clean(rest)
+    code = None
+    match = _CODE_RE.match(text)
+    if match:
+        code, text = match.group(1).upper(), text[match.end():]
+    return ok, text, code
+
+
+class POP3Protocol:
+    """Client side of one POP3 connection, without I/O."""
+
+    def __init__(self) -> None:
+        self.state = State.AUTHORIZATION
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._greeted = False
+        self._pending: deque[Command] = deque()
+        self._in_data: Command | None = None
+        self._at_line_start = True
+        self.stls_done = False  # set by STLS +OK; the transport must now start TLS
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> tuple[Command, ...]:
+        return tuple(self._pending)
+
+    def send(self, command: Command) -> bytes:
+        """Queue ``command`` as awaiting a reply and return the bytes to write."""
+        if self.state not in (State.AUTHORIZATION, State.TRANSACTION):
+            raise LocalProtocolError(f"cannot send {command.verb}: session is {self.state.value}")
+        if command.verb in KNOWN_COMMANDS and command.verb not in LEGAL_COMMANDS[self.state]:
+            raise LocalProtocolError(
+                f"{command.verb} is not allowed in the {self.state.value} state"
+            )
+        for waiting in self._pending:
+            if waiting.verb in ("STLS", "AUTH", "QUIT"):
+                raise LocalProtocolError(
+                    f"cannot send {command.verb} while {waiting.verb} awaits its reply"
+                )
+        self._pending.append(command)
+        if command.verb == "QUIT":
+            self.state = State.UPDATE
+        return command.encode()
+
+    def send_auth_response(self, response: str) -> bytes:
+        """Return the line answering a SASL challenge ("*" cancels the exchange)."""
+        if not self._pending or self._pending[0].verb != "AUTH":
+            raise LocalProtocolError("no AUTH exchange is waiting for a response")
+        if any(c in response for c in "\r\n\0"):
+            raise LocalProtocolError("CR, LF or NUL in a SASL response; nothing was sent")
+        line = response.encode("ascii") + b"\r\n"
+        if len(line) > MAX_AUTH_RESPONSE_LINE:
+            raise LocalProtocolError(f"SASL response longer than {MAX_AUTH_RESPONSE_LINE} octets")
+        return line
+
+    # --- receiving -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the server; ``b""`` means the server closed the connection."""
+        if data:
+            if self._eof:
+                raise LocalProtocolError("data received after end of file")
+            self._buf += data
+        else:
+            self._eof = True
+
+    def trailing_data(self) -> bytes:
+        """Bytes received but not yet consumed (after STLS +OK there must be none)."""
+        return bytes(self._buf[self._pos:])
+
+    def next_event(self) -> Event:
+        if self._pos > _COMPACT_THRESHOLD:
+            del self._buf[: self._pos]
+            self._pos = 0
+        if self._in_data is not None:
+            return self._next_data_event(self._in_data)
+        line = self._read_line()
+        if line is None:
+            if self._eof:
+                if self._pending or not self._greeted:
+                    waiting = self._pending[0].verb if self._pending else "the greeting"
+                    raise RemoteProtocolError(
+                        f"server closed the connection while we waited for the reply to {waiting}"
+                    )
+                if self._pos < len(self._buf):
+                    raise RemoteProtocolError("server closed the connection mid-line")
+                self.state = State.CLOSED
+                return CLOSED
+            return NEED_DATA
+        if not self._greeted:
+            return self._greeting(line)
+        if not self._pending:
+            raise RemoteProtocolError(
+                f"server sent {_clean(line[:80])!r} when no command was waiting for a reply"
+            )
+        return self._reply(self._pending[0], line)
+
+    def _read_line(self) -> bytes | None:
+        end = self._buf.find(b"\n", self._pos, self._pos + MAX_STATUS_LINE)
+        if end < 0:
+            if len(self._buf) - self._pos >= MAX_STATUS_LINE:
+                raise RemoteProtocolError(
+                    f"server sent a status line longer than {MAX_STATUS_LINE} octets"
+                )
+            return None
+        line = bytes(self._buf[self._pos:end])
+        self._pos = end + 1
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def _greeting(self, line: bytes) -> Greeting:
+        ok, text, code = parse_status(line)
+        self._greeted = True
+        stamp = _TIMESTAMP_RE.search(text)
+        return Greeting(ok, text, code, stamp.group(0) if stamp else None)
+
+    def _reply(self, command: Command, line: bytes) -> Reply | Challenge:
+        if command.verb == "AUTH" and line[:1] == b"+" and line[:3].upper() != b"+OK":
+            if line != b"+" and line[:2] != b"+ ":
+                raise RemoteProtocolError(f"malformed SASL challenge {_clean(line[:80])!r}")
+            return Challenge(command, line[2:].decode("ascii", "replace").strip())
+        ok, text, code = parse_status(line)
+        self._pending.popleft()
+        if ok:
+            if command.multiline:
+                self._in_data = command
+                self._at_line_start = True
+            elif command.verb in ("PASS", "APOP", "AUTH"):
+                self.state = State.TRANSACTION
+            elif command.verb == "QUIT":
+                self.state = State.CLOSED
+            elif command.verb == "STLS":
+                self.stls_done = True
+                if self._pos < len(self._buf):
+                    raise RemoteProtocolError(
+                        "server sent data after +OK to STLS before TLS began "
+                        "(possible STARTTLS command injection); refusing to continue"
+                    )
+        elif command.verb == "QUIT":
+            self.state = State.CLOSED
+        return Reply(command, ok, text, code)
+
+    def _next_data_event(self, command: Command) -> Data | EndOfData | _Sentinel:
+        """Un-dot-stuff whatever is buffered, a whole buffer at a time rather than per line."""
+        buf, pos, end = self._buf, self._pos, len(self._buf)
+        pieces: list[bytes] = []
+        while pos < end:
+            if self._at_line_start and buf[pos] == _DOT:
+                if end - pos < 2:
+                    break
+                nxt = buf[pos + 1]
+                if nxt == _LF or (nxt == _CR and end - pos >= 3 and buf[pos + 2] == _LF):
+                    if pieces:
+                        break  # hand over the data first; the terminator is seen next call
+                    self._pos = pos + (2 if nxt == _LF else 3)
+                    self._in_data = None
+                    return EndOfData(command)
+                if nxt == _CR and end - pos < 3:
+                    break
+                pos += 1  # a stuffed dot: drop it
+            stop = buf.find(b"\n.", pos, end)
+            if stop < 0:
+                pieces.append(bytes(buf[pos:end]))
+                self._at_line_start = buf[end - 1] == _LF
+                pos = end
+            else:
+                pieces.append(bytes(buf[pos:stop + 1]))
+                self._at_line_start = True
+                pos = stop + 1
+        self._pos = pos
+        if pieces:
+            return Data(command, b"".join(pieces))
+        if self._eof:
+            raise RemoteProtocolError(
+                f"server closed the connection in the middle of the reply to {command.verb}"
+            )
+        return NEED_DATA
