@@ -1,0 +1,278 @@
+"""Authentication mechanisms (RFC 1939 USER/APOP, RFC 5034 SASL) and the choice among them.
+
+Each SASL mechanism is a small object without I/O: an optional initial response, then one answer
+per server challenge. The session drives it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import stringprep
+import unicodedata
+from collections.abc import Callable
+
+from popctl.errors import AuthenticationError, CapabilityError, InsecureAuthError, UsageError
+from popctl.models import Capabilities, Credentials
+
+# Preference when the connection is protected by TLS: SCRAM proves both sides know the password
+# without sending it; then the plain forms (safe inside TLS). The MD5 challenge-response
+# mechanisms come last: they need the server to keep the password in clear and add nothing
+# under TLS.
+TLS_PREFERENCE = ("SCRAM-SHA-256", "PLAIN", "LOGIN", "USER", "CRAM-MD5", "APOP")
+# Without TLS (only when the user allowed it): never let the password itself cross the wire
+# if the server offers anything better.
+CLEAR_PREFERENCE = ("SCRAM-SHA-256", "CRAM-MD5", "APOP", "PLAIN", "LOGIN", "USER")
+OAUTH_PREFERENCE = ("OAUTHBEARER", "XOAUTH2")
+OAUTH_MECHANISMS = frozenset(OAUTH_PREFERENCE)
+
+
+class Mechanism:
+    """A SASL client mechanism."""
+
+    name: str = ""
+
+    def initial_response(self) -> bytes | None:
+        return None
+
+    def respond(self, challenge: bytes) -> bytes:
+        raise AuthenticationError(f"unexpected challenge from the server during {self.name}",
+                                  command="AUTH")
+
+    def finish(self) -> None:
+        """Called on +OK; raises if the server never proved itself (SCRAM)."""
+
+
+class Plain(Mechanism):
+    name = "PLAIN"
+
+    def __init__(self, user: str, password: str) -> None:
+        self._message = b"\0" + user.encode() + b"\0" + password.encode()
+
+    def initial_response(self) -> bytes:
+        return self._message
+
+    def respond(self, challenge: bytes) -> bytes:
+        return self._message  # the server asked with an empty challenge instead
+
+
+class Login(Mechanism):
+    name = "LOGIN"
+
+    def __init__(self, user: str, password: str) -> None:
+        self._answers = [user.encode(), password.encode()]
+
+    def respond(self, challenge: bytes) -> bytes:
+        if not self._answers:
+            return super().respond(challenge)
+        return self._answers.pop(0)
+
+
+class CramMD5(Mechanism):
+    name = "CRAM-MD5"
+
+    def __init__(self, user: str, password: str) -> None:
+        self._user, self._password = user, password
+
+    def respond(self, challenge: bytes) -> bytes:
+        digest = hmac.new(self._password.encode(), challenge, hashlib.md5).hexdigest()
+        return f"{self._user} {digest}".encode()
+
+
+class XOAuth2(Mechanism):
+    name = "XOAUTH2"
+
+    def __init__(self, user: str, token: str) -> None:
+        self._message = f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+
+    def initial_response(self) -> bytes:
+        return self._message
+
+    def respond(self, challenge: bytes) -> bytes:
+        # An error is reported as a challenge holding JSON; an empty answer ends the exchange.
+        return b"" if challenge else self._message
+
+
+class OAuthBearer(Mechanism):
+    """RFC 7628."""
+
+    name = "OAUTHBEARER"
+
+    def __init__(self, user: str, token: str) -> None:
+        authzid = user.replace("=", "=3D").replace(",", "=2C")
+        self._message = f"n,a={authzid},\x01auth=Bearer {token}\x01\x01".encode()
+
+    def initial_response(self) -> bytes:
+        return self._message
+
+    def respond(self, challenge: bytes) -> bytes:
+        return b"\x01" if challenge else self._message
+
+
+def saslprep(text: str) -> str:
+    """RFC 4013 SASLprep, as SCRAM (RFC 5802) requires for user names and passwords."""
+    mapped = "".join(
+        " " if stringprep.in_table_c12(c) else c
+        for c in text
+        if not stringprep.in_table_b1(c)
+    )
+    normal = unicodedata.normalize("NFKC", mapped)
+    for c in normal:
+        if (stringprep.in_table_c12(c) or stringprep.in_table_c21_c22(c)
+                or stringprep.in_table_c3(c) or stringprep.in_table_c4(c)
+                or stringprep.in_table_c5(c) or stringprep.in_table_c6(c)
+                or stringprep.in_table_c7(c) or stringprep.in_table_c8(c)
+                or stringprep.in_table_c9(c) or stringprep.in_table_a1(c)):
+            raise UsageError("the user name or password contains a character SASLprep forbids")
+    return normal
+
+
+class ScramSHA256(Mechanism):
+    """RFC 5802 / RFC 7677, without channel binding."""
+
+    name = "SCRAM-SHA-256"
+
+    def __init__(self, user: str, password: str, nonce: str | None = None) -> None:
+        self._user = saslprep(user).replace("=", "=3D").replace(",", "=2C")
+        self._password = saslprep(password).encode()
+        self._nonce = nonce or base64.b64encode(secrets.token_bytes(24)).decode()
+        self._client_first_bare = f"n={self._user},r={self._nonce}"
+        self._server_signature: bytes | None = None
+        self._verified = False
+
+    def initial_response(self) -> bytes:
+        return b"n,," + self._client_first_bare.encode()
+
+    def respond(self, challenge: bytes) -> bytes:
+        if self._server_signature is None:
+            return self._client_final(challenge)
+        if not self._verified:
+            self._verify(challenge)
+            return b""
+        return super().respond(challenge)
+
+    def _client_final(self, server_first: bytes) -> bytes:
+        fields = _scram_fields(server_first)
+        nonce, salt, iterations = fields.get("r", ""), fields.get("s", ""), fields.get("i", "")
+        if not nonce.startswith(self._nonce) or not salt or not iterations.isdigit():
+            raise AuthenticationError("malformed SCRAM challenge from the server", command="AUTH")
+        if not 1 <= int(iterations) <= 1_000_000:
+            raise AuthenticationError("SCRAM iteration count out of range", command="AUTH")
+        salted = hashlib.pbkdf2_hmac("sha256", self._password, base64.b64decode(salt),
+                                     int(iterations))
+        client_key = hmac.digest(salted, b"Client Key", "sha256")
+        stored_key = hashlib.sha256(client_key).digest()
+        without_proof = f"c=biws,r={nonce}"
+        auth_message = ",".join((self._client_first_bare, server_first.decode(), without_proof))
+        signature = hmac.digest(stored_key, auth_message.encode(), "sha256")
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        server_key = hmac.digest(salted, b"Server Key", "sha256")
+        self._server_signature = hmac.digest(server_key, auth_message.encode(), "sha256")
+        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+    def _verify(self, server_final: bytes) -> None:
+        fields = _scram_fields(server_final)
+        if "e" in fields:
+            raise AuthenticationError(f"SCRAM failed: {fields['e']}", command="AUTH")
+        expected = base64.b64encode(self._server_signature or b"").decode()
+        if not hmac.compare_digest(fields.get("v", ""), expected):
+            raise AuthenticationError(
+                "the server's SCRAM signature is wrong: it does not know the password "
+                "(possible impostor)", command="AUTH")
+        self._verified = True
+
+    def finish(self) -> None:
+        if not self._verified:
+            raise AuthenticationError(
+                "the server accepted SCRAM without proving it knows the password", command="AUTH")
+
+
+def _scram_fields(message: bytes) -> dict[str, str]:
+    try:
+        text = message.decode()
+    except UnicodeDecodeError:
+        text = ""
+    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+
+
+def apop_digest(timestamp: str, password: str) -> str:
+    return hashlib.md5((timestamp + password).encode()).hexdigest()
+
+
+_SASL: dict[str, Callable[[str, str], Mechanism]] = {
+    "PLAIN": Plain,
+    "LOGIN": Login,
+    "CRAM-MD5": CramMD5,
+    "SCRAM-SHA-256": ScramSHA256,
+    "XOAUTH2": XOAuth2,
+    "OAUTHBEARER": OAuthBearer,
+}
+SUPPORTED = frozenset({*_SASL, "USER", "APOP"})
+
+
+def make_mechanism(name: str, credentials: Credentials) -> Mechanism:
+    secret = credentials.oauth2_token if name in OAUTH_MECHANISMS else credentials.password
+    if secret is None:
+        raise UsageError(f"{name} needs {'a token' if name in OAUTH_MECHANISMS else 'a password'}")
+    return _SASL[name](credentials.user, secret)
+
+
+def _is_ascii(text: str | None) -> bool:
+    return text is None or text.isascii()
+
+
+def available(name: str, caps: Capabilities, apop_timestamp: str | None) -> bool:
+    """Whether the server offers ``name``; without CAPA, only USER and a greeting's APOP."""
+    if name == "USER":
+        return "USER" in caps or not caps.known
+    if name == "APOP":
+        return apop_timestamp is not None
+    return name in caps.sasl
+
+
+def choose_mechanism(credentials: Credentials, caps: Capabilities, *, encrypted: bool,
+                     apop_timestamp: str | None) -> str:
+    """The mechanism to use, or an error saying why none is acceptable."""
+    if not encrypted and not credentials.allow_plaintext:
+        raise InsecureAuthError(
+            "refusing to send credentials over a connection without TLS; use --tls implicit or "
+            "--tls starttls, or allow it explicitly with --allow-plaintext")
+    wanted = credentials.mechanism.upper()
+    if wanted != "AUTO":
+        if wanted not in SUPPORTED:
+            raise UsageError(f"unknown authentication mechanism {credentials.mechanism!r}; "
+                             f"choose from: {', '.join(sorted(SUPPORTED))}")
+        if not available(wanted, caps, apop_timestamp) and (wanted != "USER"):
+            offered = ", ".join(caps.sasl) or "none"
+            raise CapabilityError(f"the server does not offer {wanted} (SASL: {offered})")
+        _check_utf8(wanted, credentials, caps)
+        return wanted
+    if credentials.oauth2_token is not None:
+        for name in OAUTH_PREFERENCE:
+            if name in caps.sasl:
+                return name
+        raise CapabilityError("the server offers neither OAUTHBEARER nor XOAUTH2 for the token")
+    if credentials.password is None:
+        raise UsageError("no password to authenticate with")
+    for name in TLS_PREFERENCE if encrypted else CLEAR_PREFERENCE:
+        if available(name, caps, apop_timestamp):
+            try:
+                _check_utf8(name, credentials, caps)
+            except UsageError:
+                continue
+            return name
+    raise CapabilityError("the server offers no authentication mechanism popctl supports "
+                          f"(SASL: {', '.join(caps.sasl) or 'none'})")
+
+
+def _check_utf8(name: str, credentials: Credentials, caps: Capabilities) -> None:
+    """RFC 6856: USER/PASS and APOP carry non-ASCII only if CAPA says "UTF8 USER"."""
+    if name not in ("USER", "APOP"):
+        return
+    if _is_ascii(credentials.user) and _is_ascii(credentials.password):
+        return
+    if "USER" not in tuple(a.upper() for a in caps.args("UTF8")):
+        raise UsageError(f"non-ASCII user name or password, but the server does not announce "
+                         f"UTF8 USER, so {name} cannot carry it; use a SASL mechanism")
