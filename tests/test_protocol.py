@@ -1,0 +1,395 @@
+"""The sans-IO protocol core: whole input, byte at a time, trailing data, and fuzzed splits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from popctl.errors import LocalProtocolError, PopctlError, RemoteProtocolError
+from popctl.protocol import (
+    CLOSED,
+    MAX_STATUS_LINE,
+    NEED_DATA,
+    Challenge,
+    Command,
+    Data,
+    EndOfData,
+    Event,
+    Greeting,
+    POP3Protocol,
+    Reply,
+    State,
+    parse_status,
+)
+
+
+def stuff(body: bytes) -> bytes:
+    """Dot-stuff a CRLF body the way a server must (RFC 1939 section 3)."""
+    lines = body.split(b"\r\n")
+    return b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+
+
+def drain(protocol: POP3Protocol) -> list[Event]:
+    events = []
+    while (event := protocol.next_event()) is not NEED_DATA:
+        events.append(event)
+        if event is CLOSED:
+            break
+    return events
+
+
+def feed(protocol: POP3Protocol, data: bytes, chunks: list[int] | None = None) -> list[Event]:
+    """Feed ``data`` whole, or cut at the given sizes; collect every event."""
+    events: list[Event] = []
+    if chunks is None:
+        protocol.receive_data(data)
+        return drain(protocol)
+    pos = 0
+    for size in chunks:
+        if pos >= len(data):
+            break
+        protocol.receive_data(data[pos:pos + size])
+        pos += size
+        events += drain(protocol)
+    if pos < len(data):
+        protocol.receive_data(data[pos:])
+        events += drain(protocol)
+    return events
+
+
+def merge_data(events: list[Event]) -> list[Event]:
+    """Adjacent Data events joined: how a body is split must not matter."""
+    merged: list[Event] = []
+    for event in events:
+        if isinstance(event, Data) and merged and isinstance(merged[-1], Data):
+            merged[-1] = Data(event.command, merged[-1].data + event.data)
+        else:
+            merged.append(event)
+    return merged
+
+
+def logged_in() -> POP3Protocol:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK ready\r\n")
+    assert isinstance(protocol.next_event(), Greeting)
+    protocol.send(Command("USER", ("u",)))
+    protocol.send(Command("PASS", ("p",)))
+    protocol.receive_data(b"+OK\r\n+OK\r\n")
+    drain(protocol)
+    assert protocol.state is State.TRANSACTION
+    return protocol
+
+
+SESSION = (
+    b"+OK POP3 ready <1896.697170952@dbc.mtview.ca.us>\r\n"
+    b"+OK\r\n"
+    b"+OK logged in\r\n"
+    b"+OK 2 320\r\n"
+    b"+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n"
+    b"+OK 120 octets\r\nSubject: x\r\n\r\n..dot\r\nline\r\n.\r\n"
+    b"-ERR [SYS/TEMP] try later\r\n"
+)
+
+
+def run_session(chunks: list[int] | None) -> list[Event]:
+    protocol = POP3Protocol()
+    commands = [Command("USER", ("mrose",)), Command("PASS", ("secret pw",)), Command("STAT"),
+                Command("LIST"), Command("RETR", ("1",)), Command("DELE", ("1",))]
+    sent = b"".join(protocol.send(c) for c in commands[:2])
+    assert sent == b"USER mrose\r\nPASS secret pw\r\n"
+    events: list[Event] = []
+    # Transaction commands may only be sent once PASS succeeded: feed up to that point first.
+    head_end = SESSION.index(b"+OK 2 320")
+    events += feed(protocol, SESSION[:head_end], chunks)
+    for command in commands[2:]:
+        protocol.send(command)
+    events += feed(protocol, SESSION[head_end:], chunks)
+    return merge_data(events)
+
+
+EXPECTED_KINDS = [
+    ("Greeting", None), ("Reply", "USER"), ("Reply", "PASS"), ("Reply", "STAT"),
+    ("Reply", "LIST"), ("Data", "LIST"), ("EndOfData", "LIST"),
+    ("Reply", "RETR"), ("Data", "RETR"), ("EndOfData", "RETR"), ("Reply", "DELE"),
+]
+
+
+def kinds(events: list[Event]) -> list[tuple[str, str | None]]:
+    out = []
+    for event in events:
+        command = getattr(event, "command", None)
+        out.append((type(event).__name__, command.verb if command else None))
+    return out
+
+
+def test_whole_session_at_once() -> None:
+    events = run_session(None)
+    assert kinds(events) == EXPECTED_KINDS
+    greeting = events[0]
+    assert isinstance(greeting, Greeting)
+    assert greeting.timestamp == "<1896.697170952@dbc.mtview.ca.us>"
+    assert isinstance(events[5], Data) and events[5].data == b"1 120\r\n2 200\r\n"
+    assert isinstance(events[8], Data) and events[8].data == b"Subject: x\r\n\r\n.dot\r\nline\r\n"
+    last = events[-1]
+    assert isinstance(last, Reply) and not last.ok
+    assert (last.code, last.text) == ("SYS/TEMP", "try later")
+
+
+def test_one_byte_at_a_time() -> None:
+    assert run_session([1] * len(SESSION)) == run_session(None)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), max_size=60))
+def test_any_split_gives_the_same_events(chunks: list[int]) -> None:
+    assert run_session(chunks) == run_session(None)
+
+
+def test_trailing_data_stays_buffered() -> None:
+    protocol = logged_in()
+    protocol.send(Command("NOOP"))
+    events = feed(protocol, b"+OK\r\n+OK extra")
+    assert kinds(events) == [("Reply", "NOOP")]
+    assert protocol.trailing_data() == b"+OK extra"
+
+
+def test_reply_with_nothing_pending_is_the_servers_error() -> None:
+    protocol = logged_in()
+    protocol.receive_data(b"+OK surprise\r\n")
+    with pytest.raises(RemoteProtocolError, match="no command was waiting"):
+        protocol.next_event()
+
+
+@given(st.binary(max_size=2000))
+@settings(max_examples=300)
+def test_dot_stuffing_round_trip(body: bytes) -> None:
+    # Any bytes as body lines (CRLF-terminated), stuffed by the server, unstuffed by us.
+    lines = body.replace(b"\r", b"").split(b"\n")
+    text = b"".join(line + b"\r\n" for line in lines)
+    protocol = logged_in()
+    protocol.send(Command("RETR", ("1",)))
+    events = merge_data(feed(protocol, b"+OK\r\n" + stuff(text) + b".\r\n"))
+    data = b"".join(e.data for e in events if isinstance(e, Data))
+    assert data == text
+    assert isinstance(events[-1], EndOfData)
+
+
+@given(st.binary(max_size=600), st.lists(st.integers(min_value=1, max_value=7), max_size=200))
+def test_dot_stuffing_round_trip_split(body: bytes, chunks: list[int]) -> None:
+    lines = body.replace(b"\r", b"").split(b"\n")
+    text = b"".join(line + b"\r\n" for line in lines)
+    protocol = logged_in()
+    protocol.send(Command("RETR", ("1",)))
+    events = feed(protocol, b"+OK\r\n" + stuff(text) + b".\r\n", chunks)
+    assert b"".join(e.data for e in events if isinstance(e, Data)) == text
+    assert isinstance(events[-1], EndOfData)
+
+
+@pytest.mark.parametrize("cut", range(1, 6))
+def test_terminator_split_across_reads(cut: int) -> None:
+    tail = b"end\r\n.\r\n"
+    protocol = logged_in()
+    protocol.send(Command("TOP", ("1", "0")))
+    protocol.receive_data(b"+OK\r\nHeader: v\r\n" + tail[:-cut])
+    first = drain(protocol)
+    assert not any(isinstance(e, EndOfData) for e in first)
+    protocol.receive_data(tail[-cut:])
+    events = merge_data(first + drain(protocol))
+    assert isinstance(events[-1], EndOfData)
+    assert b"".join(e.data for e in events if isinstance(e, Data)) == b"Header: v\r\nend\r\n"
+
+
+def test_long_body_line_is_delivered_in_pieces() -> None:
+    protocol = logged_in()
+    protocol.send(Command("RETR", ("1",)))
+    protocol.receive_data(b"+OK\r\n")
+    drain(protocol)
+    received = b""
+    for _ in range(100):  # 1 MB line with no line end yet: must not be buffered whole
+        protocol.receive_data(b"x" * 10_000)
+        events = drain(protocol)
+        assert events and all(isinstance(e, Data) for e in events)
+        received += b"".join(e.data for e in events if isinstance(e, Data))
+    assert received == b"x" * 1_000_000
+    protocol.receive_data(b"\r\n.\r\n")
+    assert isinstance(drain(protocol)[-1], EndOfData)
+
+
+def test_overlong_status_line_is_refused() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK " + b"a" * MAX_STATUS_LINE)
+    with pytest.raises(RemoteProtocolError, match="longer than"):
+        protocol.next_event()
+
+
+def test_status_line_just_under_the_limit_is_fine() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK " + b"a" * (MAX_STATUS_LINE - 7) + b"\r\n")
+    event = protocol.next_event()
+    assert isinstance(event, Greeting) and len(event.text) == MAX_STATUS_LINE - 7
+
+
+def test_bare_lf_lines_are_accepted() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK hi\n")
+    assert isinstance(protocol.next_event(), Greeting)
+    protocol.send(Command("CAPA"))
+    events = merge_data(feed(protocol, b"+OK\nTOP\nUIDL\n.\n"))
+    assert kinds(events) == [("Reply", "CAPA"), ("Data", "CAPA"), ("EndOfData", "CAPA")]
+    assert isinstance(events[1], Data) and events[1].data == b"TOP\nUIDL\n"
+
+
+def test_err_to_multiline_command_is_single_line() -> None:
+    protocol = logged_in()
+    protocol.send(Command("RETR", ("9",)))
+    protocol.send(Command("NOOP"))
+    events = feed(protocol, b"-ERR no such message\r\n+OK\r\n")
+    assert kinds(events) == [("Reply", "RETR"), ("Reply", "NOOP")]
+
+
+def test_list_with_argument_is_single_line() -> None:
+    assert not Command("LIST", ("1",)).multiline
+    assert Command("LIST").multiline
+    assert not Command("UIDL", ("1",)).multiline
+    assert Command("TOP", ("1", "0")).multiline
+
+
+@pytest.mark.parametrize("arg", ["a\rb", "a\nb", "a\0b", "x\r\nDELE 1"])
+def test_cr_lf_nul_in_arguments_are_refused(arg: str) -> None:
+    with pytest.raises(LocalProtocolError, match="CR, LF or NUL"):
+        Command("USER", (arg,))
+
+
+def test_command_line_limit() -> None:
+    Command("USER", ("u" * (255 - len("USER \r\n")),))
+    with pytest.raises(LocalProtocolError, match="255"):
+        Command("USER", ("u" * (256 - len("USER \r\n")),))
+
+
+def test_bad_verb_is_refused() -> None:
+    with pytest.raises(LocalProtocolError):
+        Command("RE TR")
+    with pytest.raises(LocalProtocolError):
+        Command("")
+
+
+def test_state_table() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK\r\n")
+    protocol.next_event()
+    with pytest.raises(LocalProtocolError, match="not allowed in the AUTHORIZATION state"):
+        protocol.send(Command("STAT"))
+    protocol = logged_in()
+    with pytest.raises(LocalProtocolError, match="TRANSACTION"):
+        protocol.send(Command("USER", ("x",)))
+    protocol.send(Command("QUIT"))
+    with pytest.raises(LocalProtocolError, match="UPDATE"):
+        protocol.send(Command("NOOP"))
+
+
+def test_nothing_may_follow_stls_until_its_reply() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK\r\n")
+    protocol.next_event()
+    protocol.send(Command("STLS"))
+    with pytest.raises(LocalProtocolError, match="STLS awaits"):
+        protocol.send(Command("CAPA"))
+
+
+def test_data_after_stls_ok_is_refused() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK\r\n")
+    protocol.next_event()
+    protocol.send(Command("STLS"))
+    protocol.receive_data(b"+OK begin TLS\r\n+OK injected\r\n")
+    with pytest.raises(RemoteProtocolError, match="injection"):
+        protocol.next_event()
+
+
+def test_stls_ok_alone_is_accepted() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK\r\n")
+    protocol.next_event()
+    protocol.send(Command("STLS"))
+    protocol.receive_data(b"+OK begin TLS\r\n")
+    assert isinstance(protocol.next_event(), Reply)
+    assert protocol.stls_done
+
+
+def test_sasl_challenge_and_auth_state() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK\r\n")
+    protocol.next_event()
+    auth = Command("AUTH", ("CRAM-MD5",))
+    protocol.send(auth)
+    protocol.receive_data(b"+ PDEyMzQ+\r\n")
+    challenge = protocol.next_event()
+    assert challenge == Challenge(auth, "PDEyMzQ+")
+    assert protocol.send_auth_response("dXNlciBkaWdlc3Q=") == b"dXNlciBkaWdlc3Q=\r\n"
+    protocol.receive_data(b"+OK welcome\r\n")
+    assert isinstance(protocol.next_event(), Reply)
+    assert protocol.state is State.TRANSACTION
+
+
+def test_eof_while_waiting_is_the_servers_error() -> None:
+    protocol = logged_in()
+    protocol.send(Command("STAT"))
+    protocol.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="closed the connection"):
+        protocol.next_event()
+
+
+def test_eof_mid_body() -> None:
+    protocol = logged_in()
+    protocol.send(Command("RETR", ("1",)))
+    protocol.receive_data(b"+OK\r\npartial")
+    drain(protocol)
+    protocol.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="middle of the reply to RETR"):
+        protocol.next_event()
+
+
+def test_eof_after_quit_is_clean() -> None:
+    protocol = logged_in()
+    protocol.send(Command("QUIT"))
+    events = feed(protocol, b"+OK bye\r\n")
+    protocol.receive_data(b"")
+    assert kinds(events) == [("Reply", "QUIT")]
+    assert protocol.next_event() is CLOSED
+
+
+@pytest.mark.parametrize("line", [b"OK", b"+OKAY", b"-ERROR x", b"", b"250 hello", b"+ x"])
+def test_garbage_status_lines(line: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_status(line)
+
+
+def test_status_parsing() -> None:
+    assert parse_status(b"+OK") == (True, "", None)
+    assert parse_status(b"-ERR [IN-USE] locked") == (False, "locked", "IN-USE")
+    assert parse_status(b"-ERR [sys/perm] gone") == (False, "gone", "SYS/PERM")
+    assert parse_status(b"+ok lower case") == (True, "lower case", None)
+    ok, text, _ = parse_status(b"-ERR bad \x1b[31mred\x00 \xff")
+    assert not ok and "\x1b" not in text and "\x00" not in text
+
+
+def test_redaction() -> None:
+    assert Command("PASS", ("hunter2",)).redacted() == "PASS ***"
+    assert Command("APOP", ("u", "digest")).redacted() == "APOP ***"
+    assert Command("AUTH", ("PLAIN", "AHUAcA==")).redacted() == "AUTH PLAIN ***"
+    assert "hunter2" not in repr(Command("PASS", ("hunter2",)))
+
+
+@given(st.binary(max_size=3000), st.lists(st.integers(min_value=1, max_value=500), max_size=50))
+@settings(max_examples=300)
+def test_fuzz_only_our_errors_escape(data: bytes, chunks: list[int]) -> None:
+    protocol = POP3Protocol()
+    try:
+        events = feed(protocol, data, chunks)
+        if events and isinstance(events[0], Greeting) and events[0].ok:
+            protocol.send(Command("USER", ("u",)))
+            protocol.send(Command("PASS", ("p",)))
+            drain(protocol)
+    except PopctlError:
+        pass
+    assert len(protocol._buf) <= len(data) + 1
