@@ -1,0 +1,141 @@
+"""Which messages a command acts on: numbers, ranges, UIDs and filters, resolved in a session.
+
+Size filters need only LIST; header filters (and the `list` view) fetch headers with pipelined
+`TOP n 0`. Filters combine with AND.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from popctl import headers as header_parsing
+from popctl import selection
+from popctl.errors import NoSuchMessageError, UsageError
+from popctl.models import MessageSize, MessageUid
+from popctl.session import Session
+
+
+@dataclass(frozen=True)
+class Query:
+    ranges: Sequence[str] = ()
+    uids: Sequence[str] = ()
+    all: bool = False
+    larger_than: int | None = None
+    smaller_than: int | None = None
+    sender: re.Pattern[str] | None = None
+    subject: re.Pattern[str] | None = None
+    header: Sequence[tuple[str, re.Pattern[str]]] = ()
+    older_than: timedelta | None = None
+    newer_than: timedelta | None = None
+
+    @property
+    def explicit(self) -> bool:
+        """Whether the user said which messages (as destructive commands require)."""
+        return bool(self.ranges or self.uids or self.all or self.filters)
+
+    @property
+    def filters(self) -> bool:
+        return self.larger_than is not None or self.smaller_than is not None or self.header_filters
+
+    @property
+    def header_filters(self) -> bool:
+        return bool(self.sender or self.subject or self.header
+                    or self.older_than is not None or self.newer_than is not None)
+
+
+@dataclass
+class Row:
+    """One message of a listing; ``to_record`` gives its JSON form."""
+
+    number: int
+    size: int
+    uid: str | None = None
+    sender: str | None = None
+    subject: str | None = None
+    date: str | None = None
+    _headers: bytes | None = field(default=None, repr=False)
+
+    def to_record(self, with_headers: bool) -> dict[str, object]:
+        record: dict[str, object] = {"number": self.number, "size": self.size, "uid": self.uid}
+        if with_headers:
+            record.update({"from": self.sender, "subject": self.subject, "date": self.date})
+        return record
+
+
+def _candidates(query: Query, sizes: list[MessageSize],
+                uids: list[MessageUid] | None) -> list[Row]:
+    uid_of = {u.number: u.uid for u in uids} if uids is not None else {}
+    rows = {m.number: Row(m.number, m.size, uid_of.get(m.number)) for m in sizes}
+    chosen: set[int] | None = None
+    if query.ranges:
+        numbers = selection.resolve(selection.parse_ranges(query.ranges), max(rows, default=0))
+        missing = [n for n in numbers if n not in rows]
+        if missing:
+            raise NoSuchMessageError(f"message {missing[0]} does not exist or is deleted")
+        chosen = set(numbers)
+    if query.uids:
+        if uids is None:
+            raise UsageError("the server does not support UIDL, so --uid cannot be used")
+        by_uid = {u.uid: u.number for u in uids}
+        unknown = [u for u in query.uids if u not in by_uid]
+        if unknown:
+            raise NoSuchMessageError(f"no message has UID {unknown[0]!r}; nothing was done")
+        chosen = (chosen or set()) | {by_uid[u] for u in query.uids}
+    selected = [rows[n] for n in sorted(rows) if chosen is None or n in chosen]
+    if query.larger_than is not None:
+        selected = [r for r in selected if r.size > query.larger_than]
+    if query.smaller_than is not None:
+        selected = [r for r in selected if r.size < query.smaller_than]
+    return selected
+
+
+def _matches(query: Query, row: Row, now: datetime) -> bool:
+    if query.sender and not query.sender.search(row.sender or ""):
+        return False
+    if query.subject and not query.subject.search(row.subject or ""):
+        return False
+    for name, pattern in query.header:
+        values = header_parsing.header_values(row._headers or b"", name)
+        if not any(pattern.search(v) for v in values):
+            return False
+    if query.older_than is not None or query.newer_than is not None:
+        if row.date is None:
+            return False  # undated mail matches no age filter: never delete on a guess
+        when = datetime.fromisoformat(row.date)
+        if query.older_than is not None and not when < now - query.older_than:
+            return False
+        if query.newer_than is not None and not when > now - query.newer_than:
+            return False
+    return True
+
+
+def run(session: Session, query: Query, *, want_headers: bool,
+        progress: Callable[[int], None] | None = None,
+        sizes_only: bool = False) -> Iterator[Row]:
+    """The selected messages, in order, each yielded as soon as it is known.
+
+    Headers are fetched (pipelined) when ``want_headers`` or a header filter needs them.
+    """
+    if sizes_only and not query.uids:
+        sizes, uids = session.list(), None
+    else:
+        sizes, uids = session.scan()
+    rows = _candidates(query, sizes, uids)
+    if not (want_headers or query.header_filters):
+        yield from rows
+        return
+    now = datetime.now(UTC)
+    by_number = {r.number: r for r in rows}
+    for fetched in session.headers([r.number for r in rows]):
+        row = by_number.pop(fetched.number)
+        summary = header_parsing.summarize(fetched.data)
+        row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
+        row._headers = fetched.data
+        if progress is not None:
+            progress(1)
+        if _matches(query, row, now):
+            yield row
+        row._headers = None
