@@ -1,0 +1,22 @@
+"""Shared fixtures: a private Dovecot (tests/fixtures_dovecot.py) and user state in temp dirs."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["tests.fixtures_dovecot"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_state(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the real user's config, cache or keyring."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("POPCTL_CONFIG", str(home / "popctl.toml"))
+    for name in ("POPCTL_HOST", "POPCTL_PORT", "POPCTL_USER", "POPCTL_PASSWORD", "POPCTL_TLS",
+                 "POPCTL_ACCOUNT", "POPCTL_CA_FILE", "POPCTL_AUTH", "POPCTL_FINGERPRINT",
+                 "POPCTL_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
