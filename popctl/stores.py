@@ -1,0 +1,803 @@
+"""Where retrieved messages go: standard output, one file, a directory, a Maildir or an mbox.
+
+The session streams each message's bytes (as the server sent them: CRLF line ends, already
+dot-unstuffed) into a :class:`MessageSink` in pieces of any size, then the caller calls
+``commit``, or ``discard`` on any error. ``commit`` returns only once the message is durably on
+disk (file fsync'd, renamed into place, directory fsync'd), so a caller may then delete it on the
+server; until then nothing a reader would take for a message is left behind.
+
+Every local I/O failure is a :class:`StoreError` (exit status 1, "a local write failed") with one
+line naming the path and the operating system's reason. Locations are checked when a store is
+made, before any network traffic.
+
+Decisions:
+
+* stdout, file and directory stores keep the bytes exactly as received (CRLF line ends).
+* Maildir and mbox convert CRLF to LF (as every local delivery agent does); lone CRs are kept.
+* Files are created mode 0600, directories 0700.
+* DirectoryStore names files ``<uid>.eml``, the UID escaped to ``[A-Za-z0-9._-]`` (``%XX`` for
+  every other byte, and for a dot that is first, last or follows a dot), ``msg-<number>.eml``
+  without a UID. A file of the same name is replaced atomically: same UID, same message.
+* Maildir names are ``<secs>.M<usecs>P<pid>Q<seq>R<random>.<host>`` (cr.yp.to/proto/maildir.html),
+  the host with ``/`` and ``:`` written ``\\057`` and ``\\072``; delivered by link() into new/.
+* mbox is mboxrd: ``From <sender> <asctime UTC>``, the sender from the first Return-Path header
+  (else MAILER-DAEMON), ``>`` added to every ``>*From `` line, a blank line after each message.
+  It is locked for the whole run with fcntl (lockf) and a ``<path>.lock`` dotlock; a lock held
+  elsewhere, or a stale dotlock, is an error after ``lock_timeout`` seconds (never broken).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import socket
+import stat
+import time
+from types import TracebackType
+from typing import BinaryIO, Final, Protocol, Self
+
+from popctl.errors import ExitCode, PopctlError, UsageError
+
+__all__ = [
+    "DirectoryStore",
+    "FileStore",
+    "MaildirStore",
+    "MboxStore",
+    "MessageSink",
+    "StdoutStore",
+    "Store",
+    "StoreError",
+    "envelope_sender",
+    "maildir_unique_name",
+    "uid_filename",
+]
+
+_FILE_MODE: Final = 0o600
+_DIR_MODE: Final = 0o700
+_BUFFER: Final = 64 * 1024  # bytes gathered before a write(2)
+_HEAD_LIMIT: Final = 8 * 1024  # bytes of a message searched for Return-Path (mbox)
+
+
+class StoreError(PopctlError):
+    """A local write failed: exit status 1. ``path`` is the file or directory concerned."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, path: str = "", errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
+
+
+class MessageSink(Protocol):
+    def write(self, data: bytes, /) -> None: ...
+
+    def commit(self) -> str:
+        """Make the message durable; return where it went. Until this returns it is not stored."""
+        ...
+
+    def discard(self) -> None:
+        """Remove whatever was written of the message. Idempotent; a no-op after commit."""
+        ...
+
+
+class Store(Protocol):
+    def open(self, number: int, uid: str | None) -> MessageSink:
+        """Begin message ``number`` (``uid`` from UIDL, if known)."""
+        ...
+
+    def close(self) -> None:
+        """Discard unfinished messages, release locks. Idempotent."""
+        ...
+
+
+def _os_error(action: str, path: str, exc: OSError) -> StoreError:
+    reason = exc.strerror or str(exc)
+    return StoreError(f"cannot {action} {path}: {reason}", path=path, errno=exc.errno)
+
+
+def _write_all(fd: int, buffer: bytearray) -> None:
+    """Write and empty ``buffer`` (write(2) may take only part of it)."""
+    while buffer:
+        written = os.write(fd, buffer)
+        del buffer[:written]
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # the file system cannot sync directories: nothing to do
+            raise
+    finally:
+        os.close(fd)
+
+
+def _temp_name(prefix: str = ".popctl-") -> str:
+    return f"{prefix}{os.getpid()}-{secrets.token_hex(6)}.tmp"
+
+
+def _check_directory(path: str) -> None:
+    """Fail unless ``path`` is a directory we can create files in (tried for real)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        probe = os.path.join(path, _temp_name(".popctl-probe-"))
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _os_error("write to", path, exc) from None
+
+
+class _StoreBase:
+    """Bookkeeping shared by the stores: the unfinished sinks, closing, ``with``."""
+
+    def __init__(self) -> None:
+        self._sinks: set[_SinkBase] = set()
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+
+    def close(self) -> None:
+        for sink in list(self._sinks):
+            sink.discard()
+        self._sinks.clear()
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+class _SinkBase:
+    def __init__(self, store: _StoreBase) -> None:
+        self._store = store
+        self._state = "open"  # open, committed, discarded
+        self._result = ""
+        store._sinks.add(self)
+
+    def _check_writable(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"message sink already {self._state}")
+
+    def _finished(self, state: str) -> None:
+        self._state = state
+        self._store._sinks.discard(self)
+
+    def discard(self) -> None:  # overridden
+        self._finished("discarded")
+
+
+# --- line-end conversion and mboxrd quoting, streaming --------------------------------------
+
+
+class _CRLFToLF:
+    """CRLF -> LF over pieces split anywhere (a CR ending a piece waits for the next one)."""
+
+    def __init__(self) -> None:
+        self._cr = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._cr:
+            data = b"\r" + data
+        self._cr = data.endswith(b"\r")
+        if self._cr:
+            data = data[:-1]
+        return data.replace(b"\r\n", b"\n")
+
+    def finish(self) -> bytes:
+        tail = b"\r" if self._cr else b""
+        self._cr = False
+        return tail
+
+
+_FROM: Final = b"From "
+_GTS: Final = re.compile(rb">*")
+
+
+class _MboxrdQuoter:
+    """Adds one ``>`` to every line matching ``^>*From `` (LF line ends), over any split.
+
+    The ``>`` already seen pass straight through (the added one may go after them: the bytes are
+    the same), so at most the four bytes ``From`` are ever held back.
+    """
+
+    def __init__(self) -> None:
+        self._line_start = True
+        self._matched = 0  # bytes of "From " matched after the line's leading ">"s
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        pos, size = 0, len(data)
+        while pos < size:
+            if self._line_start:
+                if self._matched == 0:
+                    end = _GTS.match(data, pos).end()  # type: ignore[union-attr]
+                    out += data[pos:end]
+                    pos = end
+                    if pos == size:
+                        break
+                need = _FROM[self._matched:]
+                chunk = data[pos:pos + len(need)]
+                if len(chunk) < len(need) and need.startswith(chunk):
+                    self._matched += len(chunk)  # undecided: the piece ended inside "From "
+                    break
+                self._line_start = False
+                if chunk == need:
+                    out += b">" + _FROM
+                    pos += len(need)
+                else:
+                    out += _FROM[:self._matched]
+                self._matched = 0
+            newline = data.find(b"\n", pos)
+            if newline < 0:
+                out += data[pos:]
+                break
+            out += data[pos:newline + 1]
+            pos = newline + 1
+            self._line_start = True
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        tail = _FROM[:self._matched]
+        self._matched = 0
+        self._line_start = True
+        return tail
+
+
+# --- standard output -------------------------------------------------------------------------
+
+
+class StdoutStore(_StoreBase):
+    """Messages concatenated on a binary stream, byte for byte as received (CRLF kept).
+
+    ``commit`` flushes the stream; there is no durability and ``discard`` cannot take back what
+    was written (the command line refuses ``--delete`` with standard output).
+    """
+
+    def __init__(self, stream: BinaryIO, *, name: str = "standard output") -> None:
+        super().__init__()
+        self.stream = stream
+        self.name = name
+
+    def open(self, number: int, uid: str | None) -> MessageSink:
+        self._check_open()
+        return _StreamSink(self)
+
+
+class _StreamSink(_SinkBase):
+    def __init__(self, store: StdoutStore) -> None:
+        super().__init__(store)
+        self._stream_store = store
+
+    def write(self, data: bytes, /) -> None:
+        self._check_writable()
+        try:
+            self._stream_store.stream.write(data)
+        except OSError as exc:
+            self.discard()
+            raise _os_error("write to", self._stream_store.name, exc) from None
+
+    def commit(self) -> str:
+        if self._state == "committed":
+            return self._result
+        self._check_writable()
+        try:
+            self._stream_store.stream.flush()
+        except OSError as exc:
+            self.discard()
+            raise _os_error("write to", self._stream_store.name, exc) from None
+        self._result = self._stream_store.name
+        self._finished("committed")
+        return self._result
+
+
+# --- one file per message: a temporary file renamed into place ------------------------------
+
+
+class _TempFileSink(_SinkBase):
+    """Writes into a temporary file in ``temp_dir``; commit fsyncs it and moves it to ``final``.
+
+    With ``to_lf`` CRLF becomes LF; with ``link`` (Maildir) the move is link() + unlink(), so an
+    existing file is never replaced, else os.replace().
+    """
+
+    def __init__(self, store: _StoreBase, temp_dir: str, final: str, *, to_lf: bool = False,
+                 link: bool = False, temp_name: str | None = None) -> None:
+        self._temp = os.path.join(temp_dir, temp_name or _temp_name())
+        self._final = final
+        self._link = link
+        self._convert = _CRLFToLF() if to_lf else None
+        self._buffer = bytearray()
+        try:
+            self._fd = os.open(self._temp,
+                               os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        except OSError as exc:
+            raise _os_error("create", self._temp, exc) from None
+        super().__init__(store)
+
+    def write(self, data: bytes, /) -> None:
+        self._check_writable()
+        self._buffer += self._convert.feed(data) if self._convert is not None else data
+        if len(self._buffer) >= _BUFFER:
+            try:
+                _write_all(self._fd, self._buffer)
+            except OSError as exc:
+                self.discard()
+                raise _os_error("write", self._final, exc) from None
+
+    def commit(self) -> str:
+        if self._state == "committed":
+            return self._result
+        self._check_writable()
+        if self._convert is not None:
+            self._buffer += self._convert.finish()
+        action = "write"
+        try:
+            _write_all(self._fd, self._buffer)
+            action = "sync"
+            os.fsync(self._fd)
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # may report a delayed write error (NFS)
+            action = "move into place"
+            if self._link:
+                self._link_into_place()
+            else:
+                os.replace(self._temp, self._final)
+        except OSError as exc:
+            self.discard()
+            raise _os_error(action, self._final, exc) from None
+        self._finished("committed")  # renamed: from now on never removed
+        self._result = self._final
+        directory = os.path.dirname(self._final) or "."
+        try:
+            _fsync_dir(directory)
+        except OSError as exc:
+            raise _os_error("sync directory", directory, exc) from None
+        return self._result
+
+    def _link_into_place(self) -> None:
+        try:
+            os.link(self._temp, self._final)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+                raise
+            if os.path.lexists(self._final):  # rename() would replace it
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),
+                                      self._final) from None
+            os.rename(self._temp, self._final)
+            return
+        # The message is delivered; a left-over tmp/ file is cleaned up by Maildir readers.
+        with contextlib.suppress(OSError):
+            os.unlink(self._temp)
+
+    def discard(self) -> None:
+        if self._state != "open":
+            return
+        self._buffer.clear()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        # Already gone, or nothing more can be done: it has a hidden temporary name.
+        with contextlib.suppress(OSError):
+            os.unlink(self._temp)
+        self._finished("discarded")
+
+
+class FileStore(_StoreBase):
+    """Exactly one message, byte for byte (CRLF kept), atomically replacing ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.path = os.fspath(path)
+        self._directory = os.path.dirname(self.path) or "."
+        if os.path.isdir(self.path):
+            raise StoreError(f"cannot write {self.path}: {os.strerror(errno.EISDIR)}",
+                             path=self.path, errno=errno.EISDIR)
+        _check_directory(self._directory)
+        self._opened = 0
+
+    def open(self, number: int, uid: str | None) -> MessageSink:
+        self._check_open()
+        if self._opened:
+            raise UsageError("--output FILE takes one message; use --output-dir")
+        self._opened += 1
+        return _TempFileSink(self, self._directory, self.path)
+
+
+_SAFE_UID_BYTES: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_MAX_NAME: Final = 200
+
+
+def uid_filename(uid: str | None, number: int) -> str:
+    """``<uid>.eml`` with the UID made safe as a file name, or ``msg-<number>.eml``.
+
+    Bytes outside ``[A-Za-z0-9._-]`` become ``%XX`` (of the UTF-8 encoding), and so does a dot
+    that is first, last or follows a dot, so a name never starts with a dot or contains ``..``
+    or ``/``. Distinct UIDs give distinct names; an overlong one is shortened with a hash.
+    """
+    if not uid:
+        return f"msg-{number}.eml"
+    raw = uid.encode("utf-8", "surrogateescape")
+    parts: list[str] = []
+    for i, byte in enumerate(raw):
+        dot = byte == 0x2E
+        if byte in _SAFE_UID_BYTES and not (
+                dot and (i == 0 or i == len(raw) - 1 or raw[i - 1] == 0x2E)):
+            parts.append(chr(byte))
+        else:
+            parts.append(f"%{byte:02X}")
+    name = "".join(parts)
+    if len(name) > _MAX_NAME:
+        name = f"{name[:150]}-{hashlib.sha256(raw).hexdigest()[:16]}"
+    return f"{name}.eml"
+
+
+class DirectoryStore(_StoreBase):
+    """One file per message in an existing directory: ``<uid>.eml``, bytes exact (CRLF kept).
+
+    A file of the same name (same UID: the same message) is replaced atomically.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.directory = os.fspath(directory)
+        _check_directory(self.directory)
+
+    def open(self, number: int, uid: str | None) -> MessageSink:
+        self._check_open()
+        final = os.path.join(self.directory, uid_filename(uid, number))
+        return _TempFileSink(self, self.directory, final)
+
+
+# --- Maildir ---------------------------------------------------------------------------------
+
+
+def _maildir_host() -> str:
+    return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+
+_maildir_sequence = 0
+
+
+def maildir_unique_name() -> str:
+    """``<secs>.M<usecs>P<pid>Q<seq>R<random>.<host>``, unique per the Maildir specification."""
+    global _maildir_sequence
+    _maildir_sequence += 1
+    now = time.time_ns()
+    seconds, nanoseconds = divmod(now, 1_000_000_000)
+    return (f"{seconds}.M{nanoseconds // 1000}P{os.getpid()}Q{_maildir_sequence}"
+            f"R{secrets.token_hex(4)}.{_maildir_host()}")
+
+
+class MaildirStore(_StoreBase):
+    """A Maildir: written in tmp/ with LF line ends, fsync'd, linked into new/, new/ fsync'd.
+
+    The Maildir and its tmp/, new/ and cur/ are created (mode 0700) when missing; its parent
+    directory must exist.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.directory = os.fspath(directory)
+        created = False
+        for path in (self.directory, *(os.path.join(self.directory, sub)
+                                       for sub in ("tmp", "new", "cur"))):
+            try:
+                os.mkdir(path, _DIR_MODE)
+                created = True
+            except FileExistsError:
+                if not os.path.isdir(path):
+                    raise StoreError(f"cannot use {path} as a Maildir: "
+                                     f"{os.strerror(errno.ENOTDIR)}",
+                                     path=path, errno=errno.ENOTDIR) from None
+            except OSError as exc:
+                raise _os_error("create", path, exc) from None
+        self._tmp = os.path.join(self.directory, "tmp")
+        self._new = os.path.join(self.directory, "new")
+        _check_directory(self._tmp)
+        if created:
+            try:
+                _fsync_dir(self.directory)
+                _fsync_dir(os.path.dirname(os.path.abspath(self.directory)))
+            except OSError as exc:
+                raise _os_error("sync", self.directory, exc) from None
+
+    def open(self, number: int, uid: str | None) -> MessageSink:
+        self._check_open()
+        name = maildir_unique_name()
+        return _TempFileSink(self, self._tmp, os.path.join(self._new, name), to_lf=True,
+                             link=True, temp_name=name)
+
+
+# --- mbox (mboxrd) ---------------------------------------------------------------------------
+
+
+_SENDER: Final = re.compile(rb"[\x21-\x7e]{1,255}")
+_ANGLE: Final = re.compile(rb"<([^<>]*)>")
+
+
+def _headers_ended(head: bytes | bytearray) -> bool:
+    return head.startswith((b"\r\n", b"\n")) or b"\n\r\n" in head or b"\n\n" in head
+
+
+def envelope_sender(head: bytes) -> str:
+    """The address of the first Return-Path header in ``head`` (a message's first bytes).
+
+    MAILER-DAEMON when there is none, it is ``<>``, or it would not fit a From_ line.
+    """
+    if head.startswith((b"\r\n", b"\n")):
+        return "MAILER-DAEMON"
+    ends = [i for i in (head.find(b"\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    text = head[:min(ends)] if ends else head[:max(head.rfind(b"\n"), 0)]  # whole lines only
+    fields: list[bytes] = []
+    for line in text.replace(b"\r\n", b"\n").split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b" " + line.strip()
+        else:
+            fields.append(line)
+    for field in fields:
+        name, colon, value = field.partition(b":")
+        if colon and name.strip().lower() == b"return-path":
+            address = value.strip()
+            match = _ANGLE.search(address)
+            if match:
+                address = match.group(1).strip()
+            if _SENDER.fullmatch(address):
+                return address.decode("ascii")
+            return "MAILER-DAEMON"
+    return "MAILER-DAEMON"
+
+
+_held_mboxes: set[tuple[int, int]] = set()  # (device, inode) of the mboxes this process locked
+
+
+class MboxStore(_StoreBase):
+    """Appends to an mboxrd file, locked (lockf + ``<path>.lock``) from creation to ``close``.
+
+    The file is created (mode 0600) if missing; a non-empty file must begin with ``From ``.
+    Each message is one record, fsync'd on commit; on discard the file is truncated back to its
+    length before the record, so no torn record is ever left. One message at a time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 5.0) -> None:
+        super().__init__()
+        self.path = os.fspath(path)
+        self.lock_path = self.path + ".lock"
+        self.lock_timeout = lock_timeout
+        self._fd = -1
+        self._key: tuple[int, int] | None = None
+        self._dotlocked = False
+        self._active: _MboxSink | None = None
+        try:
+            self._acquire()
+        except BaseException:
+            self._release()
+            raise
+
+    def _acquire(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _os_error("open", self.path, exc) from None
+        else:
+            if (st.st_dev, st.st_ino) in _held_mboxes:
+                # Opening it again and closing would drop this process's fcntl lock.
+                raise StoreError(f"cannot lock {self.path}: already in use by this program",
+                                 path=self.path)
+        directory = os.path.dirname(self.path) or "."
+        created = not os.path.lexists(self.path)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               _FILE_MODE)
+            st = os.fstat(self._fd)
+        except OSError as exc:
+            raise _os_error("open", self.path, exc) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"cannot use {self.path} as an mbox: not a regular file",
+                             path=self.path)
+        self._key = (st.st_dev, st.st_ino)
+        _held_mboxes.add(self._key)
+        deadline = time.monotonic() + self.lock_timeout
+        self._wait(deadline, self._try_lockf,
+                   f"cannot lock {self.path}: another program holds a lock on it")
+        self._wait(deadline, self._try_dotlock, "")
+        try:
+            if os.pread(self._fd, 5, 0) not in (b"", _FROM):
+                raise UsageError(f"{self.path} is not an mbox file (it does not begin with "
+                                 f"'From '); refusing to append to it")
+            if created:
+                _fsync_dir(directory)
+        except OSError as exc:
+            raise _os_error("read", self.path, exc) from None
+
+    def _wait(self, deadline: float, attempt: _Attempt, busy: str) -> None:
+        while True:
+            if attempt():
+                return
+            if time.monotonic() >= deadline:
+                raise StoreError(busy or self._dotlock_busy(), path=self.path)
+            time.sleep(0.05)
+
+    def _try_lockf(self) -> bool:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                return False
+            raise _os_error("lock", self.path, exc) from None
+        return True
+
+    def _try_dotlock(self) -> bool:
+        try:
+            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _os_error("create lock file", self.lock_path, exc) from None
+        self._dotlocked = True
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # the lock is its existence; the pid is a courtesy
+        finally:
+            os.close(fd)
+        return True
+
+    def _dotlock_busy(self) -> str:
+        try:
+            age = f", created {max(0, int(time.time() - os.stat(self.lock_path).st_mtime))} s ago"
+        except OSError:
+            age = ""
+        return (f"cannot lock {self.path}: the lock file {self.lock_path} exists{age}; "
+                f"another program is using the mailbox, or the lock is stale: "
+                f"remove it if nothing else is")
+
+    def _release(self) -> None:
+        if self._dotlocked:
+            self._dotlocked = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock_path)
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # releases the fcntl lock
+        if self._key is not None:
+            _held_mboxes.discard(self._key)
+            self._key = None
+
+    def open(self, number: int, uid: str | None) -> MessageSink:
+        self._check_open()
+        if self._active is not None:
+            raise RuntimeError("the previous message was neither committed nor discarded")
+        try:
+            start = os.fstat(self._fd).st_size
+            tail = os.pread(self._fd, 2, max(0, start - 2)) if start else b""
+        except OSError as exc:
+            raise _os_error("read", self.path, exc) from None
+        # A record must follow a blank line: complete the previous one's if it is missing.
+        separator = b"\n" * (2 - (len(tail) - len(tail.rstrip(b"\n")))) if start else b""
+        self._active = _MboxSink(self, start, separator)
+        return self._active
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._active = None
+            self._release()
+
+
+class _Attempt(Protocol):
+    def __call__(self) -> bool: ...
+
+
+class _MboxSink(_SinkBase):
+    def __init__(self, store: MboxStore, start: int, separator: bytes) -> None:
+        super().__init__(store)
+        self._mbox = store
+        self._start = start
+        self._buffer = bytearray(separator)
+        self._head: bytearray | None = bytearray()  # until the From_ line is written
+        self._to_lf = _CRLFToLF()
+        self._quote = _MboxrdQuoter()
+        self._last = b"\n"  # last byte of the message body written so far
+
+    def write(self, data: bytes, /) -> None:
+        self._check_writable()
+        if self._head is not None:
+            self._head += data
+            if len(self._head) < _HEAD_LIMIT and not _headers_ended(self._head):
+                return
+            data = self._begin()
+        self._add(self._quote.feed(self._to_lf.feed(data)))
+        if len(self._buffer) >= _BUFFER:
+            self._flush()
+
+    def _begin(self) -> bytes:
+        assert self._head is not None
+        head, self._head = bytes(self._head), None
+        sender = envelope_sender(head)
+        self._buffer += f"From {sender} {time.asctime(time.gmtime())}\n".encode("ascii")
+        return head
+
+    def _add(self, data: bytes) -> None:
+        if data:
+            self._buffer += data
+            self._last = data[-1:]
+
+    def _flush(self) -> None:
+        try:
+            _write_all(self._mbox._fd, self._buffer)
+        except OSError as exc:
+            self._fail("write", exc)
+
+    def _fail(self, action: str, exc: OSError) -> None:
+        error = _os_error(action, self._mbox.path, exc)
+        try:
+            self._truncate()
+        except OSError as again:
+            error = StoreError(f"{error}; and could not remove the partial message: "
+                               f"{again.strerror or again}", path=self._mbox.path,
+                               errno=exc.errno)
+        raise error from None
+
+    def commit(self) -> str:
+        if self._state == "committed":
+            return self._result
+        self._check_writable()
+        if self._head is not None:
+            self._add(self._quote.feed(self._to_lf.feed(self._begin())))
+        self._add(self._quote.feed(self._to_lf.finish()))
+        self._add(self._quote.finish())
+        if self._last != b"\n":
+            self._buffer += b"\n"
+        self._buffer += b"\n"  # the blank line ending the record
+        self._flush()
+        try:
+            os.fsync(self._mbox._fd)
+        except OSError as exc:
+            self._fail("sync", exc)
+        self._result = self._mbox.path
+        self._done("committed")
+        return self._result
+
+    def _truncate(self) -> None:
+        """Cut the file back to where this record began; marks the sink discarded."""
+        self._buffer.clear()
+        self._done("discarded")
+        if self._mbox._fd >= 0:
+            os.ftruncate(self._mbox._fd, self._start)
+            os.fsync(self._mbox._fd)
+
+    def _done(self, state: str) -> None:
+        self._finished(state)
+        if self._mbox._active is self:
+            self._mbox._active = None
+
+    def discard(self) -> None:
+        if self._state != "open":
+            return
+        try:
+            self._truncate()
+        except OSError as exc:
+            raise StoreError(f"cannot remove a partial message from {self._mbox.path}: "
+                             f"{exc.strerror or exc}", path=self._mbox.path,
+                             errno=exc.errno) from None
