@@ -502,6 +502,9 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
     if delete and not targets:
         raise UsageError("--delete needs a place to store messages first: --output-dir, "
                          "--maildir, --mbox or --output")
+    if settings.format is not None and not targets:
+        raise UsageError("retr writes the messages themselves to stdout; --format applies to "
+                         "the report when storing with --output, --output-dir, --maildir or --mbox")
     from popctl import stores
 
     store: stores.Store
