@@ -169,6 +169,7 @@ def _start_sandbox(settings: Settings) -> Target:
         from popctl.sandbox import SandboxServer
 
         _sandbox_server = SandboxServer().start()
+        click.get_current_context().call_on_close(_stop_sandbox)
         note(settings, f"sandbox: sample POP3 server on {_sandbox_server.address[0]} port "
                        f"{_sandbox_server.address[1]} (user sandbox, password sandbox)")
     _host, port = _sandbox_server.address
@@ -295,8 +296,34 @@ def _progress(settings: Settings, total: int, label: str) -> Any:
 
 
 class PopctlGroup(click.Group):
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        super().format_epilog(ctx, formatter)
+    """Turns every error into one ``Error: ...`` line and its documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PopctlError as e:
+            _report(ctx, f"Error: {e}")
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(ExitCode.INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            with contextlib.suppress(OSError):
+                sys.stdout = _devnull()
+            ctx.exit(ExitCode.OK)
+        except Exception as e:
+            _report(ctx, f"Error: internal error: {type(e).__name__}: {e} (run with --debug "
+                         "for details, and please report it)")
+            ctx.exit(ExitCode.FAILURE)
+
+
+def _report(ctx: click.Context, line: str) -> None:
+    settings = ctx.find_object(Settings)
+    if (settings is not None and settings.debug) or os.environ.get("POPCTL_DEBUG") == "1":
+        traceback.print_exc()
+    click.echo(line, err=True)
 
 
 @click.group(cls=PopctlGroup, context_settings={"help_option_names": ["-h", "--help"]},
@@ -538,7 +565,7 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
             try:
                 for done in session.retr_many([r.number for r in rows], open_sink,
                                               finish=finish, delete=delete):
-                    record = {"number": done.number, "uid": uid_of.get(done.number),
+                    record: dict[str, object] = {"number": done.number, "uid": uid_of.get(done.number),
                               "size": done.octets, "stored": stored.get(done.number),
                               "deleted": done.deleted}
                     records.append(record)
@@ -694,46 +721,18 @@ def sandbox_serve(port: int) -> None:
 # --- entry point ----------------------------------------------------------------------------------
 
 
-def _debug_requested(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("POPCTL_DEBUG") == "1"
+def _stop_sandbox() -> None:
+    global _sandbox_server
+    if _sandbox_server is not None:
+        _sandbox_server.stop()
+        _sandbox_server = None
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = _debug_requested(args)
-    code: int = ExitCode.OK
     try:
-        cli.main(args=args, prog_name="popctl", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        code = ExitCode.INTERRUPTED
-    except click.ClickException as e:
-        e.show()
-        code = ExitCode.USAGE
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        code = ExitCode.INTERRUPTED
-    except PopctlError as e:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"Error: {e}", err=True)
-        code = e.exit_code
-    except BrokenPipeError:
-        with contextlib.suppress(OSError):
-            sys.stdout = _devnull()
-        code = ExitCode.OK
-    except Exception as e:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"Error: internal error: {type(e).__name__}: {e} (run with --debug for "
-                   "details, and please report it)", err=True)
-        code = ExitCode.FAILURE
+        cli.main(args=argv, prog_name="popctl")
     finally:
-        if _sandbox_server is not None:
-            _sandbox_server.stop()
-    sys.exit(code)
+        _stop_sandbox()
 
 
 def _devnull() -> TextIO:
