@@ -22,6 +22,8 @@ from popctl.errors import (
     ExitCode,
     NoCredentialsError,
     PopctlError,
+    RemoteProtocolError,
+    TransportError,
     UsageError,
 )
 from popctl.models import Credentials, Endpoint, TLSMode
@@ -205,7 +207,14 @@ def resolve_target(settings: Settings) -> Target:
 
 @contextlib.contextmanager
 def open_session(settings: Settings) -> Iterator[Session]:
-    """Connect and log in; QUIT on success, close without QUIT on any error."""
+    """Connect and log in; QUIT on success, close without QUIT on any error.
+
+    Inside ``popctl shell`` the shell's one session is used and stays open.
+    """
+    live: Session | None = settings.extra.get("session")
+    if live is not None:
+        yield live
+        return
     target = resolve_target(settings)
     if target.endpoint.insecure and target.endpoint.tls is not TLSMode.NONE:
         note(settings, "warning: --insecure: the server certificate is NOT verified")
@@ -303,6 +312,9 @@ class PopctlGroup(click.Group):
             return super().invoke(ctx)
         except PopctlError as e:
             _report(ctx, f"Error: {e}")
+            settings = ctx.find_object(Settings)
+            if settings is not None:
+                settings.extra["error"] = e
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -565,9 +577,10 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
             try:
                 for done in session.retr_many([r.number for r in rows], open_sink,
                                               finish=finish, delete=delete):
-                    record: dict[str, object] = {"number": done.number, "uid": uid_of.get(done.number),
-                              "size": done.octets, "stored": stored.get(done.number),
-                              "deleted": done.deleted}
+                    record: dict[str, object] = {
+                        "number": done.number, "uid": uid_of.get(done.number),
+                        "size": done.octets, "stored": stored.get(done.number),
+                        "deleted": done.deleted}
                     records.append(record)
             except BaseException:
                 for sink in sinks.values():
@@ -630,7 +643,9 @@ def dele(yes: bool, dry_run: bool, **kwargs: Any) -> None:
         elif not records:
             note(settings, "no messages matched; nothing deleted")
         else:
-            note(settings, f"{len(records)} message(s) deleted")
+            note(settings, f"{len(records)} message(s) marked deleted (committed when the shell "
+                           "quits; rset undoes)" if "session" in settings.extra
+                 else f"{len(records)} message(s) deleted")
 
 
 def emit_table_to_stderr(records: list[dict[str, object]]) -> None:
@@ -650,7 +665,8 @@ def rset(**kwargs: Any) -> None:
     settings = _settings()
     with open_session(settings) as session:
         session.rset()
-    note(settings, "RSET done (no deletions were pending in this session)")
+    note(settings, "deletion marks removed" if "session" in settings.extra
+         else "RSET done (no deletions were pending in this session)")
 
 
 @cli.command()
@@ -685,6 +701,113 @@ def capa(**kwargs: Any) -> None:
             "greeting": session.greeting.text if session.greeting else None,
         }
     emit_one(settings, record)
+
+
+SHELL_HELP = """\
+Commands (same options as on the command line; one session for all of them):
+  stat | list | uidl | top | retr | dele | rset | noop | capa   e.g.  list --larger-than 1M
+  LAST, NOOP, STAT, ... (upper case) or  raw LINE               send a POP3 command as typed
+  trace on|off                                                  show the dialogue on stderr
+  help                                                          this text
+  quit | exit | Ctrl-D                                          QUIT: commit deletions, leave
+Deletions take effect only when you quit; rset undoes them before that."""
+
+SHELL_COMMANDS = ("stat", "list", "uidl", "top", "retr", "dele", "rset", "noop", "capa")
+
+
+@cli.command()
+@common_options
+def shell(**kwargs: Any) -> None:
+    """An interactive prompt in ONE POP3 session, where dele then rset really undoes.
+
+    Takes the same commands and options as the command line, plus raw POP3 commands
+    (e.g. LAST), `trace on|off` and `help`. Deletions are committed when you quit. When stdin
+    is not a terminal it reads commands from stdin as a script and stops at the first error,
+    closing without QUIT so that nothing is deleted.
+
+    \b
+    Example:
+      printf 'list --larger-than 5M\\ndele 3 --yes\\nquit\\n' | popctl shell
+    """
+    import shlex
+
+    settings = _settings()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - gives input() line editing and history
+    with open_session(settings) as session:
+        if interactive:
+            note(settings, f"connected; {session.stat().count} message(s). Type help.")
+        while True:
+            try:
+                line = input("popctl> " if interactive else "")
+            except EOFError:
+                break
+            except KeyboardInterrupt:
+                click.echo("", err=True)
+                continue
+            words = shlex.split(line, comments=True) if line.strip() else []
+            if not words:
+                continue
+            verb = words[0]
+            if verb in ("quit", "exit"):
+                break
+            if verb == "help":
+                click.echo(SHELL_HELP, err=True)
+                continue
+            if verb == "trace":
+                on = words[1:] == ["on"]
+                session.set_trace(_trace_printer(time.monotonic()) if on else None)
+                continue
+            if verb == "raw" or (verb.isupper() and verb not in SHELL_COMMANDS):
+                text = line.strip()[4:] if verb == "raw" else line.strip()
+                _shell_raw(session, text)
+                continue
+            if verb not in SHELL_COMMANDS:
+                click.echo(f"Error: unknown command {verb!r}; type help", err=True)
+                if not interactive:
+                    raise UsageError(f"script stopped at unknown command {verb!r}; "
+                                     "nothing was committed")
+                continue
+            child = replace(settings, extra=settings.extra)
+            settings.extra.pop("error", None)
+            settings.extra["session"] = session
+            try:
+                code = cli.main(args=words, prog_name="popctl", standalone_mode=False,
+                                obj=child)
+            finally:
+                settings.extra.pop("session", None)
+            error = settings.extra.pop("error", None)
+            fatal = isinstance(error, TransportError | RemoteProtocolError)
+            if fatal or (not interactive and (error is not None or code not in (None, 0))):
+                raise ShellStopped(error.exit_code if error is not None else int(code or 1))
+
+
+class ShellStopped(PopctlError):
+    """A shell script failed; the error was already reported."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__("shell stopped; the session was closed without QUIT, so nothing "
+                         "was deleted")
+        self.exit_code = ExitCode(code)
+
+
+def _shell_raw(session: Session, line: str) -> None:
+    import io
+
+    data = io.BytesIO()
+    try:
+        reply = session.raw(line, data)
+    except UsageError as e:
+        click.echo(f"Error: {e}", err=True)
+        return
+    sign = "+OK" if reply.ok else "-ERR"
+    code = f" [{reply.code}]" if reply.code else ""
+    click.echo(f"{sign}{code} {reply.text}".rstrip())
+    if data.getvalue():
+        sys.stdout.write(data.getvalue().decode("utf-8", "replace"))
+        sys.stdout.flush()
 
 
 @cli.group()

@@ -230,6 +230,10 @@ class Session:
             self._note("closing without QUIT (marked deletions are rolled back)")
             self._transport.close()
 
+    def set_trace(self, trace: TraceHook | None) -> None:
+        """Start or stop observing the dialogue (the shell's ``trace on|off``)."""
+        self._trace = trace
+
     @property
     def tls(self) -> TLSInfo | None:
         return self._transport.tls
