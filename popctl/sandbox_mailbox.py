@@ -232,7 +232,7 @@ def _common_headers(
 
 def _address(sender: _Sender) -> str:
     if sender.name.isascii():
-        needs_quotes = any(c in sender.name for c in ",.;:@<>()[]\"'")
+        needs_quotes = any(c in sender.name for c in ',.;:@<>()[]"')  # RFC 5322 specials
         name = f'"{sender.name}"' if needs_quotes else sender.name
     else:
         name = _encode_header_text(sender.name, sender.name_encoding)
