@@ -1,0 +1,216 @@
+"""Records (dicts whose keys are the JSON schema) written as a table, JSON, NDJSON or CSV.
+
+One renderer per format, chosen by name from a registry. json, ndjson and csv write each record
+as it arrives (ndjson also flushes it); only the table, which must measure its columns, waits for
+all of them. Machine formats carry values exactly; only the table shortens long text and replaces
+control characters. Values are str, int, float, bool, None, lists of those, or dicts (in table and
+CSV cells a dict is compact JSON). Bytes are never written raw: in every format they are decoded as
+UTF-8, with invalid sequences replaced by U+FFFD, and so are lone surrogates in str values, so JSON
+output is always valid UTF-8.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import TextIO
+
+from tabulate import tabulate
+
+from popctl.errors import UsageError
+
+__all__ = ["FORMATS", "MAX_CELL_WIDTH", "human_size", "render", "render_one"]
+
+FORMATS = ("table", "json", "ndjson", "csv")
+
+# Table cells longer than this are cut with an ellipsis: with number, size, UID, From and Date
+# beside it, a 60-character Subject keeps a listing row within a wide terminal and readable.
+MAX_CELL_WIDTH = 60
+
+Record = Mapping[str, object]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# What a table must not pass to a terminal: C0/C1 controls and DEL (ESC and U+009B start escape
+# sequences). Line breaks and tabs would break the row, so they become spaces.
+_TABLE_CONTROLS: dict[int, str] = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_TABLE_CONTROLS.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): " "})
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+
+def _valid_text(text: str) -> str:
+    """``text`` without lone surrogates, which cannot be encoded as UTF-8."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json(value: object, *, indent: int | None = None) -> str:
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators,
+                      default=_json_default)
+    return _valid_text(text)
+
+
+def _text(value: object, *, booleans: tuple[str, str] = ("true", "false")) -> str:
+    """A value as one line of text for a CSV or table cell; None is ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return booleans[0] if value else booleans[1]
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        return " ".join(_text(item, booleans=booleans) for item in value)
+    if isinstance(value, Mapping):
+        return _json(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _cell(value: object) -> object:
+    """A table cell: numbers stay numbers (tabulate right-aligns them), text is made safe for a
+    terminal and shortened."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    text = _text(value, booleans=("yes", "no")).translate(_TABLE_CONTROLS)
+    if len(text) > MAX_CELL_WIDTH:
+        text = text[:MAX_CELL_WIDTH - 1] + "…"
+    return text
+
+
+def _project(record: Record, columns: Sequence[str] | None) -> Record:
+    return record if columns is None else {key: record.get(key) for key in columns}
+
+
+# --- renderers ------------------------------------------------------------------------------------
+
+
+def _render_json(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
+    # Streamed, yet the same text as json.dumps(list_of_records, indent=2): each object indented
+    # one level inside the array. JSON strings never hold a raw newline, so this is safe.
+    count = 0
+    for record in records:
+        out.write("[\n  " if count == 0 else ",\n  ")
+        out.write(_json(_project(record, columns), indent=2).replace("\n", "\n  "))
+        count += 1
+    out.write("\n]\n" if count else "[]\n")
+    return count
+
+
+def _render_ndjson(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
+    count = 0
+    for record in records:
+        out.write(_json(_project(record, columns)) + "\n")
+        out.flush()  # a consumer (jq, a pipe to another script) sees each message as it is read
+        count += 1
+    return count
+
+
+def _render_csv(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
+    """The header row is ``columns``, or else the first record's keys (printed even with no rows
+    when ``columns`` is given, so a script always sees the schema)."""
+    writer = csv.writer(out, lineterminator="\n")
+    keys: Sequence[str] | None = columns
+    if keys is not None:
+        writer.writerow(keys)
+    count = 0
+    for record in records:
+        if keys is None:
+            keys = list(record)
+            writer.writerow(keys)
+        writer.writerow([_text(record.get(key)) for key in keys])
+        count += 1
+    return count
+
+
+def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
+    """Nothing at all for no records: the command says "no messages" on stderr itself."""
+    rows = list(records)
+    if not rows:
+        return 0
+    if columns is None:
+        columns = list(dict.fromkeys(key for record in rows for key in record))
+    cells = [[_cell(record.get(key)) for key in columns] for record in rows]
+    # Only all-number columns may be parsed as numbers: parsing would turn a UID "0001" into 1.
+    text_columns = [i for i in range(len(columns))
+                    if any(isinstance(row[i], str) for row in cells)]
+    out.write(tabulate(cells, headers=list(columns), tablefmt="simple", missingval="",
+                       disable_numparse=text_columns or False) + "\n")
+    return len(rows)
+
+
+Renderer = Callable[[Iterable[Record], TextIO, Sequence[str] | None], int]
+
+_RENDERERS: dict[str, Renderer] = {
+    "table": _render_table,
+    "json": _render_json,
+    "ndjson": _render_ndjson,
+    "csv": _render_csv,
+}
+
+
+def _renderer(fmt: str) -> Renderer:
+    try:
+        return _RENDERERS[fmt]
+    except KeyError:
+        raise UsageError(f"unknown output format {fmt!r}: expected one of "
+                         f"{', '.join(FORMATS)}") from None
+
+
+def render(records: Iterable[Record], fmt: str, out: TextIO, *,
+           columns: Sequence[str] | None = None) -> int:
+    """Write ``records`` to ``out`` in format ``fmt``; return how many were written.
+
+    ``columns`` selects and orders the keys (a missing key is null/empty); by default every key
+    is written (table: every key any record has; csv: the first record's keys).
+    """
+    return _renderer(fmt)(records, out, columns)
+
+
+def render_one(record: Record, fmt: str, out: TextIO) -> None:
+    """Write a single result (stat, capa): a JSON object rather than an array, one NDJSON line,
+    a CSV header and row, or a two-column table of keys and values."""
+    if fmt == "json":
+        out.write(_json(record, indent=2) + "\n")
+    elif fmt == "table":
+        if record:
+            pairs = [(key, _cell(value)) for key, value in record.items()]
+            out.write(tabulate(pairs, tablefmt="plain", disable_numparse=True) + "\n")
+    else:
+        _renderer(fmt)([record], out, None)
+
+
+# --- sizes for people -----------------------------------------------------------------------------
+
+
+def human_size(n: int) -> str:
+    """A byte count for people, 1024-based like parse_size: ``512``, ``4.2K``, ``17M``, ``1.0G``.
+
+    One decimal below 10 of a unit, none above; parse_size reads the result back (approximately).
+    """
+    if n < 0:
+        raise ValueError(f"a size cannot be negative: {n}")
+    if n < 1024:
+        return str(n)
+    value = float(n)
+    for suffix in "KMGTPE":
+        value /= 1024
+        if round(value, 1) < 10:
+            return f"{value:.1f}{suffix}"
+        if round(value) < 1024 or suffix == "E":
+            return f"{value:.0f}{suffix}"
+    raise AssertionError("unreachable")

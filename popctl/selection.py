@@ -1,0 +1,256 @@
+"""Parsing what the user typed to choose messages: numbers and ranges, sizes, ages, regexes.
+
+Every bad value raises UsageError with one line saying what is wrong and what is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from fractions import Fraction
+
+from popctl.errors import NoSuchMessageError, UsageError
+
+__all__ = [
+    "Last",
+    "RangeSpec",
+    "Single",
+    "Span",
+    "compile_regex",
+    "parse_duration",
+    "parse_header_filter",
+    "parse_ranges",
+    "parse_size",
+    "resolve",
+]
+
+# Longer digit strings are refused before int() sees them: nobody has 10**18 messages or needs a
+# duration or size that long, and int() itself refuses strings over 4300 digits with ValueError.
+_MAX_DIGITS = 18
+
+
+# --- message numbers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Single:
+    """One message number, e.g. ``3``. It must exist."""
+
+    number: int
+
+    def __str__(self) -> str:
+        return str(self.number)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """``first-last``, or ``first-`` (``last`` None) up to the highest number; clipped to the
+    mailbox."""
+
+    first: int
+    last: int | None
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last if self.last is not None else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Last:
+    """``last:N``: the N highest-numbered messages (all of them if there are fewer)."""
+
+    count: int
+
+    def __str__(self) -> str:
+        return f"last:{self.count}"
+
+
+RangeSpec = Single | Span | Last
+
+_ACCEPTED = "expected N, N-M, N- or last:N, comma-separated (e.g. 1,3,5-7 or last:5)"
+_RANGE = re.compile(r"([0-9]+)(?:(-)([0-9]*))?", re.ASCII)
+_LAST = re.compile(r"last:([0-9]+)", re.ASCII | re.IGNORECASE)
+
+
+def _number(digits: str, item: str) -> int:
+    if len(digits) > _MAX_DIGITS:
+        raise UsageError(f"invalid message selection {item!r}: number too large")
+    number = int(digits)
+    if number == 0:
+        raise UsageError(f"invalid message selection {item!r}: message numbers start at 1")
+    return number
+
+
+def _parse_item(item: str, spec: str) -> RangeSpec:
+    if not item:
+        raise UsageError(f"invalid message selection {spec!r}: empty item; {_ACCEPTED}")
+    if last := _LAST.fullmatch(item):
+        if len(last[1]) > _MAX_DIGITS:
+            raise UsageError(f"invalid message selection {item!r}: number too large")
+        count = int(last[1])
+        if count == 0:
+            raise UsageError(f"invalid message selection {item!r}: last:N needs N of 1 or more")
+        return Last(count)
+    match = _RANGE.fullmatch(item)
+    if match is None:
+        if item.startswith("-") and item[1:].isdecimal():
+            raise UsageError(f"invalid message selection {item!r}: message numbers start at 1")
+        raise UsageError(f"invalid message selection {item!r}: {_ACCEPTED}")
+    first = _number(match[1], item)
+    if not match[2]:
+        return Single(first)
+    if not match[3]:
+        return Span(first, None)
+    last_number = _number(match[3], item)
+    if last_number < first:
+        raise UsageError(f"invalid message selection {item!r}: the range is backwards "
+                         f"(write {last_number}-{first})")
+    return Span(first, last_number)
+
+
+def parse_ranges(specs: Sequence[str]) -> list[RangeSpec]:
+    """Parse message selections: ``3``, ``3-7``, ``10-``, ``last:5`` and comma-separated lists of
+    them (``1,3,5-7``). Blanks around items are ignored; ``last`` is case-insensitive."""
+    if isinstance(specs, str):  # a lone str is a Sequence[str] too; "12" is not ["1", "2"]
+        specs = [specs]
+    return [_parse_item(item.strip(), spec) for spec in specs for item in spec.split(",")]
+
+
+def _messages(count: int) -> str:
+    if count == 0:
+        return "the mailbox is empty"
+    return f"the mailbox has {count} message{'s' if count != 1 else ''}"
+
+
+def resolve(ranges: Sequence[RangeSpec], count: int) -> list[int]:
+    """The sorted, distinct message numbers that ``ranges`` select in a mailbox of ``count``.
+
+    Ranges and ``last:N`` are clipped to the mailbox silently (``10-`` selects nothing in a
+    mailbox of 5); a single number beyond it raises NoSuchMessageError, since the user named a
+    message that is not there.
+    """
+    chosen: set[int] = set()
+    for spec in ranges:
+        match spec:
+            case Single(number):
+                if number > count:
+                    raise NoSuchMessageError(
+                        f"message {number} does not exist ({_messages(count)})")
+                chosen.add(number)
+            case Span(first, last):
+                end = count if last is None else min(last, count)
+                chosen.update(range(first, end + 1))
+            case Last(n):
+                chosen.update(range(max(1, count - n + 1), count + 1))
+    return sorted(chosen)
+
+
+# --- sizes and durations --------------------------------------------------------------------------
+
+_SIZE_UNITS = {"": 1, **{unit: 1024 ** (i + 1) for i, unit in enumerate("kmgtpe")}}
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kmgtpe]?)(i?b)?", re.ASCII | re.IGNORECASE)
+_SIZE_ACCEPTED = ("expected a number of bytes with an optional k, M, G or T suffix "
+                  "(1024-based), e.g. 500, 500k, 1.5M, 2GB")
+MAX_SIZE = 2**63 - 1
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from ``500``, ``500k``, ``1.5M``, ``2G``, ``10MB``, ``1.5MiB``.
+
+    The suffixes k, M, G, T (and P, E) are powers of 1024, as in du, mpop and fetchmail,
+    whether written ``M``, ``MB`` or ``MiB``, in any case; a bare ``B`` means bytes. A fraction
+    is allowed with a suffix and rounded down to whole bytes (``1.1k`` is 1126). Negative sizes
+    and sizes from 2**63 bytes up are refused.
+    """
+    stripped = text.strip()
+    match = _SIZE.fullmatch(stripped)
+    if match is None:
+        if stripped.startswith("-") and _SIZE.fullmatch(stripped[1:]):
+            raise UsageError(f"invalid size {text!r}: sizes cannot be negative")
+        raise UsageError(f"invalid size {text!r}: {_SIZE_ACCEPTED}")
+    number, unit, bytes_suffix = match.groups()
+    if bytes_suffix and bytes_suffix.lower() == "ib" and not unit:
+        raise UsageError(f"invalid size {text!r}: 'iB' needs a unit before it, as in 'MiB'")
+    if len(number) > 2 * _MAX_DIGITS:
+        raise UsageError(f"invalid size {text!r}: too large (the limit is 2**63 - 1 bytes)")
+    value = Fraction(number) * _SIZE_UNITS[unit.lower()]
+    if not unit and value.denominator != 1:
+        raise UsageError(f"invalid size {text!r}: a size in bytes must be a whole number")
+    if value > MAX_SIZE:
+        raise UsageError(f"invalid size {text!r}: too large (the limit is 2**63 - 1 bytes)")
+    return int(value)  # int() of a Fraction rounds toward zero
+
+
+_DURATION_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
+                   "m": timedelta(minutes=1), "s": timedelta(seconds=1)}
+_DURATION = re.compile(r"(?:[0-9]+\s*[wdhms]\s*)+", re.ASCII)
+_DURATION_PART = re.compile(r"([0-9]+)\s*([wdhms])", re.ASCII)
+_DURATION_ACCEPTED = ("expected a number with a unit w, d, h, m or s (weeks, days, hours, "
+                      "minutes, seconds), or several, e.g. 30d, 12h, 1d12h")
+
+
+def parse_duration(text: str) -> timedelta:
+    """A length of time from ``30d``, ``2h``, ``15m``, ``45s``, ``1w`` or a combination such as
+    ``1d12h``. Units are lower case (``m`` is minutes, never months), each used at most once;
+    zero (``0d``) is allowed, negative values are not."""
+    stripped = text.strip()
+    if not _DURATION.fullmatch(stripped):
+        if stripped.startswith("-") and _DURATION.fullmatch(stripped[1:]):
+            raise UsageError(f"invalid duration {text!r}: durations cannot be negative")
+        if _DURATION.fullmatch(stripped.lower()):
+            raise UsageError(f"invalid duration {text!r}: units are lower case "
+                             "(w, d, h, m for minutes, s)")
+        if re.fullmatch(r"[0-9]+", stripped):
+            raise UsageError(f"invalid duration {text!r}: the number needs a unit; "
+                             f"{_DURATION_ACCEPTED}")
+        raise UsageError(f"invalid duration {text!r}: {_DURATION_ACCEPTED}")
+    total = timedelta()
+    seen: set[str] = set()
+    for digits, unit in _DURATION_PART.findall(stripped):
+        if unit in seen:
+            raise UsageError(f"invalid duration {text!r}: the unit {unit!r} appears twice")
+        seen.add(unit)
+        try:
+            if len(digits) > _MAX_DIGITS:
+                raise OverflowError
+            total += int(digits) * _DURATION_UNITS[unit]
+        except OverflowError:
+            raise UsageError(f"invalid duration {text!r}: too long") from None
+    return total
+
+
+# --- regular expressions --------------------------------------------------------------------------
+
+# RFC 5322 section 2.2: a field name is printable US-ASCII except the colon.
+_FIELD_NAME = re.compile(r"[!-9;-~]+", re.ASCII)
+
+
+def compile_regex(text: str, what: str) -> re.Pattern[str]:
+    """Compile a user's regular expression for ``what`` (e.g. "--from"), case-insensitively."""
+    try:
+        # Warnings about future changes of meaning ("possible nested set") would be printed
+        # mid-run, or fail under -W error; the pattern works today, so do not let them escape.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return re.compile(text, re.IGNORECASE)
+    except (re.error, OverflowError, RecursionError) as e:
+        raise UsageError(f"invalid regular expression {text!r} for {what}: {e}") from None
+
+
+def parse_header_filter(text: str) -> tuple[str, re.Pattern[str]]:
+    """``'Name: REGEX'`` as (field name, pattern); the pattern is searched case-insensitively in
+    each decoded value. An empty REGEX matches any value, so ``'X-Spam-Flag:'`` means the field
+    is present."""
+    name, colon, regex = text.partition(":")
+    example = "expected 'Name: REGEX', e.g. 'X-Spam-Flag: yes'"
+    if not colon:
+        raise UsageError(f"invalid header filter {text!r}: no colon; {example}")
+    name = name.strip()
+    if not name:
+        raise UsageError(f"invalid header filter {text!r}: the field name is empty; {example}")
+    if not _FIELD_NAME.fullmatch(name):
+        raise UsageError(f"invalid header filter {text!r}: {name!r} is not a header field name "
+                         "(printable ASCII without spaces or colons)")
+    return name, compile_regex(regex.lstrip(), f"--header {name}")

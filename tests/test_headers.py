@@ -1,0 +1,267 @@
+from __future__ import annotations
+
+import time
+import unicodedata
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from popctl.headers import HeaderSummary, decode_words, header_values, parse_date, summarize
+
+
+def block(*lines: str, eol: bytes = b"\r\n") -> bytes:
+    return b"".join(line.encode("utf-8") + eol for line in lines) + eol
+
+
+BASIC = block(
+    "Return-Path: <bounce@example.org>",
+    "From: Alice Example <alice@example.org>",
+    "To: bob@example.net",
+    "Subject: Quarterly report",
+    "Date: Fri, 20 Nov 2026 14:03:00 +0100",
+    "Message-ID: <20261120.1@example.org>",
+)
+
+
+def test_summarize_basic() -> None:
+    assert summarize(BASIC) == HeaderSummary(
+        sender="Alice Example <alice@example.org>",
+        subject="Quarterly report",
+        date="2026-11-20T14:03:00+01:00",
+        message_id="<20261120.1@example.org>",
+    )
+
+
+def test_lf_line_ends_give_the_same_summary() -> None:
+    assert summarize(BASIC.replace(b"\r\n", b"\n")) == summarize(BASIC)
+
+
+def test_empty_input() -> None:
+    assert summarize(b"") == HeaderSummary(sender="", subject="", date=None, message_id=None)
+
+
+def test_missing_date_from_subject_message_id() -> None:
+    assert summarize(block("To: bob@example.net")) == HeaderSummary("", "", None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Q, UTF-8
+        ("=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=", "Grüße aus Köln"),
+        # B, UTF-8, emoji (4-byte sequence)
+        ("=?utf-8?B?8J+OiSBQYXJ0eSE=?=", "🎉 Party!"),
+        # Q, ISO-8859-1, lower-case q
+        ("=?iso-8859-1?q?Caf=E9_cr=E8me?=", "Café crème"),
+        # B, ISO-8859-15 (the euro sign is 0xA4 there)
+        ("=?ISO-8859-15?B?pCAxMDA=?=", "€ 100"),
+        # adjacent encoded words: the whitespace (even a fold) between them is dropped
+        ("=?utf-8?q?Hello?= =?utf-8?q?_world?=", "Hello world"),
+        ("=?utf-8?q?ab?=\r\n =?utf-8?q?cd?=", "abcd"),
+        # different charsets, still adjacent encoded words
+        ("=?iso-8859-1?q?=E9?= =?utf-8?q?=C3=A9?=", "éé"),
+        # a multibyte character split across two words
+        ("=?utf-8?q?=E2=82?= =?utf-8?q?=AC?=", "€"),
+        # ordinary text around encoded words keeps its spaces
+        ("Re: =?utf-8?q?caf=C3=A9?= now", "Re: café now"),
+        ("=?utf-8?q?a?= and =?utf-8?q?b?=", "a and b"),
+        # missing base64 padding is forgiven
+        ("=?utf-8?b?w6k?=", "é"),
+        # RFC 2231 language suffix on the charset
+        ("=?utf-8*de?q?T=C3=BCr?=", "Tür"),
+        # not encoded at all
+        ("plain text", "plain text"),
+    ],
+)
+def test_encoded_word_subjects(raw: str, expected: str) -> None:
+    assert summarize(block(f"Subject: {raw}")).subject == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "=?x-no-such-charset?q?abc?=",  # unknown charset
+        "=?base64?q?abc?=",  # a codec, but not a text one
+        "=?utf-8?b?!!!?=",  # not base64
+        "=?utf-8?b?w?=",  # base64 of impossible length
+    ],
+)
+def test_undecodable_encoded_words_stay_raw(raw: str) -> None:
+    assert summarize(block(f"Subject: {raw}")).subject == raw
+    assert decode_words(f"{raw} =?utf-8?q?ok?=") == f"{raw} ok"
+
+
+def test_invalid_bytes_in_a_known_charset_are_replaced() -> None:
+    assert summarize(block("Subject: =?utf-8?q?a=FFb?=")).subject == "a\ufffdb"
+
+
+def test_folded_headers_are_unfolded() -> None:
+    data = b"Subject: a long\r\n subject\r\n\tthat goes on\r\nFrom: x@example.org\r\n\r\n"
+    assert summarize(data).subject == "a long subject that goes on"
+
+
+def test_parsing_stops_at_the_blank_line() -> None:
+    data = b"Subject: real\r\n\r\nSubject: from the body\r\nFrom: body@example.org\r\n"
+    assert summarize(data) == HeaderSummary("", "real", None, None)
+
+
+def test_first_occurrence_wins() -> None:
+    assert summarize(block("Subject: one", "Subject: two")).subject == "one"
+
+
+def test_truncated_block() -> None:
+    data = b"From: alice@example.org\r\nSubject: cut off in the mid"
+    assert summarize(data) == HeaderSummary("alice@example.org", "cut off in the mid", None, None)
+
+
+def test_junk_lines_are_skipped() -> None:
+    data = b"From alice@example.org Fri Nov 20 14:03:00 2026\nthis is junk\nSubject: ok\n\n"
+    assert summarize(data).subject == "ok"
+
+
+def test_eight_bit_headers() -> None:
+    # raw UTF-8 (RFC 6532) and raw Latin-1 from a legacy mailer
+    data = b"Subject: Gr\xc3\xbc\xc3\x9fe\r\nFrom: Ren\xe9 <rene@example.org>\r\n\r\n"
+    summary = summarize(data)
+    assert summary.subject == "Grüße"
+    assert summary.sender == "René <rene@example.org>"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Subject: \x1b[31mred\x1b[0m", "[31mred[0m"),
+        ("Subject: =?utf-8?q?=1B]0;title=07x?=", "]0;titlex"),
+        ("Subject: =?utf-8?q?=C2=9B31mCSI?=", "31mCSI"),  # U+009B, the one-byte CSI
+        ("Subject: a=?utf-8?q?=0D=0A?=b", "a  b"),  # an encoded line break cannot split a row
+        ("Subject: del\x7fete", "delete"),
+    ],
+)
+def test_control_characters_are_removed(raw: str, expected: str) -> None:
+    assert summarize(block(raw)).subject == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("alice@example.org", "alice@example.org"),
+        ("<alice@example.org>", "alice@example.org"),
+        ("Alice <alice@example.org>", "Alice <alice@example.org>"),
+        ('"Example, Alice" <alice@example.org>', "Example, Alice <alice@example.org>"),
+        ('"Mr \\"X\\"" <x@example.org>', 'Mr "X" <x@example.org>'),
+        ("=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <j@example.org>", "Jörg Müller <j@example.org>"),
+        ('"=?utf-8?q?J=C3=B6rg?=" <j@example.org>', "Jörg <j@example.org>"),
+        ("alice@example.org (Alice)", "Alice <alice@example.org>"),
+        ("a@example.org, Bob <b@example.org>", "a@example.org, Bob <b@example.org>"),
+        ("Mailer Daemon", "Mailer Daemon"),
+        ("=?utf-8?q?Nur_ein_Name?=", "Nur ein Name"),
+        ("undisclosed-recipients:;", "undisclosed-recipients:;"),
+        ("\x1b[2J <evil@example.org>", "[2J <evil@example.org>"),
+    ],
+)
+def test_sender_display_form(raw: str, expected: str) -> None:
+    assert summarize(block(f"From: {raw}")).sender == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Fri, 20 Nov 2026 14:03:00 +0100", "2026-11-20T14:03:00+01:00"),
+        ("Fri, 20 Nov 2026 14:03:00 +0100 (CET)", "2026-11-20T14:03:00+01:00"),
+        ("20 Nov 2026 14:03:00 +0100", "2026-11-20T14:03:00+01:00"),  # no day of week
+        ("Fri, 20 Nov 2026 14:03 +0100", "2026-11-20T14:03:00+01:00"),  # no seconds
+        ("Fri, 20 Nov 26 14:03:00 +0100", "2026-11-20T14:03:00+01:00"),  # obsolete 2-digit year
+        ("Fri, 20 Nov 99 14:03:00 +0100", "1999-11-20T14:03:00+01:00"),
+        ("Fri, 20 Nov 2026 14:03:00 EST", "2026-11-20T14:03:00-05:00"),  # obsolete zone name
+        ("Fri, 20 Nov 2026 14:03:00 GMT", "2026-11-20T14:03:00+00:00"),
+        ("Fri, 20 Nov 2026 14:03:00 -0000", "2026-11-20T14:03:00+00:00"),  # unknown zone: UTC
+        ("Fri,  20  Nov  2026\r\n 14:03:00 +0100", "2026-11-20T14:03:00+01:00"),  # folded
+    ],
+)
+def test_dates(value: str, expected: str) -> None:
+    assert summarize(block(f"Date: {value}")).date == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "yesterday", "Fri, 32 Nov 2026 14:03:00 +0100", "Fri, 20 Nov 2026 25:00:00 +0100",
+     "Fri, 20 Nov 2026 14:03:00 +9999", "Fri, 20 Nov 99999 14:03:00 +0000", "\x1b"],
+)
+def test_unparseable_dates_are_none(value: str) -> None:
+    assert summarize(block(f"Date: {value}")).date is None
+    assert parse_date(value) is None
+
+
+def test_parse_date() -> None:
+    assert parse_date(None) is None
+    assert parse_date("Fri, 20 Nov 2026 14:03:00 +0100") == datetime(
+        2026, 11, 20, 14, 3, tzinfo=timezone(timedelta(hours=1)))
+    naive = parse_date("Fri, 20 Nov 2026 14:03:00 -0000")
+    assert naive == datetime(2026, 11, 20, 14, 3, tzinfo=UTC)
+    assert naive is not None and naive.tzinfo is UTC
+
+
+def test_message_id() -> None:
+    assert summarize(block("Message-Id:  <a.b@c> ")).message_id == "<a.b@c>"
+    assert summarize(block("Message-ID:")).message_id is None
+
+
+def test_header_values() -> None:
+    data = block(
+        "Received: from a",
+        "X-Spam-Status: No, score=-0.1",
+        "received: from b",
+        "\tby c",
+        "Subject: =?utf-8?q?caf=C3=A9?=",
+    )
+    assert header_values(data, "Received") == ["from a", "from b by c"]
+    assert header_values(data, "X-SPAM-STATUS") == ["No, score=-0.1"]
+    assert header_values(data, "Subject") == ["café"]
+    assert header_values(data, "X-Missing") == []
+    assert header_values(b"", "Subject") == []
+
+
+def test_header_name_with_space_before_colon() -> None:
+    # obsolete syntax (RFC 5322 4.5)
+    assert header_values(b"Subject : old\r\n\r\n", "subject") == ["old"]
+
+
+@given(st.binary(max_size=400))
+def test_summarize_never_raises_and_never_returns_controls(data: bytes) -> None:
+    summary = summarize(data)
+    for text in (summary.sender, summary.subject, summary.date or "", summary.message_id or ""):
+        assert not any(unicodedata.category(c) == "Cc" for c in text)
+
+
+@given(st.lists(st.sampled_from([
+    b"Subject: ", b"From: ", b"Date: ", b"=?", b"?=", b"?q?", b"?B?", b"utf-8", b"x-bad", b"=C3",
+    b"=A9", b"w6k=", b"<", b">", b"@", b'"', b",", b"\r\n", b"\n", b" ", b"\t", b"\x1b", b"\xff",
+    b"\xc3\xa9", b"(", b")", b"Fri, 20 Nov 2026", b"+0100", b"-", b"_",
+]), max_size=40))
+def test_summarize_never_raises_on_header_like_junk(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    summarize(data)
+    header_values(data, "Subject")
+
+
+def test_speed() -> None:
+    received = b"".join(
+        b"Received: from mx%d.example.org (mx%d.example.org [192.0.2.%d])\r\n"
+        b"\tby mail.example.net with ESMTPS id abc%d\r\n"
+        b"\tfor <me@example.net>; Fri, 20 Nov 2026 14:03:00 +0100\r\n" % (i, i, i, i)
+        for i in range(8))
+    data = (received
+            + b"From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <joerg@example.org>\r\n"
+            + b"Subject: =?UTF-8?B?8J+OiSBQYXJ0eSE=?=\r\n =?UTF-8?Q?_und_caf=C3=A9?=\r\n"
+            + b"Date: Fri, 20 Nov 2026 14:03:00 +0100\r\nMessage-ID: <a@example.org>\r\n"
+            + b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org;\r\n\tb=" + b"A" * 500
+            + b"\r\n\r\n")
+    assert 1900 < len(data) < 2200
+    start = time.perf_counter()
+    for _ in range(1000):
+        summarize(data)
+    elapsed = time.perf_counter() - start
+    # Measured at about 0.07 s; the bound leaves room for a loaded test machine.
+    assert elapsed < 0.5

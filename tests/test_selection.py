@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from popctl.errors import NoSuchMessageError, ServerError, UsageError
+from popctl.formatters import human_size
+from popctl.selection import (
+    Last,
+    RangeSpec,
+    Single,
+    Span,
+    compile_regex,
+    parse_duration,
+    parse_header_filter,
+    parse_ranges,
+    parse_size,
+    resolve,
+)
+
+RANGES_ACCEPTED = "expected N, N-M, N- or last:N, comma-separated (e.g. 1,3,5-7 or last:5)"
+
+# --- ranges ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("specs", "expected"),
+    [
+        (["3"], [Single(3)]),
+        (["3-7"], [Span(3, 7)]),
+        (["3-3"], [Span(3, 3)]),
+        (["10-"], [Span(10, None)]),
+        (["last:5"], [Last(5)]),
+        (["LAST:5"], [Last(5)]),
+        (["1,3,5-7"], [Single(1), Single(3), Span(5, 7)]),
+        (["1, 3 ,last:2"], [Single(1), Single(3), Last(2)]),
+        (["2", "4-", "last:1"], [Single(2), Span(4, None), Last(1)]),
+        (["007"], [Single(7)]),
+        ([], []),
+    ],
+)
+def test_parse_ranges(specs: list[str], expected: list[RangeSpec]) -> None:
+    assert parse_ranges(specs) == expected
+
+
+def test_a_lone_string_is_one_spec() -> None:
+    assert parse_ranges("12") == [Single(12)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("0", "invalid message selection '0': message numbers start at 1"),
+        ("0-3", "invalid message selection '0-3': message numbers start at 1"),
+        ("1-0", "invalid message selection '1-0': message numbers start at 1"),
+        ("-3", "invalid message selection '-3': message numbers start at 1"),
+        ("7-3", "invalid message selection '7-3': the range is backwards (write 3-7)"),
+        ("last:0", "invalid message selection 'last:0': last:N needs N of 1 or more"),
+        ("abc", f"invalid message selection 'abc': {RANGES_ACCEPTED}"),
+        ("last:", f"invalid message selection 'last:': {RANGES_ACCEPTED}"),
+        ("last:-2", f"invalid message selection 'last:-2': {RANGES_ACCEPTED}"),
+        ("3--4", f"invalid message selection '3--4': {RANGES_ACCEPTED}"),
+        ("+3", f"invalid message selection '+3': {RANGES_ACCEPTED}"),
+        ("1.5", f"invalid message selection '1.5': {RANGES_ACCEPTED}"),
+        ("\u0663", f"invalid message selection '\u0663': {RANGES_ACCEPTED}"),  # Arabic-Indic 3
+        ("", f"invalid message selection '': empty item; {RANGES_ACCEPTED}"),
+        ("1,,2", f"invalid message selection '1,,2': empty item; {RANGES_ACCEPTED}"),
+        ("1,", f"invalid message selection '1,': empty item; {RANGES_ACCEPTED}"),
+        ("9" * 19, f"invalid message selection '{'9' * 19}': number too large"),
+        ("last:" + "9" * 19, f"invalid message selection 'last:{'9' * 19}': number too large"),
+        ("1\x1b[2J", f"invalid message selection '1\\x1b[2J': {RANGES_ACCEPTED}"),
+    ],
+)
+def test_parse_ranges_rejects(spec: str, message: str) -> None:
+    with pytest.raises(UsageError) as excinfo:
+        parse_ranges(["1", spec])
+    assert str(excinfo.value) == message
+    assert "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("specs", "count", "expected"),
+    [
+        (["1,3,5-7"], 10, [1, 3, 5, 6, 7]),
+        (["5-7", "6", "1-2", "2"], 10, [1, 2, 5, 6, 7]),  # sorted, no duplicates
+        (["8-"], 10, [8, 9, 10]),
+        (["8-20"], 10, [8, 9, 10]),  # clipped
+        (["11-"], 10, []),
+        (["10-"], 0, []),
+        (["last:3"], 10, [8, 9, 10]),
+        (["last:30"], 10, list(range(1, 11))),
+        (["last:3"], 0, []),
+        (["1", "last:1"], 1, [1]),
+        (["10"], 10, [10]),
+    ],
+)
+def test_resolve(specs: list[str], count: int, expected: list[int]) -> None:
+    assert resolve(parse_ranges(specs), count) == expected
+
+
+@pytest.mark.parametrize(
+    ("specs", "count", "message"),
+    [
+        (["12"], 10, "message 12 does not exist (the mailbox has 10 messages)"),
+        (["1-3,4"], 3, "message 4 does not exist (the mailbox has 3 messages)"),
+        (["2"], 1, "message 2 does not exist (the mailbox has 1 message)"),
+        (["1"], 0, "message 1 does not exist (the mailbox is empty)"),
+    ],
+)
+def test_resolve_missing_single_number(specs: list[str], count: int, message: str) -> None:
+    with pytest.raises(NoSuchMessageError) as excinfo:
+        resolve(parse_ranges(specs), count)
+    assert str(excinfo.value) == message
+    assert isinstance(excinfo.value, ServerError)
+
+
+range_specs = st.one_of(
+    st.builds(Single, st.integers(1, 40)),
+    st.builds(lambda a, n: Span(a, a + n), st.integers(1, 40), st.integers(0, 40)),
+    st.builds(Span, st.integers(1, 40), st.none()),
+    st.builds(Last, st.integers(1, 40)),
+)
+
+
+@given(st.lists(range_specs, min_size=1, max_size=6))
+def test_specs_print_as_they_parse(specs: list[RangeSpec]) -> None:
+    assert parse_ranges([",".join(map(str, specs))]) == specs
+
+
+@given(st.lists(range_specs, max_size=6), st.integers(0, 50))
+def test_resolve_matches_a_simple_model(specs: list[RangeSpec], count: int) -> None:
+    expected: set[int] = set()
+    for n in range(1, count + 1):
+        for spec in specs:
+            match spec:
+                case Single(number):
+                    hit = n == number
+                case Span(first, last):
+                    hit = n >= first and (last is None or n <= last)
+                case Last(k):
+                    hit = n > count - k
+            if hit:
+                expected.add(n)
+    if any(isinstance(s, Single) and s.number > count for s in specs):
+        with pytest.raises(NoSuchMessageError):
+            resolve(specs, count)
+    else:
+        assert resolve(specs, count) == sorted(expected)
+
+
+# --- sizes ----------------------------------------------------------------------------------------
+
+SIZE_ACCEPTED = ("expected a number of bytes with an optional k, M, G or T suffix (1024-based), "
+                 "e.g. 500, 500k, 1.5M, 2GB")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0),
+        ("500", 500),
+        ("500B", 500),
+        ("500k", 500 * 1024),
+        ("500K", 500 * 1024),
+        ("500kb", 500 * 1024),
+        ("500KiB", 500 * 1024),
+        ("1.5M", 1536 * 1024),
+        ("1.5MiB", 1536 * 1024),
+        ("10MB", 10 * 1024**2),
+        ("2G", 2 * 1024**3),
+        ("2 GB", 2 * 1024**3),
+        ("1T", 1024**4),
+        ("1.1k", 1126),  # fractions of a byte are dropped
+        (".5k", 512),
+        ("  42  ", 42),
+        ("9223372036854775807", 2**63 - 1),
+        ("7E", 7 * 1024**6),
+    ],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", f"invalid size '': {SIZE_ACCEPTED}"),
+        ("abc", f"invalid size 'abc': {SIZE_ACCEPTED}"),
+        ("10XB", f"invalid size '10XB': {SIZE_ACCEPTED}"),
+        ("1e3", f"invalid size '1e3': {SIZE_ACCEPTED}"),
+        ("k", f"invalid size 'k': {SIZE_ACCEPTED}"),
+        ("1,5M", f"invalid size '1,5M': {SIZE_ACCEPTED}"),
+        ("-5", "invalid size '-5': sizes cannot be negative"),
+        ("-1.5M", "invalid size '-1.5M': sizes cannot be negative"),
+        ("1.5", "invalid size '1.5': a size in bytes must be a whole number"),
+        ("5iB", "invalid size '5iB': 'iB' needs a unit before it, as in 'MiB'"),
+        ("9223372036854775808", "invalid size '9223372036854775808': too large "
+                                "(the limit is 2**63 - 1 bytes)"),
+        ("8E", "invalid size '8E': too large (the limit is 2**63 - 1 bytes)"),
+        ("1" * 5000, f"invalid size '{'1' * 5000}': too large (the limit is 2**63 - 1 bytes)"),
+    ],
+)
+def test_parse_size_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as excinfo:
+        parse_size(text)
+    assert str(excinfo.value) == message
+
+
+@given(st.integers(0, 2**63 - 1))
+def test_parse_size_reads_plain_numbers(n: int) -> None:
+    assert parse_size(str(n)) == n
+
+
+@given(st.integers(0, 2**32), st.sampled_from(["k", "K", "kB", "KiB", "M", "MB", "mib", "G"]))
+def test_parse_size_units(n: int, suffix: str) -> None:
+    factor = {"k": 1024, "m": 1024**2, "g": 1024**3}[suffix[0].lower()]
+    assert parse_size(f"{n}{suffix}") == n * factor
+
+
+# Up to 4 EiB: just below the 2**63 limit, human_size rounds up to "8.0E", which is 2**63.
+@given(st.integers(0, 2**62))
+def test_human_size_reads_back_approximately(n: int) -> None:
+    back = parse_size(human_size(n))
+    assert abs(back - n) <= n * 0.05
+
+
+# --- durations ------------------------------------------------------------------------------------
+
+DURATION_ACCEPTED = ("expected a number with a unit w, d, h, m or s (weeks, days, hours, minutes, "
+                     "seconds), or several, e.g. 30d, 12h, 1d12h")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("2h", timedelta(hours=2)),
+        ("15m", timedelta(minutes=15)),
+        ("45s", timedelta(seconds=45)),
+        ("1w", timedelta(weeks=1)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("1d 12h", timedelta(days=1, hours=12)),
+        ("12h1d", timedelta(days=1, hours=12)),
+        ("1w2d3h4m5s", timedelta(weeks=1, days=2, hours=3, minutes=4, seconds=5)),
+        ("0s", timedelta(0)),
+        ("0d", timedelta(0)),
+        (" 90m ", timedelta(minutes=90)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", f"invalid duration '': {DURATION_ACCEPTED}"),
+        ("soon", f"invalid duration 'soon': {DURATION_ACCEPTED}"),
+        ("1.5h", f"invalid duration '1.5h': {DURATION_ACCEPTED}"),
+        ("1y", f"invalid duration '1y': {DURATION_ACCEPTED}"),
+        ("d", f"invalid duration 'd': {DURATION_ACCEPTED}"),
+        ("30", f"invalid duration '30': the number needs a unit; {DURATION_ACCEPTED}"),
+        ("0", f"invalid duration '0': the number needs a unit; {DURATION_ACCEPTED}"),
+        ("-1d", "invalid duration '-1d': durations cannot be negative"),
+        ("1M", "invalid duration '1M': units are lower case (w, d, h, m for minutes, s)"),
+        ("1d2d", "invalid duration '1d2d': the unit 'd' appears twice"),
+        ("99999999999w", "invalid duration '99999999999w': too long"),
+        ("9" * 40 + "s", f"invalid duration '{'9' * 40}s': too long"),
+    ],
+)
+def test_parse_duration_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as excinfo:
+        parse_duration(text)
+    assert str(excinfo.value) == message
+
+
+# --- regular expressions --------------------------------------------------------------------------
+
+
+def test_compile_regex_is_case_insensitive() -> None:
+    pattern = compile_regex("^alice@", "--from")
+    assert pattern.search("ALICE@example.org")
+    assert pattern.flags & re.IGNORECASE
+
+
+def test_compile_regex_rejects() -> None:
+    with pytest.raises(UsageError) as excinfo:
+        compile_regex("a(b", "--subject")
+    assert str(excinfo.value) == ("invalid regular expression 'a(b' for --subject: "
+                                  "missing ), unterminated subpattern at position 1")
+
+
+def test_compile_regex_overflow_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="for --from: "):
+        compile_regex("a{99999999999}", "--from")
+
+
+def test_compile_regex_hides_future_warnings() -> None:
+    # "[[" draws a FutureWarning (possible nested set), an error under -W error.
+    assert compile_regex("[[a]", "--from").search("[")
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "matches", "misses"),
+    [
+        ("X-Spam-Flag: yes", "X-Spam-Flag", "YES", "no"),
+        ("X-Spam-Flag:yes", "X-Spam-Flag", "yes", "no"),
+        ("List-Id: <dev\\.example\\.org>", "List-Id", "Dev <DEV.example.org>", "devXexample.org"),
+        ("X-Mailer: a:b", "X-Mailer", "a:b", "ab"),  # only the first colon separates
+        ("X-Present:", "X-Present", "anything", None),  # empty: any value matches
+        (" Subject : hi", "Subject", "hi", "ho"),
+    ],
+)
+def test_parse_header_filter(text: str, name: str, matches: str, misses: str | None) -> None:
+    got_name, pattern = parse_header_filter(text)
+    assert got_name == name
+    assert pattern.search(matches)
+    if misses is not None:
+        assert not pattern.search(misses)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("X-Spam-Flag yes", "invalid header filter 'X-Spam-Flag yes': no colon; "
+                            "expected 'Name: REGEX', e.g. 'X-Spam-Flag: yes'"),
+        (": yes", "invalid header filter ': yes': the field name is empty; "
+                  "expected 'Name: REGEX', e.g. 'X-Spam-Flag: yes'"),
+        ("X Spam: yes", "invalid header filter 'X Spam: yes': 'X Spam' is not a header field "
+                        "name (printable ASCII without spaces or colons)"),
+        ("Sujet\u00e9: x", "invalid header filter 'Sujet\u00e9: x': 'Sujet\u00e9' is not a "
+                           "header field name (printable ASCII without spaces or colons)"),
+        ("Subject: (unclosed", "invalid regular expression '(unclosed' for --header Subject: "
+                               "missing ), unterminated subpattern at position 0"),
+    ],
+)
+def test_parse_header_filter_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as excinfo:
+        parse_header_filter(text)
+    assert str(excinfo.value) == message
