@@ -35,8 +35,8 @@ from tests.scripted_server import (
 
 GREETING = send(b"+OK ready\r\n")
 APOP_GREETING = send(b"+OK ready <123.456@test>\r\n")
-CAPA_PIPE = [expect(b"CAPA\r\n"),
-             send(b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nPIPELINING\r\n.\r\n")]
+CAPA_PIPE_REPLY = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nPIPELINING\r\n.\r\n"
+CAPA_PIPE = [expect(b"CAPA\r\n"), send(CAPA_PIPE_REPLY)]
 CAPA_LOCKSTEP = [expect(b"CAPA\r\n"), send(b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\n.\r\n")]
 CREDS = Credentials("alice", "s3cret", allow_plaintext=True)
 
@@ -48,8 +48,9 @@ def endpoint(server: ScriptedServer, tls: TLSMode = TLSMode.NONE, **kw: object) 
 
 def test_pipelined_login_stat_quit() -> None:
     script = [GREETING, *CAPA_PIPE,
-              expect(b"USER alice\r\nPASS s3cret\r\n"), send(b"+OK\r\n+OK logged in\r\n"),
-              *CAPA_PIPE,
+              # CAPA rides along with USER and PASS: one round trip for the login.
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n"),
+              send(b"+OK\r\n+OK logged in\r\n" + CAPA_PIPE_REPLY),
               expect(b"STAT\r\n"), send(b"+OK 2 320\r\n"),
               expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
@@ -76,8 +77,8 @@ def test_lockstep_login_when_no_pipelining() -> None:
 
 
 def _logged_in_pipelined() -> list[Step]:
-    return [GREETING, *CAPA_PIPE, expect(b"USER alice\r\nPASS s3cret\r\n"),
-            send(b"+OK\r\n+OK\r\n"), *CAPA_PIPE]
+    return [GREETING, *CAPA_PIPE, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n"),
+            send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY)]
 
 
 def test_headers_are_pipelined_in_windows() -> None:

@@ -1,0 +1,85 @@
+"""A user-space TCP proxy on 127.0.0.1 adding a fixed one-way delay in each direction.
+
+Kernel netem is not available on these machines, so latency is simulated here: every chunk read
+from one side is forwarded to the other after ``delay`` seconds (TCP_NODELAY on all sockets).
+"""
+
+from __future__ import annotations
+
+import heapq
+import socket
+import threading
+import time
+
+
+class DelayProxy:
+    def __init__(self, target: tuple[str, int], delay: float) -> None:
+        self.target = target
+        self.delay = delay
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> DelayProxy:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        """Read from src; a writer thread sends each chunk once its delay has passed."""
+        queue: list[tuple[float, int, bytes]] = []
+        ready = threading.Condition()
+        seq = 0
+
+        def writer() -> None:
+            while True:
+                with ready:
+                    while not queue:
+                        ready.wait()
+                    due, _, data = queue[0]
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        ready.wait(wait)
+                        continue
+                    heapq.heappop(queue)
+                if not data:
+                    try:
+                        dst.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    return
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+        threading.Thread(target=writer, daemon=True).start()
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            with ready:
+                seq += 1
+                heapq.heappush(queue, (time.monotonic() + self.delay, seq, data))
+                ready.notify()
+            if not data:
+                return
