@@ -6,6 +6,7 @@ from one side is forwarded to the other after ``delay`` seconds (TCP_NODELAY on 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import socket
 import threading
@@ -61,10 +62,8 @@ class DelayProxy:
                         continue
                     heapq.heappop(queue)
                 if not data:
-                    try:
+                    with contextlib.suppress(OSError):
                         dst.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
                     return
                 try:
                     dst.sendall(data)

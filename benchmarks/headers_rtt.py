@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.delay_proxy import DelayProxy  # noqa: E402
-from popctl.models import Credentials, Endpoint, TLSMode  # noqa: E402
-from popctl.session import Session  # noqa: E402
-from tests.dovecot_server import start_dovecot  # noqa: E402
+from benchmarks.delay_proxy import DelayProxy
+from popctl.models import Credentials, Endpoint, TLSMode
+from popctl.session import Session
+from tests.dovecot_server import start_dovecot
 
 USER = "bob"
 
