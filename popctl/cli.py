@@ -13,11 +13,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
-from popctl import __version__, selection
+from popctl import __version__
 from popctl.errors import (
     ExitCode,
     NoCredentialsError,
@@ -27,8 +27,10 @@ from popctl.errors import (
     UsageError,
 )
 from popctl.models import Credentials, Endpoint, TLSMode
-from popctl.query import Query, Row
-from popctl.session import Session
+
+if TYPE_CHECKING:  # imported lazily below: `popctl --help` must not pay for TLS and parsing
+    from popctl.query import Query, Row
+    from popctl.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -227,6 +229,8 @@ def open_session(settings: Settings) -> Iterator[Session]:
         raise InsecureAuthError(
             "refusing to send credentials over a connection without TLS; use --tls implicit "
             "or --tls starttls, or allow it explicitly with --allow-plaintext")
+    from popctl.session import Session
+
     session = Session.connect(target.endpoint, trace=trace,
                               pipelining=False if settings.no_pipelining else None)
     with session:
@@ -276,6 +280,8 @@ def selection_options(f: F) -> F:
 
 
 def build_query(kwargs: dict[str, Any]) -> Query:
+    from popctl import selection
+    from popctl.query import Query
     def opt(name: str, parse: Callable[[str], Any]) -> Any:
         value = kwargs.pop(name, None)
         return parse(value) if value is not None else None
@@ -465,6 +471,9 @@ def top(message: str | None, lines: int, uid: str | None, **kwargs: Any) -> None
       popctl top --uid 000001a2 --json | jq .headers
     """
     settings = _settings()
+    from popctl import selection
+    from popctl.query import Query
+
     if (message is None) == (uid is None):
         raise UsageError("say which message: a number or --uid UID")
     query = Query(ranges=(message,) if message else (), uids=(uid,) if uid else ())
