@@ -19,7 +19,7 @@ def server() -> Iterator[SandboxServer]:
 
 
 def run(server: SandboxServer, script: str, *args: str) -> tuple[int, str, str]:
-    host, port = server.address
+    port = server.address[1]
     result = CliRunner().invoke(
         cli, ["--host", "localhost", "--port", str(port), "--tls", "starttls",
               "--ca-file", str(server.ca_file), "--user", "sandbox", *args, "shell"],
@@ -43,7 +43,7 @@ def test_dele_then_rset_undoes(server: SandboxServer) -> None:
     assert [r["number"] for r in records[:3]] == [1, 2, 3]
     assert all(r["deleted"] for r in records[:3])
     assert [r["count"] for r in records[3:]] == [47, 50]
-    assert "marked deleted" in err and "deletion marks removed" in err
+    assert "deletion marks removed" in err
     assert count(server) == 50
 
 
