@@ -19,6 +19,7 @@ import click
 
 from popctl import __version__
 from popctl.errors import (
+    CapabilityError,
     ExitCode,
     NoCredentialsError,
     PopctlError,
@@ -199,9 +200,9 @@ def resolve_target(settings: Settings) -> Target:
     endpoint = Endpoint(host=settings.host, port=settings.port, tls=tls, ca_file=settings.ca_file,
                         fingerprint=settings.fingerprint, insecure=bool(settings.insecure),
                         connect_timeout=timeout, timeout=timeout)
-    user = settings.user or os.environ.get("USER") or ""
     if not settings.user:
         raise UsageError("no user given: use --user NAME (or POPCTL_USER)")
+    user = settings.user
     credentials = Credentials(user=user, password=None, mechanism=settings.auth or "auto",
                               allow_plaintext=bool(settings.allow_plaintext))
     return Target(endpoint, credentials)
@@ -265,14 +266,20 @@ def selection_options(f: F) -> F:
         click.argument("messages", nargs=-1),
         click.option("--uid", "uids", multiple=True, help="Select by UIDL unique id (repeatable)."),
         click.option("--all", "all_", is_flag=True, help="Select every message."),
-        click.option("--larger-than", help="Only messages larger than SIZE (500k, 1.5M, 2G)."),
-        click.option("--smaller-than", help="Only messages smaller than SIZE."),
-        click.option("--from", "from_", help="Only messages whose From matches REGEX."),
-        click.option("--subject", help="Only messages whose Subject matches REGEX."),
-        click.option("--header", "header", multiple=True,
+        click.option("--larger-than", metavar="SIZE",
+                     help="Only messages larger than SIZE (500k, 1.5M, 2G)."),
+        click.option("--smaller-than", metavar="SIZE",
+                     help="Only messages smaller than SIZE."),
+        click.option("--from", "from_", metavar="REGEX",
+                     help="Only messages whose From matches REGEX."),
+        click.option("--subject", metavar="REGEX",
+                     help="Only messages whose Subject matches REGEX."),
+        click.option("--header", "header", multiple=True, metavar="'NAME: REGEX'",
                      help="Only messages with a header matching 'Name: REGEX' (repeatable)."),
-        click.option("--older-than", help="Only messages dated before AGE ago (30d, 12h, 1w)."),
-        click.option("--newer-than", help="Only messages dated within AGE (30d, 12h, 1w)."),
+        click.option("--older-than", metavar="AGE",
+                     help="Only messages dated before AGE ago (30d, 12h, 1w)."),
+        click.option("--newer-than", metavar="AGE",
+                     help="Only messages dated within AGE (30d, 12h, 1w)."),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -345,7 +352,8 @@ def _report(ctx: click.Context, line: str) -> None:
 
 
 @click.group(cls=PopctlGroup, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog="Exit status: 0 ok, 2 usage, 3 authentication, 4 connection/TLS/timeout, "
+             epilog="Exit status: 0 ok, 1 local write failed, 2 usage, 3 authentication, "
+                    "4 connection/TLS/timeout, "
                     "5 server error, 6 protocol error, 7 no credentials, 130 interrupted. "
                     "See popctl(1).")
 @click.version_option(__version__, "--version", "-V", prog_name="popctl")
@@ -443,6 +451,9 @@ def uidl(**kwargs: Any) -> None:
     settings = _settings()
     query = build_query(kwargs)
     with open_session(settings) as session:
+        if session.capabilities.known and "UIDL" not in session.capabilities:
+            raise CapabilityError("the server does not support UIDL (no unique ids)",
+                                  command="UIDL")
         rows = _listing(settings, session, query, want_headers=False)
         emit(settings, ({"number": r.number, "uid": r.uid} for r in rows))
 
@@ -587,8 +598,8 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
                 for done in session.retr_many([r.number for r in rows], open_sink,
                                               finish=finish, delete=delete):
                     record: dict[str, object] = {
-                        "number": done.number, "uid": uid_of.get(done.number),
-                        "size": done.octets, "stored": stored.get(done.number),
+                        "number": done.number, "size": done.octets,
+                        "uid": uid_of.get(done.number), "stored": stored.get(done.number),
                         "deleted": done.deleted}
                     records.append(record)
             except BaseException:
@@ -774,10 +785,10 @@ def shell(**kwargs: Any) -> None:
                 _shell_raw(session, text)
                 continue
             if verb not in SHELL_COMMANDS:
-                click.echo(f"Error: unknown command {verb!r}; type help", err=True)
                 if not interactive:
-                    raise UsageError(f"script stopped at unknown command {verb!r}; "
-                                     "nothing was committed")
+                    raise UsageError(f"unknown command {verb!r}: script stopped, the session "
+                                     "was closed without QUIT, so nothing was deleted")
+                click.echo(f"Error: unknown command {verb!r}; type help", err=True)
                 continue
             child = replace(settings, extra=settings.extra)
             settings.extra.pop("error", None)

@@ -11,7 +11,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    FAILURE = 1  # some accounts of a multi-account run failed
+    FAILURE = 1  # a local write failed, or an internal error
     USAGE = 2  # bad argument, bad configuration
     AUTH = 3  # the server refused our credentials
     CONNECTION = 4  # could not connect, TLS failure, timeout, refused to send in clear

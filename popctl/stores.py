@@ -35,7 +35,6 @@ import hashlib
 import os
 import re
 import secrets
-import socket
 import stat
 import time
 from types import TracebackType
@@ -469,7 +468,7 @@ class DirectoryStore(_StoreBase):
 
 
 def _maildir_host() -> str:
-    return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+    return _nodename().replace("/", "\\057").replace(":", "\\072")
 
 
 _maildir_sequence = 0
@@ -801,3 +800,7 @@ class _MboxSink(_SinkBase):
             raise StoreError(f"cannot remove a partial message from {self._mbox.path}: "
                              f"{exc.strerror or exc}", path=self._mbox.path,
                              errno=exc.errno) from None
+
+
+def _nodename() -> str:
+    return os.uname().nodename

@@ -26,9 +26,10 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None) if sys.platform.startswith("li
 
 def normalize_fingerprint(text: str) -> str:
     """"AB:CD:..." or "abcd..." -> 64 lower-case hex digits, or UsageError-worthy ValueError."""
-    hexdigits = text.replace(":", "").replace(" ", "").lower()
+    hexdigits = text.strip().lower()
     if hexdigits.startswith("sha256:"):
-        hexdigits = hexdigits[len("sha256"):]
+        hexdigits = hexdigits[len("sha256:"):]
+    hexdigits = hexdigits.replace(":", "").replace(" ", "")
     if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
         raise ValueError("a SHA-256 fingerprint is 64 hex digits (colons allowed)")
     return hexdigits

@@ -204,7 +204,7 @@ def test_maildir_converts_crlf_across_splits(data: st.DataObject) -> None:
 
 def test_maildir_layout_and_names(tmp_path: Path) -> None:
     maildir = tmp_path / "Mail"
-    with mock.patch("popctl.stores.socket.gethostname", return_value="h/o:st"), \
+    with mock.patch("popctl.stores._nodename", return_value="h/o:st"), \
             MaildirStore(maildir) as store:
         path = feed(store.open(1, "u"), [b"Subject: x\r\n\r\nbody\r\n"])
     for sub in ("", "tmp", "new", "cur"):
