@@ -6,6 +6,7 @@ Errors become one ``Error: ...`` line on stderr and a documented exit code, in `
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -196,6 +197,8 @@ def resolve_target(settings: Settings) -> Target:
             normalize_fingerprint(settings.fingerprint)
         except ValueError as e:
             raise UsageError(f"--fingerprint: {e}") from None
+    if settings.ca_file is not None and not os.path.isfile(settings.ca_file):
+        raise UsageError(f"--ca-file {settings.ca_file}: no such file")
     timeout = settings.timeout or 30.0
     endpoint = Endpoint(host=settings.host, port=settings.port, tls=tls, ca_file=settings.ca_file,
                         fingerprint=settings.fingerprint, insecure=bool(settings.insecure),
@@ -324,6 +327,10 @@ class PopctlGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PopctlError as e:
+            if getattr(e, "errno", None) == errno.EPIPE:  # stdout closed: as for BrokenPipeError
+                with contextlib.suppress(OSError):
+                    sys.stdout = _devnull()
+                ctx.exit(ExitCode.OK)
             _report(ctx, f"Error: {e}")
             settings = ctx.find_object(Settings)
             if settings is not None:
@@ -485,6 +492,12 @@ def top(message: str | None, lines: int, uid: str | None, **kwargs: Any) -> None
     from popctl import selection
     from popctl.query import Query
 
+    if uid is not None and message is not None:
+        # `top --uid UID LINES`: the one positional given is the line count.
+        if lines or not message.isdigit():
+            raise UsageError("with --uid, give only LINES after it: top --uid UID [LINES]")
+        lines = int(message)
+        message = None
     if (message is None) == (uid is None):
         raise UsageError("say which message: a number or --uid UID")
     query = Query(ranges=(message,) if message else (), uids=(uid,) if uid else ())
@@ -710,7 +723,7 @@ def capa(**kwargs: Any) -> None:
         record: dict[str, object] = {
             "capabilities": sorted(caps.items) if caps.known else None,
             "implementation": caps.implementation,
-            "sasl": list(caps.sasl),
+            "sasl": list(session.login_capabilities.sasl or caps.sasl),
             "login_delay": caps.login_delay,
             "expire": caps.expire,
             "pipelining": caps.pipelining,

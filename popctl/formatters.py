@@ -81,13 +81,13 @@ def _text(value: object, *, booleans: tuple[str, str] = ("true", "false")) -> st
     return str(value)
 
 
-def _cell(value: object) -> object:
+def _cell(value: object, *, shorten: bool = True) -> object:
     """A table cell: numbers stay numbers (tabulate right-aligns them), text is made safe for a
-    terminal and shortened."""
+    terminal and (in listings, not in a single record) shortened."""
     if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value
     text = _text(value, booleans=("yes", "no")).translate(_TABLE_CONTROLS)
-    if len(text) > MAX_CELL_WIDTH:
+    if shorten and len(text) > MAX_CELL_WIDTH:
         text = text[:MAX_CELL_WIDTH - 1] + "…"
     return text
 
@@ -188,7 +188,7 @@ def render_one(record: Record, fmt: str, out: TextIO) -> None:
         out.write(_json(record, indent=2) + "\n")
     elif fmt == "table":
         if record:
-            pairs = [(key, _cell(value)) for key, value in record.items()]
+            pairs = [(key, _cell(value, shorten=False)) for key, value in record.items()]
             out.write(tabulate(pairs, tablefmt="plain", disable_numparse=True) + "\n")
     else:
         _renderer(fmt)([record], out, None)

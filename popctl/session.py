@@ -189,6 +189,7 @@ class Session:
         self._closed = False
         self.greeting: Greeting | None = None
         self.capabilities = Capabilities(known=False)
+        self.login_capabilities = Capabilities(known=False)  # as offered before login
         self.mechanism: str | None = None
 
     # --- opening and closing ---------------------------------------------------------------------
@@ -404,6 +405,7 @@ class Session:
 
     def login(self, credentials: Credentials) -> str:
         """Authenticate with the best mechanism allowed; return the mechanism used."""
+        self.login_capabilities = self.capabilities
         name = auth.choose_mechanism(
             credentials, self.capabilities, encrypted=self.encrypted,
             apop_timestamp=self.greeting.timestamp if self.greeting else None)

@@ -81,8 +81,9 @@ class Transport:
         try:
             tls_sock = context.wrap_socket(self._sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as e:
-            raise TLSError(f"TLS certificate of {self.host} rejected: "
-                           f"{e.verify_message or e.reason}; nothing was sent") from e
+            reason = str(e.verify_message or e.reason).rstrip(".")
+            raise TLSError(f"TLS certificate of {self.host} rejected: {reason}; "
+                           "nothing was sent") from e
         except TimeoutError as e:
             raise NetworkTimeoutError(f"TLS handshake with {self.host} timed out") from e
         except (ssl.SSLError, OSError) as e:

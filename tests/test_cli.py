@@ -36,7 +36,7 @@ PASSWORD = "bob-secret"
 ENV = {"POPCTL_PASSWORD": PASSWORD}
 MIB = 1024 * 1024
 # The keys of retr's report, in the order popctl(1) and docs/JSON.md give.
-RETR_KEYS = ["number", "uid", "size", "stored", "deleted"]
+RETR_KEYS = ["number", "size", "uid", "stored", "deleted"]
 
 dovecot = pytest.mark.dovecot
 
@@ -409,13 +409,11 @@ def test_top_by_uid(box: Box) -> None:
     result = box.run("top", "--uid", box.uid(2))
     assert (result.exit_code, result.stdout_bytes, result.stderr) == (
         0, _head(box.messages[1], 0), "")
-    assert outcome(box.run("top", "1", "--uid", box.uid(2))) == (
-        2, "", "Error: say which message: a number or --uid UID\n")
+    assert outcome(box.run("top", "1", "2", "--uid", box.uid(2))) == (
+        2, "", "Error: with --uid, give only LINES after it: top --uid UID [LINES]\n")
 
 
 @dovecot
-@pytest.mark.xfail(strict=True, reason="with --uid the one positional argument is taken as "
-                   "MESSAGE, so LINES cannot be given: `top --uid UID 1` is a usage error")
 def test_top_by_uid_with_lines(box: Box) -> None:
     result = box.run("top", "--uid", box.uid(2), "1")
     assert (result.exit_code, result.stdout_bytes, result.stderr) == (
@@ -564,9 +562,6 @@ def test_retr_mbox(box: Box, tmp_path: Path) -> None:
 
 
 @dovecot
-@pytest.mark.xfail(strict=True, reason="retr's report writes number, size, uid, stored, deleted "
-                   "(since 9ffe035) but popctl(1) and docs/JSON.md give number, uid, size, "
-                   "stored, deleted: the CSV columns differ from the documentation")
 def test_retr_report_keys_in_documented_order(box: Box, tmp_path: Path) -> None:
     result = box.run("retr", "1", "--output-dir", str(tmp_path), "--format", "csv")
     assert result.stdout.splitlines()[0] == ",".join(RETR_KEYS)
@@ -690,8 +685,6 @@ def test_capa_json(box: Box, tls: str) -> None:
 
 
 @dovecot
-@pytest.mark.xfail(strict=True, reason="capa reports the CAPA read after login, where Dovecot "
-                   "lists no SASL mechanisms: `sasl` is [] although the server offers four")
 def test_capa_lists_the_sasl_mechanisms_the_server_offers(box: Box) -> None:
     info = json.loads(box.run("capa", "--json").stdout)
     assert info["sasl"] == ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"]
@@ -708,9 +701,6 @@ def test_capa_table(box: Box) -> None:
 
 
 @dovecot
-@pytest.mark.xfail(strict=True, reason="the table cuts cells at 60 characters, so `popctl capa` "
-                   "shows the 64-digit cert_sha256 as 59 digits and '…': not usable with "
-                   "--fingerprint")
 def test_capa_table_shows_the_whole_fingerprint(box: Box) -> None:
     result = box.run("capa")
     rows = dict(line.split(None, 1) for line in result.stdout.splitlines() if " " in line)
