@@ -311,8 +311,8 @@ def build_query(kwargs: dict[str, Any]) -> Query:
 
 
 def _progress(settings: Settings, total: int, label: str) -> Any:
-    """A progress bar on stderr only when stderr is a terminal (and not --quiet)."""
-    if settings.quiet or total < 20 or not sys.stderr.isatty():
+    """A progress bar on stderr only when stderr is a terminal (and not --quiet); total 0: none."""
+    if settings.quiet or total <= 0 or not sys.stderr.isatty():
         return contextlib.nullcontext(None)
     return click.progressbar(length=total, label=label, file=sys.stderr)
 
@@ -607,14 +607,19 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
             def finish(n: int, sink: Any) -> None:
                 stored[n] = sinks.pop(n).commit()
 
+            total = sum(r.size for r in rows)
+            bar = _progress(settings, total if targets and len(rows) > 1 else 0, "retrieving")
             try:
-                for done in session.retr_many([r.number for r in rows], open_sink,
-                                              finish=finish, delete=delete):
-                    record: dict[str, object] = {
-                        "number": done.number, "size": done.octets,
-                        "uid": uid_of.get(done.number), "stored": stored.get(done.number),
-                        "deleted": done.deleted}
-                    records.append(record)
+                with bar as progress:
+                    for done in session.retr_many([r.number for r in rows], open_sink,
+                                                  finish=finish, delete=delete):
+                        record: dict[str, object] = {
+                            "number": done.number, "size": done.octets,
+                            "uid": uid_of.get(done.number), "stored": stored.get(done.number),
+                            "deleted": done.deleted}
+                        records.append(record)
+                        if progress is not None:
+                            progress.update(done.octets)
             except BaseException:
                 for sink in sinks.values():
                     sink.discard()
