@@ -235,6 +235,13 @@ def available(name: str, caps: Capabilities, apop_timestamp: str | None) -> bool
 def choose_mechanism(credentials: Credentials, caps: Capabilities, *, encrypted: bool,
                      apop_timestamp: str | None) -> str:
     """The mechanism to use, or an error saying why none is acceptable."""
+    for what, value in (("user name", credentials.user), ("password", credentials.password),
+                        ("token", credentials.oauth2_token)):
+        # Command() refuses these in USER/PASS, but base64 would carry them into SASL (a NUL
+        # splits PLAIN's fields): refuse them for every mechanism, before anything is sent.
+        if value is not None and any(c in value for c in "\r\n\0"):
+            raise UsageError(f"the {what} contains a CR, LF or NUL character; "
+                             "no credentials were sent")
     if not encrypted and not credentials.allow_plaintext:
         raise InsecureAuthError(
             "refusing to send credentials over a connection without TLS; use --tls implicit or "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
-from popctl.errors import LocalProtocolError, RemoteProtocolError
+from popctl.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
 
 # RFC 2449 section 4: a command line is at most 255 octets including the CRLF.
 MAX_COMMAND_LINE: Final = 255
@@ -206,6 +206,11 @@ class POP3Protocol:
     def pending(self) -> tuple[Command, ...]:
         return tuple(self._pending)
 
+    @property
+    def receiving(self) -> Command | None:
+        """The command whose multi-line data is being read, if any."""
+        return self._in_data
+
     def send(self, command: Command) -> bytes:
         """Queue ``command`` as awaiting a reply and return the bytes to write."""
         if self.state not in (State.AUTHORIZATION, State.TRANSACTION):
@@ -214,6 +219,13 @@ class POP3Protocol:
             raise LocalProtocolError(
                 f"{command.verb} is not allowed in the {self.state.value} state"
             )
+        if (self._greeted and not self._pending and self._in_data is None
+                and self._pos < len(self._buf)):
+            # Bytes no command asked for: sent blindly, the next command would take them for
+            # its reply (a stray "+OK" read as QUIT's, a stray "-ERR" as a DELE's).
+            line = bytes(self._buf[self._pos:self._pos + 80]).split(b"\n", 1)[0].rstrip(b"\r")
+            raise RemoteProtocolError(
+                f"server sent {_clean(line)!r} when no command was waiting for a reply")
         for waiting in self._pending:
             if waiting.verb in ("STLS", "AUTH", "QUIT"):
                 raise LocalProtocolError(
@@ -259,13 +271,15 @@ class POP3Protocol:
         line = self._read_line()
         if line is None:
             if self._eof:
+                # A lost connection, like a reset (ConnectionClosedError, exit status 4), not
+                # a protocol violation: a retry may well succeed.
                 if self._pending or not self._greeted:
                     waiting = self._pending[0].verb if self._pending else "the greeting"
-                    raise RemoteProtocolError(
+                    raise ConnectionClosedError(
                         f"server closed the connection while we waited for the reply to {waiting}"
                     )
                 if self._pos < len(self._buf):
-                    raise RemoteProtocolError("server closed the connection mid-line")
+                    raise ConnectionClosedError("server closed the connection mid-line")
                 self.state = State.CLOSED
                 return CLOSED
             return NEED_DATA
@@ -352,7 +366,7 @@ class POP3Protocol:
         if pieces:
             return Data(command, b"".join(pieces))
         if self._eof:
-            raise RemoteProtocolError(
+            raise ConnectionClosedError(
                 f"server closed the connection in the middle of the reply to {command.verb}"
             )
         return NEED_DATA

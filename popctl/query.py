@@ -31,6 +31,14 @@ class Query:
     older_than: timedelta | None = None
     newer_than: timedelta | None = None
 
+    def __post_init__(self) -> None:
+        for uid in self.uids:
+            # UIDs are matched locally, never sent; still, one with a line break is a mistake
+            # (or an attempt at command injection), and the user should hear so at once.
+            if not uid or any(c <= " " or c == "\x7f" for c in uid):
+                raise UsageError(f"--uid {uid!r}: not a UID (a UID has no spaces or control "
+                                 "characters); nothing was done")
+
     @property
     def explicit(self) -> bool:
         """Whether the user said which messages (as destructive commands require)."""

@@ -30,6 +30,7 @@ from popctl.errors import (
     ServerError,
     TemporaryServerError,
     TLSError,
+    TransportError,
 )
 from popctl.models import (
     Capabilities,
@@ -84,15 +85,22 @@ class Sink(Protocol):
 class _Collector:
     """A sink keeping at most ``limit`` bytes; beyond it, drops (``truncate``) or raises."""
 
-    def __init__(self, limit: int, *, truncate: bool, what: str) -> None:
+    def __init__(self, limit: int, *, truncate: bool, what: str,
+                 hard_limit: int | None = None) -> None:
         self._parts: list[bytes] = []
         self._size = 0
+        self._seen = 0
         self._limit = limit
         self._truncate = truncate
         self._what = what
+        self._hard_limit = hard_limit  # even dropped, more than this is a broken server
         self.truncated = False
 
     def write(self, data: bytes) -> None:
+        self._seen += len(data)
+        if self._hard_limit is not None and self._seen > self._hard_limit:
+            raise RemoteProtocolError(f"{self._what} reply larger than {self._hard_limit} "
+                                      "octets; stopped reading it")
         room = self._limit - self._size
         if len(data) > room:
             if not self._truncate:
@@ -187,6 +195,7 @@ class Session:
         self._force_pipelining = pipelining
         self._pushed: deque[_Request] = deque()
         self._closed = False
+        self._marked = 0  # DELEs answered +OK since login or the last RSET: what QUIT commits
         self.greeting: Greeting | None = None
         self.capabilities = Capabilities(known=False)
         self.login_capabilities = Capabilities(known=False)  # as offered before login
@@ -294,6 +303,10 @@ class Session:
         if not isinstance(event, Reply) or event.command is not command:
             raise RemoteProtocolError(f"unexpected {type(event).__name__} from the server "
                                       f"while waiting for the reply to {command.verb}")
+        if event.ok and command.verb == "DELE":
+            self._marked += 1
+        elif event.ok and command.verb == "RSET":
+            self._marked = 0
         return event
 
     def _data(self, command: Command, sink: Sink) -> None:
@@ -307,9 +320,18 @@ class Session:
                 raise RemoteProtocolError(f"unexpected {event!r} inside the reply to "
                                           f"{command.verb}")
 
+    def _settle(self) -> None:
+        """Before a new command: finish whatever an earlier, abandoned call left unread."""
+        if self._protocol.pending or self._protocol.receiving is not None:
+            self._drain()
+
     def _drain(self) -> None:
-        """Read and drop replies to commands a batch left in flight (its caller broke off)."""
+        """Read and drop replies to commands a batch left in flight (its caller broke off),
+        and the rest of a multi-line reply whose consumer failed (a full disk in the shell)."""
         self._pushed.clear()
+        receiving = self._protocol.receiving
+        if receiving is not None:
+            self._data(receiving, _Collector(0, truncate=True, what=receiving.verb))
         while self._protocol.pending:
             command = self._protocol.pending[0]
             reply = self._reply(command)
@@ -319,8 +341,7 @@ class Session:
     def _call(self, command: Command, sink: Sink | None = None, *,
               error: type[ServerError] = ServerError, what: str = "") -> Reply:
         """Send one command, wait for its reply (and data), raise on -ERR."""
-        if self._protocol.pending:
-            self._drain()
+        self._settle()
         self._send(command)
         reply = self._reply(command)
         if not reply.ok:
@@ -336,8 +357,7 @@ class Session:
         While it runs, more requests may be appended to ``self._pushed`` (a DELE after a
         message was stored); they go out before the remaining ones.
         """
-        if self._protocol.pending:
-            self._drain()
+        self._settle()
         window = MAX_IN_FLIGHT if self.pipelining else 1
         source = _Source(requests, self._pushed)
         in_flight: deque[tuple[_Request, int]] = deque()
@@ -498,8 +518,7 @@ class Session:
     def capa(self) -> Capabilities:
         """RFC 2449 CAPA. A server without CAPA yields Capabilities(known=False)."""
         command = Command("CAPA")
-        if self._protocol.pending:
-            self._drain()
+        self._settle()
         self._send(command)
         return self._read_capa(command)
 
@@ -563,8 +582,7 @@ class Session:
 
     def scan(self) -> tuple[builtins.list[MessageSize], builtins.list[MessageUid] | None]:
         """LIST and UIDL together, in one round trip when pipelining; UIDs None without UIDL."""
-        if self._protocol.pending:
-            self._drain()
+        self._settle()
         sizes = _Collector(MAX_LISTING_BYTES, truncate=False, what="LIST")
         uids = _Collector(MAX_LISTING_BYTES, truncate=False, what="UIDL")
         requests = [_Request(Command("LIST"), sizes), _Request(Command("UIDL"), uids)]
@@ -589,7 +607,11 @@ class Session:
 
         def requests() -> Iterator[_Request]:
             for n in messages:
-                collectors[n] = _Collector(MAX_HEADER_BYTES, truncate=True, what="TOP")
+                # A header block past MAX_HEADER_BYTES is cut; a reply that never ends is not
+                # read for ever (a server ignoring TOP's line count sends whole messages, so
+                # the bound is the generous one of listings).
+                collectors[n] = _Collector(MAX_HEADER_BYTES, truncate=True, what="TOP",
+                                           hard_limit=MAX_LISTING_BYTES)
                 yield _Request(Command("TOP", (str(n), str(lines))), collectors[n], n)
 
         for request, reply in self._batch(requests()):
@@ -673,11 +695,14 @@ class Session:
     def raw(self, line: str, sink: Sink | None = None) -> Reply:
         """Send one command line as typed (the shell's escape hatch); -ERR is returned, not
         raised. Multi-line replies of known commands go to ``sink``."""
-        verb, _, rest = line.strip().partition(" ")
+        line = line.strip()
+        if any(c in line for c in "\r\n\0"):
+            # split() below would quietly turn a CR into an argument separator.
+            raise LocalProtocolError("CR, LF or NUL inside a command line; nothing was sent")
+        verb, _, rest = line.partition(" ")
         command = Command(verb, tuple(rest.split()) if verb.upper() not in ("PASS", "USER")
                           else (rest,) if rest else ())
-        if self._protocol.pending:
-            self._drain()
+        self._settle()
         self._send(command)
         reply = self._reply(command)
         if reply.ok and command.multiline:
@@ -690,11 +715,18 @@ class Session:
         if self._closed:
             return
         try:
-            if self._protocol.pending:
-                self._drain()
+            self._settle()
             command = Command("QUIT")
-            self._send(command)
-            reply = self._reply(command)
+            try:
+                self._send(command)
+                reply = self._reply(command)
+            except TransportError as e:
+                if not self._marked:
+                    # Nothing to commit, so nothing depends on the answer: the work is done.
+                    self._note(f"no answer to QUIT ({e}); no deletions were pending")
+                    return
+                raise type(e)(f"{e}; the {self._marked} deletion(s) of this session may or "
+                              "may not have been made (see what is left with list)") from e
             if not reply.ok:
                 raise server_error(reply, what="QUIT (some deletions may not have been made)")
         finally:

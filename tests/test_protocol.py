@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popctl.errors import LocalProtocolError, PopctlError, RemoteProtocolError
+from popctl.errors import (
+    ConnectionClosedError,
+    LocalProtocolError,
+    PopctlError,
+    RemoteProtocolError,
+)
 from popctl.protocol import (
     CLOSED,
     MAX_STATUS_LINE,
@@ -331,11 +336,12 @@ def test_sasl_challenge_and_auth_state() -> None:
     assert protocol.state is State.TRANSACTION
 
 
-def test_eof_while_waiting_is_the_servers_error() -> None:
+def test_eof_while_waiting_is_a_lost_connection() -> None:
+    # Exit status 4 like a reset, not 6: a dropped connection is no protocol violation.
     protocol = logged_in()
     protocol.send(Command("STAT"))
     protocol.receive_data(b"")
-    with pytest.raises(RemoteProtocolError, match="closed the connection"):
+    with pytest.raises(ConnectionClosedError, match="closed the connection"):
         protocol.next_event()
 
 
@@ -345,7 +351,7 @@ def test_eof_mid_body() -> None:
     protocol.receive_data(b"+OK\r\npartial")
     drain(protocol)
     protocol.receive_data(b"")
-    with pytest.raises(RemoteProtocolError, match="middle of the reply to RETR"):
+    with pytest.raises(ConnectionClosedError, match="middle of the reply to RETR"):
         protocol.next_event()
 
 

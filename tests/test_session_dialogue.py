@@ -130,7 +130,7 @@ def test_connection_drop_mid_retr_is_reported_without_quit() -> None:
               close()]
     sink = io.BytesIO()
     with ScriptedServer(script, timeout=2.0) as server:
-        with pytest.raises(RemoteProtocolError, match="middle of the reply to RETR"):
+        with pytest.raises(ConnectionClosedError, match="middle of the reply to RETR"):
             with Session.connect(endpoint(server)) as session:
                 session.login(CREDS)
                 session.retr(1, sink)
