@@ -31,6 +31,7 @@ from popctl.errors import (
 from popctl.models import Credentials, Endpoint, TLSMode
 
 if TYPE_CHECKING:  # imported lazily below: `popctl --help` must not pay for TLS and parsing
+    from popctl.cache import HeaderCache
     from popctl.query import Query, Row
     from popctl.session import Session
 
@@ -59,6 +60,7 @@ class Settings:
     quiet: bool | None = None
     sandbox: bool | None = None
     no_pipelining: bool | None = None
+    no_cache: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,6 +102,9 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
                  help="Allow sending credentials over a connection without TLS."),
     click.option("--no-pipelining", is_flag=True, default=None,
                  help="Send one command at a time even if the server allows pipelining."),
+    click.option("--no-cache", is_flag=True, default=None,
+                 help="Neither read nor update the header cache (list, dele): fetch every "
+                      "header."),
     click.option("--format", "-f", "format", type=click.Choice(FORMATS),
                  help="Output format [default: table]."),
     click.option("--json", "json_", is_flag=True, default=None, help="Same as --format json."),
@@ -242,6 +247,8 @@ def open_session(settings: Settings) -> Iterator[Session]:
             credentials = replace(credentials, password=_password(
                 settings, credentials.user, target.endpoint.host))
         session.login(credentials)
+        settings.extra["cache_account"] = (credentials.user, target.endpoint.host,
+                                           target.endpoint.effective_port)
         yield session
 
 
@@ -436,13 +443,26 @@ def _listing(settings: Settings, session: Session, query: Query, *, want_headers
         total = session.stat().count
         if total >= 20:
             bar = click.progressbar(length=total, label="reading headers", file=sys.stderr)
+    cache = _header_cache(settings) if want_headers or query.header_filters else None
     try:
         yield from query_module.run(session, query, want_headers=want_headers,
-                                    sizes_only=sizes_only,
+                                    sizes_only=sizes_only, cache=cache,
                                     progress=bar.update if bar is not None else None)
     finally:
+        if cache is not None:
+            cache.save()
         if bar is not None:
             bar.render_finish()
+
+
+def _header_cache(settings: Settings) -> HeaderCache | None:
+    """The account's header cache; None with --no-cache, in the sandbox, or before login."""
+    account = settings.extra.get("cache_account")
+    if settings.no_cache or settings.sandbox or account is None:
+        return None
+    from popctl.cache import HeaderCache, account_key
+
+    return HeaderCache(account_key(*account))
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from popctl import headers as header_parsing
 from popctl import selection
+from popctl.cache import HeaderCache
 from popctl.errors import NoSuchMessageError, UsageError
 from popctl.models import MessageSize, MessageUid
 from popctl.session import Session
@@ -54,7 +55,7 @@ class Query:
                     or self.older_than is not None or self.newer_than is not None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     """One message of a listing; ``to_record`` gives its JSON form."""
 
@@ -122,10 +123,12 @@ def _matches(query: Query, row: Row, now: datetime) -> bool:
 
 def run(session: Session, query: Query, *, want_headers: bool,
         progress: Callable[[int], None] | None = None,
-        sizes_only: bool = False) -> Iterator[Row]:
+        sizes_only: bool = False, cache: HeaderCache | None = None) -> Iterator[Row]:
     """The selected messages, in order, each yielded as soon as it is known.
 
-    Headers are fetched (pipelined) when ``want_headers`` or a header filter needs them.
+    Headers are fetched (pipelined) when ``want_headers`` or a header filter needs them, except
+    those ``cache`` has (by UID and size); what is fetched is added to it, and the UIDs no
+    longer on the server are pruned from it. Without UIDL nothing is cached.
     """
     if sizes_only and not query.uids:
         sizes, uids = session.list(), None
@@ -136,14 +139,34 @@ def run(session: Session, query: Query, *, want_headers: bool,
         yield from rows
         return
     now = datetime.now(UTC)
-    by_number = {r.number: r for r in rows}
-    for fetched in session.headers([r.number for r in rows]):
-        row = by_number.pop(fetched.number)
-        summary = header_parsing.summarize(fetched.data)
-        row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
-        row._headers = fetched.data
+    fetch = rows
+    if cache is not None and uids is not None:
+        cache.prune(u.uid for u in uids)
+        if not query.header:  # --header filters need the raw block, which is not cached
+            fetch = [r for r in rows if not _from_cache(cache, r)]
+    else:
+        cache = None
+    wanted = {r.number for r in fetch}
+    fetched = session.headers([r.number for r in fetch])
+    for row in rows:
+        if row.number in wanted:
+            got = next(fetched)
+            summary = header_parsing.summarize(got.data)
+            row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
+            row._headers = got.data
+            if cache is not None and row.uid is not None:
+                cache.put(row.uid, row.size, row.sender, row.subject, row.date)
         if progress is not None:
             progress(1)
         if _matches(query, row, now):
             yield row
         row._headers = None
+    next(fetched, None)  # the batch is complete: let it finish
+
+
+def _from_cache(cache: HeaderCache, row: Row) -> bool:
+    entry = cache.get(row.uid, row.size) if row.uid is not None else None
+    if entry is None:
+        return False
+    _size, row.sender, row.subject, row.date = entry
+    return True

@@ -1,0 +1,142 @@
+"""Header summaries cached by UIDL, one small file per account, so that a second ``list`` of an
+unchanged mailbox sends no TOP at all and only new messages' headers are fetched.
+
+The cache is an optimisation, never a source of errors: a missing, partial or corrupt file reads
+as empty (and is replaced at the next save), and a file that cannot be written is left alone.
+Writers write a temporary file in the same directory and ``os.replace`` it, so a reader sees the
+old file or the new one, never half of one; two concurrent runs lose at most each other's
+additions, which are fetched again next time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+# Bumped when the entry layout changes; a file of another version is discarded.
+CACHE_FORMAT: Final = 1
+
+# What an entry holds: the LIST size it was read at (a UID seen again with another size is not
+# trusted: a server that reuses UIDs, or rewrote the message), then From, Subject, Date as
+# popctl's header summary shows them. Raw header blocks are not kept (a few kB per message, where
+# an entry is about 100 octets): ``--header`` filters, which need them, fetch the headers again.
+Entry = tuple[int, str | None, str | None, str | None]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._-]+")
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/popctl``, or ``~/.cache/popctl`` (the XDG default)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "popctl"
+
+
+def account_key(user: str, host: str, port: int) -> str:
+    """The account a cache belongs to: the login on that server and port."""
+    return f"{user}@{host.lower().rstrip('.')}:{port}"
+
+
+def cache_path(account: str, directory: Path | None = None) -> Path:
+    """The file of ``account``: a readable name plus a hash, so that no two accounts share one."""
+    digest = hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
+    readable = _UNSAFE.sub("_", account)[:80]
+    return (directory or cache_dir()) / f"headers-{readable}-{digest}.json"
+
+
+class HeaderCache:
+    """The summaries of one account's messages by UID; ``save`` writes them back if changed."""
+
+    def __init__(self, account: str, path: Path | None = None) -> None:
+        self.account = account
+        self.path = path if path is not None else cache_path(account)
+        self._entries: dict[str, Entry] = self._read()
+        self._dirty = False
+        self._live: set[str] | None = None  # the server's UIDs, once prune() was told them
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, uid: str, size: int) -> Entry | None:
+        entry = self._entries.get(uid)
+        if entry is None or entry[0] != size:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+    def put(self, uid: str, size: int, sender: str | None, subject: str | None,
+            date: str | None) -> None:
+        entry = (size, sender, subject, date)
+        if self._entries.get(uid) != entry:
+            self._entries[uid] = entry
+            self._dirty = True
+
+    def prune(self, live: Iterable[str]) -> None:
+        """Forget the messages no longer on the server."""
+        keep = set(live)
+        gone = [uid for uid in self._entries if uid not in keep]
+        for uid in gone:
+            del self._entries[uid]
+        if gone:
+            self._dirty = True
+        self._live = keep
+
+    def save(self) -> bool:
+        """Write the cache if it changed; False (and nothing raised) if it could not be."""
+        if not self._dirty:
+            return True
+        # Keep what a concurrent run added meanwhile, for messages that are still there.
+        for uid, entry in self._read().items():
+            if uid not in self._entries and (self._live is None or uid in self._live):
+                self._entries[uid] = entry
+        document = {"popctl-header-cache": CACHE_FORMAT, "account": self.account,
+                    "entries": {uid: list(e) for uid, e in self._entries.items()}}
+        data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        import tempfile  # only when writing: start-up of a listing need not pay for it
+
+        tmp = None
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path.parent)
+            with os.fdopen(fd, "wb") as fh:  # mkstemp: mode 0600, subjects are private
+                fh.write(data)
+            os.replace(tmp, self.path)
+            tmp = None
+        except OSError:
+            return False
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        self._dirty = False
+        return True
+
+    def _read(self) -> dict[str, Entry]:
+        """The entries on disk; {} for a missing, unreadable, corrupt or foreign file."""
+        try:
+            document = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
+            return {}
+        if not isinstance(document, dict) or document.get("popctl-header-cache") != CACHE_FORMAT \
+                or document.get("account") != self.account:
+            return {}
+        raw = document.get("entries")
+        if not isinstance(raw, dict):
+            return {}
+        entries: dict[str, Entry] = {}
+        for uid, value in raw.items():
+            if not (isinstance(value, list) and len(value) == 4 and type(value[0]) is int
+                    and all(v is None or isinstance(v, str) for v in value[1:])):
+                return {}  # one bad entry: the file is not ours to trust
+            entries[uid] = (value[0], value[1], value[2], value[3])
+        return entries
