@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_dovecot"]
+pytest_plugins = ["tests.fixtures_dovecot", "tests.fixtures_servers"]
 
 
 @pytest.fixture(autouse=True)
