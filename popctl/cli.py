@@ -436,6 +436,23 @@ def list_cmd(sizes_only: bool, **kwargs: Any) -> None:
 
 def _listing(settings: Settings, session: Session, query: Query, *, want_headers: bool,
              sizes_only: bool = False) -> Iterator[Row]:
+    """The selected rows; headers read with TOP when wanted and the server has TOP."""
+    if want_headers and session.lacks("TOP"):
+        # RFC 1939 makes TOP optional (mpopd has none). Numbers, sizes and UIDs still come
+        # from LIST and UIDL; header filters would need whole messages, so they are refused.
+        if query.header_filters:
+            raise CapabilityError(
+                "the server does not support TOP, so --from, --subject, --header, --older-than "
+                "and --newer-than cannot be applied without downloading whole messages; "
+                "nothing was done", command="TOP")
+        note(settings, "note: the server does not support TOP, so From, Subject and Date "
+                       "are not shown")
+        want_headers = False
+    return _rows(settings, session, query, want_headers=want_headers, sizes_only=sizes_only)
+
+
+def _rows(settings: Settings, session: Session, query: Query, *, want_headers: bool,
+          sizes_only: bool) -> Iterator[Row]:
     from popctl import query as query_module
 
     bar: Any = None

@@ -7,6 +7,7 @@ Size filters need only LIST; header filters (and the `list` view) fetch headers 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -88,11 +89,21 @@ def _candidates(query: Query, sizes: list[MessageSize],
     if query.uids:
         if uids is None:
             raise UsageError("the server does not support UIDL, so --uid cannot be used")
-        by_uid = {u.uid: u.number for u in uids}
+        by_uid: dict[str, list[int]] = {}
+        for entry in uids:
+            by_uid.setdefault(entry.uid, []).append(entry.number)
         unknown = [u for u in query.uids if u not in by_uid]
         if unknown:
             raise NoSuchMessageError(f"no message has UID {unknown[0]!r}; nothing was done")
-        chosen = (chosen or set()) | {by_uid[u] for u in query.uids}
+        # popa3d derives UIDs from a few headers, so identical copies share one: a UID naming
+        # several messages must not pick one of them (dele --uid would delete a guess).
+        shared = [u for u in query.uids if len(by_uid[u]) > 1]
+        if shared:
+            which = ", ".join(map(str, by_uid[shared[0]]))
+            raise UsageError(f"UID {shared[0]!r} is shared by messages {which} on this "
+                             "server, so it does not say which one; select by number; "
+                             "nothing was done")
+        chosen = (chosen or set()) | {by_uid[u][0] for u in query.uids}
     selected = [rows[n] for n in sorted(rows) if chosen is None or n in chosen]
     if query.larger_than is not None:
         selected = [r for r in selected if r.size > query.larger_than]
@@ -140,10 +151,14 @@ def run(session: Session, query: Query, *, want_headers: bool,
         return
     now = datetime.now(UTC)
     fetch = rows
+    shared: set[str] = set()
     if cache is not None and uids is not None:
         cache.prune(u.uid for u in uids)
+        # A UID several messages share keys none of them (popa3d derives UIDs from a few
+        # header fields, so different messages can share one, even with the same size).
+        shared = {uid for uid, n in Counter(u.uid for u in uids).items() if n > 1}
         if not query.header:  # --header filters need the raw block, which is not cached
-            fetch = [r for r in rows if not _from_cache(cache, r)]
+            fetch = [r for r in rows if r.uid in shared or not _from_cache(cache, r)]
     else:
         cache = None
     wanted = {r.number for r in fetch}
@@ -154,7 +169,7 @@ def run(session: Session, query: Query, *, want_headers: bool,
             summary = header_parsing.summarize(got.data)
             row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
             row._headers = got.data
-            if cache is not None and row.uid is not None:
+            if cache is not None and row.uid is not None and row.uid not in shared:
                 cache.put(row.uid, row.size, row.sender, row.subject, row.date)
         if progress is not None:
             progress(1)

@@ -74,6 +74,10 @@ MAX_HEADER_BYTES: Final = 256 * 1024
 # A whole LIST, UIDL or CAPA reply kept in memory: 100,000 messages' UIDL is about 3 MB.
 MAX_LISTING_BYTES: Final = 64 * 1024 * 1024
 
+# RFC 1939 makes TOP optional (mpopd has none): without it, headers cost whole messages.
+NO_TOP: Final = ("the server does not support TOP, so headers cannot be read without "
+                 "downloading whole messages")
+
 TraceHook = Callable[[str, str], None]
 """Called with a direction ("C" client, "S" server, "*" popctl itself) and one line of text."""
 
@@ -252,6 +256,10 @@ class Session:
     @property
     def encrypted(self) -> bool:
         return self._transport.tls is not None
+
+    def lacks(self, capability: str) -> bool:
+        """Whether CAPA proves the server lacks ``capability`` (never, if it has no CAPA)."""
+        return self.capabilities.known and capability not in self.capabilities
 
     @property
     def pipelining(self) -> bool:
@@ -436,7 +444,19 @@ class Session:
         elif name == "APOP":
             assert self.greeting is not None and self.greeting.timestamp is not None
             digest = auth.apop_digest(self.greeting.timestamp, credentials.password or "")
-            self._auth_reply(self._call_auth(Command("APOP", (credentials.user, digest))))
+            try:
+                self._auth_reply(self._call_auth(Command("APOP", (credentials.user, digest))))
+            except AuthenticationError:
+                # A timestamp in the greeting says the server implements APOP, not that this
+                # account has an APOP secret (GNU mailutils greets with one and refuses APOP
+                # without its APOP database). Chosen by "auto" over a clear connection the user
+                # allowed, APOP falls back to USER/PASS, which RFC 1939 permits after a failure.
+                if credentials.mechanism.upper() != "AUTO" \
+                        or not auth.available("USER", self.capabilities, None):
+                    raise
+                self._note("APOP refused; trying USER/PASS")
+                name = "USER"
+                capa_read = self._login_user(credentials)
         else:
             self._login_sasl(auth.make_mechanism(name, credentials))
         self.mechanism = name
@@ -585,7 +605,10 @@ class Session:
         self._settle()
         sizes = _Collector(MAX_LISTING_BYTES, truncate=False, what="LIST")
         uids = _Collector(MAX_LISTING_BYTES, truncate=False, what="UIDL")
-        requests = [_Request(Command("LIST"), sizes), _Request(Command("UIDL"), uids)]
+        # UIDL first: GNU mailutils adds an X-UIDL header to each message when it first
+        # computes its UID, and its LIST before that counts the message without it; after it,
+        # LIST gives the octets RETR will send, in this session and the next.
+        requests = [_Request(Command("UIDL"), uids), _Request(Command("LIST"), sizes)]
         replies = {r.command.verb: reply for r, reply in self._batch(requests)}
         if not replies["LIST"].ok:
             raise server_error(replies["LIST"])
@@ -597,8 +620,13 @@ class Session:
     def top(self, message: int, lines: int, sink: Sink) -> int:
         """Headers and the first ``lines`` body lines of one message, streamed to ``sink``."""
         counter = _CountingSink(sink)
-        self._call(Command("TOP", (str(message), str(lines))), counter,
-                   error=NoSuchMessageError, what=f"TOP {message}")
+        try:
+            self._call(Command("TOP", (str(message), str(lines))), counter,
+                       error=NoSuchMessageError, what=f"TOP {message}")
+        except NoSuchMessageError as e:
+            if e.code is None and self.lacks("TOP"):
+                raise CapabilityError(NO_TOP, command="TOP") from None
+            raise
         return counter.octets
 
     def headers(self, messages: Iterable[int], lines: int = 0) -> Iterator[MessageHeaders]:
@@ -617,11 +645,8 @@ class Session:
         for request, reply in self._batch(requests()):
             collector = collectors.pop(request.number)
             if not reply.ok:
-                if reply.code is None and self.capabilities.known \
-                        and "TOP" not in self.capabilities:
-                    raise CapabilityError("the server does not support TOP, so headers cannot "
-                                          "be read without downloading whole messages",
-                                          command="TOP")
+                if reply.code is None and self.lacks("TOP"):
+                    raise CapabilityError(NO_TOP, command="TOP")
                 raise server_error(reply, NoSuchMessageError, f"TOP {request.number}")
             yield MessageHeaders(request.number, collector.value(), collector.truncated)
 

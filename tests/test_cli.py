@@ -970,7 +970,7 @@ def test_trace_user_pass_without_pipelining(box: Box) -> None:
     assert result.exit_code == 0
     assert result.stdout == pretty([box.record(n) for n in (1, 2, 3)])
     assert _client_lines(result.stderr) == [
-        "CAPA", "STLS", "CAPA", "USER bob", "PASS ***", "CAPA", "LIST", "UIDL",
+        "CAPA", "STLS", "CAPA", "USER bob", "PASS ***", "CAPA", "UIDL", "LIST",
         "TOP 1 0", "TOP 2 0", "TOP 3 0", "QUIT"]
     _assert_secret_hidden(result)
 

@@ -101,8 +101,8 @@ def test_headers_are_pipelined_in_windows() -> None:
 
 
 def test_scan_sends_list_and_uidl_together() -> None:
-    script = [*_logged_in_pipelined(), expect(b"LIST\r\nUIDL\r\n"),
-              send(b"+OK\r\n1 100\r\n2 200\r\n.\r\n+OK\r\n1 aaa\r\n2 bbb\r\n.\r\n"),
+    script = [*_logged_in_pipelined(), expect(b"UIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n1 aaa\r\n2 bbb\r\n.\r\n+OK\r\n1 100\r\n2 200\r\n.\r\n"),
               expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
