@@ -632,6 +632,9 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
     try:
         with open_session(settings) as session:
             rows = list(_listing(settings, session, query, want_headers=False))
+            if output and len(rows) > 1:  # before any RETR: nothing is fetched or written
+                raise UsageError(f"--output FILE takes one message; use --output-dir (the "
+                                 f"selection has {len(rows)})")
             uid_of = {r.number: r.uid for r in rows}
             sinks: dict[int, Any] = {}
 

@@ -34,6 +34,8 @@ class Query:
     newer_than: timedelta | None = None
 
     def __post_init__(self) -> None:
+        # Made before connecting: a bad number or UID is refused before anything is sent.
+        selection.parse_ranges(self.ranges)
         for uid in self.uids:
             # UIDs are matched locally, never sent; still, one with a line break is a mistake
             # (or an attempt at command injection), and the user should hear so at once.

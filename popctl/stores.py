@@ -407,6 +407,12 @@ class FileStore(_StoreBase):
         if os.path.isdir(self.path):
             raise StoreError(f"cannot write {self.path}: {os.strerror(errno.EISDIR)}",
                              path=self.path, errno=errno.EISDIR)
+        if os.path.exists(self.path) and not os.path.isfile(self.path):
+            # The message replaces the file by rename: /dev/null, a FIFO or a socket would be
+            # replaced by a regular file (as root, /dev/null for the whole system).
+            raise StoreError(f"cannot write {self.path}: not a regular file, and --output "
+                             "replaces the file; redirect standard output instead",
+                             path=self.path)
         _check_directory(self._directory)
         self._opened = 0
 
