@@ -11,10 +11,8 @@ import functools
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, TypeVar
 
 import click
 
@@ -28,21 +26,26 @@ from popctl.errors import (
     TransportError,
     UsageError,
 )
-from popctl.models import Credentials, Endpoint, TLSMode
 
 if TYPE_CHECKING:  # imported lazily below: `popctl --help` must not pay for TLS and parsing
     from popctl.cache import HeaderCache
+    from popctl.models import Credentials, Endpoint
     from popctl.query import Query, Row
     from popctl.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 FORMATS = ("table", "json", "ndjson", "csv")
+# TLSMode's values (tests/test_startup.py checks): models.py is not imported at start-up.
+TLS_MODES = ("implicit", "starttls", "none")
 
 
-@dataclass
 class Settings:
-    """Options given before or after the subcommand; the later ones win."""
+    """Options given before or after the subcommand; the later ones win.
+
+    Every annotated attribute is an option (its class value the default), plus ``extra``. A
+    plain class rather than a dataclass: importing dataclasses would cost every start-up ~10 ms.
+    """
 
     host: str | None = None
     port: int | None = None
@@ -61,15 +64,33 @@ class Settings:
     sandbox: bool | None = None
     no_pipelining: bool | None = None
     no_cache: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any]
+
+    def __init__(self, **values: Any) -> None:
+        self.extra = {}
+        for name, value in values.items():
+            if name not in _SETTINGS:
+                raise TypeError(f"Settings has no option {name!r}")
+            setattr(self, name, value)
+
+    def copy(self, **changes: Any) -> Settings:
+        return Settings(**{**{name: getattr(self, name) for name in _SETTINGS}, **changes})
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={getattr(self, name)!r}" for name in _SETTINGS
+                           if name != "extra" and getattr(self, name) is not None)
+        return f"Settings({values})"
 
     @property
     def fmt(self) -> str:
         return self.format or "table"
 
 
+_SETTINGS = tuple(Settings.__annotations__)
+
+
 def _merge(obj: Settings, values: dict[str, Any]) -> None:
-    names = {f.name for f in fields(Settings)}
+    names = set(_SETTINGS) - {"extra"}
     for key in list(values):
         if key in names:
             value = values.pop(key)
@@ -84,7 +105,7 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
     click.option("--port", "-P", type=click.IntRange(1, 65535), envvar="POPCTL_PORT",
                  help="Server port [default: 995 for --tls implicit, else 110]."),
     click.option("--user", "-u", envvar="POPCTL_USER", help="Login name."),
-    click.option("--tls", type=click.Choice([m.value for m in TLSMode]), envvar="POPCTL_TLS",
+    click.option("--tls", type=click.Choice(TLS_MODES), envvar="POPCTL_TLS",
                  help="implicit (port 995), starttls (STLS on port 110) or none "
                       "[default: implicit]."),
     click.option("--ca-file", type=click.Path(dir_okay=False), envvar="POPCTL_CA_FILE",
@@ -153,8 +174,7 @@ def _trace_printer(start: float) -> Callable[[str, str], None]:
 # --- connecting -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Target:
+class Target(NamedTuple):
     endpoint: Endpoint
     credentials: Credentials
 
@@ -183,6 +203,8 @@ def _start_sandbox(settings: Settings) -> Target:
         click.get_current_context().call_on_close(_stop_sandbox)
         note(settings, f"sandbox: sample POP3 server on {_sandbox_server.address[0]} port "
                        f"{_sandbox_server.address[1]} (user sandbox, password sandbox)")
+    from popctl.models import Credentials, Endpoint, TLSMode
+
     _host, port = _sandbox_server.address
     endpoint = Endpoint(host="localhost", port=port, tls=TLSMode.STARTTLS,
                         ca_file=_sandbox_server.ca_file, timeout=settings.timeout or 30.0)
@@ -194,6 +216,8 @@ def resolve_target(settings: Settings) -> Target:
         return _start_sandbox(settings)
     if not settings.host:
         raise UsageError("no server given: use --host HOST (or POPCTL_HOST), or try --sandbox")
+    from popctl.models import Credentials, Endpoint, TLSMode
+
     tls = TLSMode(settings.tls or "implicit")
     if settings.fingerprint is not None:
         from popctl.transport import normalize_fingerprint
@@ -226,6 +250,10 @@ def open_session(settings: Settings) -> Iterator[Session]:
     if live is not None:
         yield live
         return
+    from dataclasses import replace
+
+    from popctl.models import TLSMode
+
     target = resolve_target(settings)
     if target.endpoint.insecure and target.endpoint.tls is not TLSMode.NONE:
         note(settings, "warning: --insecure: the server certificate is NOT verified")
@@ -361,6 +389,8 @@ class PopctlGroup(click.Group):
 def _report(ctx: click.Context, line: str) -> None:
     settings = ctx.find_object(Settings)
     if (settings is not None and settings.debug) or os.environ.get("POPCTL_DEBUG") == "1":
+        import traceback
+
         traceback.print_exc()
     click.echo(line, err=True)
 
@@ -848,7 +878,7 @@ def shell(**kwargs: Any) -> None:
                                      "was closed without QUIT, so nothing was deleted")
                 click.echo(f"Error: unknown command {verb!r}; type help", err=True)
                 continue
-            child = replace(settings, extra=settings.extra)
+            child = settings.copy(extra=settings.extra)
             settings.extra.pop("error", None)
             settings.extra["session"] = session
             try:

@@ -11,13 +11,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from popctl import headers as header_parsing
 from popctl import selection
-from popctl.cache import HeaderCache
 from popctl.errors import NoSuchMessageError, UsageError
 from popctl.models import MessageSize, MessageUid
 from popctl.session import Session
+
+if TYPE_CHECKING:  # the cache and header parsing are imported only when headers are read
+    from popctl.cache import HeaderCache
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ def _candidates(query: Query, sizes: list[MessageSize],
 
 
 def _matches(query: Query, row: Row, now: datetime) -> bool:
+    from popctl import headers as header_parsing
+
     if query.sender and not query.sender.search(row.sender or ""):
         return False
     if query.subject and not query.subject.search(row.subject or ""):
@@ -151,6 +155,8 @@ def run(session: Session, query: Query, *, want_headers: bool,
     if not (want_headers or query.header_filters):
         yield from rows
         return
+    from popctl import headers as header_parsing
+
     now = datetime.now(UTC)
     fetch = rows
     shared: set[str] = set()
