@@ -23,7 +23,9 @@ Decisions:
 * mbox is mboxrd: ``From <sender> <asctime UTC>``, the sender from the first Return-Path header
   (else MAILER-DAEMON), ``>`` added to every ``>*From `` line, a blank line after each message.
   It is locked for the whole run with fcntl (lockf) and a ``<path>.lock`` dotlock; a lock held
-  elsewhere, or a stale dotlock, is an error after ``lock_timeout`` seconds (never broken).
+  elsewhere, or a stale dotlock, is an error after ``lock_timeout`` seconds, except a dotlock
+  popctl itself left on this host when it was killed (its process is gone): that one is taken
+  over, after cutting off the torn record the kill may have left (see MboxStore).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import os
 import re
 import secrets
 import stat
+import tempfile
 import time
 from types import TracebackType
 from typing import BinaryIO, Final, Protocol, Self
@@ -321,9 +324,12 @@ class _TempFileSink(_SinkBase):
         self._link = link
         self._convert = _CRLFToLF() if to_lf else None
         self._buffer = bytearray()
+        # Unnamed until committed (O_TMPFILE) where the system allows: a process killed
+        # mid-message (SIGKILL, a crash, power loss) then leaves no temporary file behind.
+        self._anonymous = _open_unnamed(temp_dir)
         try:
-            self._fd = os.open(self._temp,
-                               os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+            self._fd = self._anonymous if self._anonymous is not None else os.open(
+                self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
         except OSError as exc:
             raise _os_error("create", self._temp, exc) from None
         super().__init__(store)
@@ -349,10 +355,13 @@ class _TempFileSink(_SinkBase):
             _write_all(self._fd, self._buffer)
             action = "sync"
             os.fsync(self._fd)
+            action = "move into place"
+            placed = self._anonymous is not None and self._name_unnamed()
             fd, self._fd = self._fd, -1
             os.close(fd)  # may report a delayed write error (NFS)
-            action = "move into place"
-            if self._link:
+            if placed:
+                pass
+            elif self._link:
                 self._link_into_place()
             else:
                 os.replace(self._temp, self._final)
@@ -367,6 +376,25 @@ class _TempFileSink(_SinkBase):
         except OSError as exc:
             raise _os_error("sync directory", directory, exc) from None
         return self._result
+
+    def _name_unnamed(self) -> bool:
+        """Give the complete, synced O_TMPFILE file a name: its final one in link mode (which
+        never replaces a file; True), else the temporary one that os.replace() then moves into
+        place (False)."""
+        name = self._final if self._link else self._temp
+        # linkat(AT_SYMLINK_FOLLOW) on the /proc link: os.link() makes that call only when
+        # given a directory descriptor (else it calls link(), which fails with EXDEV here).
+        directory = os.open(os.path.dirname(name) or ".",
+                            os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(f"/proc/self/fd/{self._fd}", os.path.basename(name),
+                    dst_dir_fd=directory, follow_symlinks=True)
+        finally:
+            os.close(directory)
+        self._anonymous = None
+        if self._link:
+            self._temp = self._final  # discard() must not remove it
+        return self._link
 
     def _link_into_place(self) -> None:
         try:
@@ -391,10 +419,51 @@ class _TempFileSink(_SinkBase):
             fd, self._fd = self._fd, -1
             with contextlib.suppress(OSError):
                 os.close(fd)
-        # Already gone, or nothing more can be done: it has a hidden temporary name.
-        with contextlib.suppress(OSError):
-            os.unlink(self._temp)
+        # Already gone, or nothing more can be done: it has a hidden temporary name. (An
+        # unnamed file has none: closing it was enough.)
+        if self._anonymous is None and self._temp != self._final:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp)
         self._finished("discarded")
+
+
+def _create_with(path: str, content: bytes) -> int:
+    """Create ``path`` holding ``content`` (FileExistsError if it exists) and return a
+    descriptor open on it for writing. Where O_TMPFILE allows, the file appears with its
+    content at once, so no process killed half-way leaves an empty one."""
+    directory = os.path.dirname(path) or "."
+    fd = _open_unnamed(directory, os.O_RDWR, 0o644)
+    if fd is None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        os.write(fd, content)
+        return fd
+    try:
+        os.write(fd, content)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(f"/proc/self/fd/{fd}", os.path.basename(path), dst_dir_fd=dir_fd,
+                    follow_symlinks=True)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_unnamed(directory: str, access: int = os.O_WRONLY,
+                  mode: int = _FILE_MODE) -> int | None:
+    """An unnamed file in ``directory`` (Linux O_TMPFILE, named later through /proc/self/fd),
+    or None where the kernel, the file system or a missing /proc does not allow it."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(directory, flag | access | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None  # not supported here: a named temporary file it is
+        raise _os_error("create a file in", directory, exc) from None
 
 
 class FileStore(_StoreBase):
@@ -576,8 +645,15 @@ class MboxStore(_StoreBase):
     """Appends to an mboxrd file, locked (lockf + ``<path>.lock``) from creation to ``close``.
 
     The file is created (mode 0600) if missing; a non-empty file must begin with ``From ``.
-    Each message is one record, fsync'd on commit; on discard the file is truncated back to its
-    length before the record, so no torn record is ever left. One message at a time.
+    Each message is staged in an unnamed temporary file beside the mbox and appended whole on
+    commit, then fsync'd; on a failed append the file is truncated back to its length before
+    the record. One message at a time.
+
+    A process killed while appending (the only moment the mbox is written) leaves a torn last
+    record and its dotlock. The dotlock says ``<pid>``, ``popctl <host>`` and, during an
+    append, ``<start> <end>`` offsets; the next MboxStore on the same host whose owner is gone
+    takes the lock over and truncates the file back to ``start`` if it stopped between the two
+    (and holds nothing but that one partial record). Foreign dotlocks are never broken.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 5.0) -> None:
@@ -588,6 +664,7 @@ class MboxStore(_StoreBase):
         self._fd = -1
         self._key: tuple[int, int] | None = None
         self._dotlocked = False
+        self._lock_fd = -1
         self._active: _MboxSink | None = None
         try:
             self._acquire()
@@ -652,20 +729,74 @@ class MboxStore(_StoreBase):
 
     def _try_dotlock(self) -> bool:
         try:
-            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                         0o644)
+            fd = _create_with(self.lock_path, self._lock_owner().encode())
         except FileExistsError:
-            return False
+            return self._take_over_stale_dotlock()
         except OSError as exc:
             raise _os_error("create lock file", self.lock_path, exc) from None
         self._dotlocked = True
-        try:
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError:
-            pass  # the lock is its existence; the pid is a courtesy
-        finally:
-            os.close(fd)
+        self._lock_fd = fd
         return True
+
+    def _lock_owner(self) -> str:
+        return f"{os.getpid()}\npopctl {_nodename()}\n"
+
+    def _write_lock_note(self, journal: str = "") -> None:
+        """The dotlock's content: pid, ``popctl <host>``, and the offsets of an append."""
+        try:
+            # Overwrite, then cut: the first two lines never change, so a process killed in
+            # between leaves a lock that still says whose it is.
+            data = (self._lock_owner() + journal).encode()
+            os.pwrite(self._lock_fd, data, 0)
+            os.ftruncate(self._lock_fd, len(data))
+        except OSError:
+            pass  # the lock is its existence; the rest helps recover after a crash
+
+    def _take_over_stale_dotlock(self) -> bool:
+        """True if the dotlock was left by a popctl on this host that is gone (killed): its
+        torn record is cut off and the lock is ours. False for any other lock."""
+        try:
+            with open(self.lock_path, "rb") as f:
+                lines = f.read(4096).decode("ascii").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return False
+        if len(lines) < 2 or lines[1] != f"popctl {_nodename()}" or not lines[0].isdigit():
+            return False
+        try:
+            os.kill(int(lines[0]), 0)
+            return False  # alive (or not ours to signal): not stale
+        except ProcessLookupError:
+            pass
+        except OSError:
+            return False
+        words = lines[2].split() if len(lines) > 2 else []
+        if len(words) == 2 and all(w.isdigit() for w in words):
+            self._cut_torn_record(int(words[0]), int(words[1]))
+        try:
+            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        # We hold the fcntl lock, so no other popctl is doing this; the lock file stays in
+        # place (never unlinked and re-created), so no other program sees it go.
+        self._dotlocked = True
+        self._lock_fd = fd
+        self._write_lock_note()
+        return True
+
+    def _cut_torn_record(self, start: int, end: int) -> None:
+        """Truncate back to ``start`` if an append of ``start``..``end`` stopped half-way and
+        the file holds nothing after ``start`` but that partial record."""
+        try:
+            size = os.fstat(self._fd).st_size
+            if not start < size < end:
+                return  # the append finished (or never began): nothing is torn
+            tail = os.pread(self._fd, size - start, start)
+            if not tail.startswith(_FROM) or b"\nFrom " in tail:
+                return  # not only our record: leave it to a human
+            os.ftruncate(self._fd, start)
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _os_error("repair", self.path, exc) from None
 
     def _dotlock_busy(self) -> str:
         try:
@@ -677,6 +808,10 @@ class MboxStore(_StoreBase):
                 f"remove it if nothing else is")
 
     def _release(self) -> None:
+        if self._lock_fd >= 0:
+            fd, self._lock_fd = self._lock_fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
         if self._dotlocked:
             self._dotlocked = False
             with contextlib.suppress(OSError):
@@ -716,9 +851,16 @@ class _Attempt(Protocol):
 
 class _MboxSink(_SinkBase):
     def __init__(self, store: MboxStore, start: int, separator: bytes) -> None:
+        directory = os.path.dirname(store.path) or "."
+        try:  # unnamed where the system allows (O_TMPFILE): nothing is left if we are killed
+            self._stage = tempfile.TemporaryFile(dir=directory, buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise _os_error("create a file in", directory, exc) from None
         super().__init__(store)
         self._mbox = store
         self._start = start
+        self._staged = 0  # bytes of the record in the staging file
+        self._appending = False  # the mbox itself is being written: a failure truncates it
         self._buffer = bytearray(separator)
         self._head: bytearray | None = bytearray()  # until the From_ line is written
         self._to_lf = _CRLFToLF()
@@ -749,10 +891,28 @@ class _MboxSink(_SinkBase):
             self._last = data[-1:]
 
     def _flush(self) -> None:
+        """Move the buffer to the staging file (the mbox is written only by commit)."""
         try:
-            _write_all(self._mbox._fd, self._buffer)
+            self._staged += len(self._buffer)
+            _write_all(self._stage.fileno(), self._buffer)
         except OSError as exc:
             self._fail("write", exc)
+
+    def _append(self) -> None:
+        """Copy the staged record to the end of the mbox, noting its extent in the dotlock
+        first (a process killed during the copy leaves a torn record the next run cuts off)."""
+        self._mbox._write_lock_note(f"{self._start} {self._start + self._staged}\n")
+        self._appending = True
+        chunk = bytearray()
+        offset = 0
+        while offset < self._staged:
+            chunk[:] = os.pread(self._stage.fileno(), min(1 << 20, self._staged - offset),
+                                offset)
+            if not chunk:
+                raise OSError(errno.EIO, "the staged message is shorter than written")
+            offset += len(chunk)
+            _write_all(self._mbox._fd, chunk)
+        os.fsync(self._mbox._fd)
 
     def _fail(self, action: str, exc: OSError) -> None:
         error = _os_error(action, self._mbox.path, exc)
@@ -777,9 +937,9 @@ class _MboxSink(_SinkBase):
         self._buffer += b"\n"  # the blank line ending the record
         self._flush()
         try:
-            os.fsync(self._mbox._fd)
+            self._append()
         except OSError as exc:
-            self._fail("sync", exc)
+            self._fail("write", exc)
         self._result = self._mbox.path
         self._done("committed")
         return self._result
@@ -788,12 +948,14 @@ class _MboxSink(_SinkBase):
         """Cut the file back to where this record began; marks the sink discarded."""
         self._buffer.clear()
         self._done("discarded")
-        if self._mbox._fd >= 0:
+        if self._appending and self._mbox._fd >= 0:
             os.ftruncate(self._mbox._fd, self._start)
             os.fsync(self._mbox._fd)
 
     def _done(self, state: str) -> None:
         self._finished(state)
+        with contextlib.suppress(OSError):
+            self._stage.close()
         if self._mbox._active is self:
             self._mbox._active = None
 

@@ -360,7 +360,9 @@ def test_full_disk(box: DovecotServer, tiny_fs: Path, kind: str) -> None:
     assert lines[0].endswith(": No space left on device"), lines
     assert server_messages(box) == before  # no QUIT: the DELEs sent were rolled back
     kept = stored_messages(kind, target)
-    assert len(kept) == 1 and kept[0] == message(1, 40_000)  # complete, or not there
+    # Complete, or not there. An mbox record is staged beside the mbox before it is appended,
+    # so it needs room twice: on 64 KiB not even the first fits.
+    assert kept == ([] if kind == "mbox" else [message(1, 40_000)])
 
 
 def _limit_file_size() -> None:
