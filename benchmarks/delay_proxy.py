@@ -2,6 +2,9 @@
 
 Kernel netem is not available on these machines, so latency is simulated here: every chunk read
 from one side is forwarded to the other after ``delay`` seconds (TCP_NODELAY on all sockets).
+With ``bandwidth`` (octets per second, each direction), chunks also queue behind one another as
+on a link of that speed: a chunk of n octets leaves n / bandwidth seconds after the previous one
+finished, then travels ``delay`` seconds.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import time
 
 
 class DelayProxy:
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
+    def __init__(self, target: tuple[str, int], delay: float,
+                 bandwidth: float | None = None) -> None:
         self.target = target
         self.delay = delay
+        self.bandwidth = bandwidth
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -49,6 +54,7 @@ class DelayProxy:
         queue: list[tuple[float, int, bytes]] = []
         ready = threading.Condition()
         seq = 0
+        link_free = 0.0  # when the simulated link has sent what is queued (bandwidth cap)
 
         def writer() -> None:
             while True:
@@ -76,9 +82,14 @@ class DelayProxy:
                 data = src.recv(65536)
             except OSError:
                 data = b""
+            now = time.monotonic()
+            sent = now
+            if self.bandwidth:
+                link_free = max(link_free, now) + len(data) / self.bandwidth
+                sent = link_free
             with ready:
                 seq += 1
-                heapq.heappush(queue, (time.monotonic() + self.delay, seq, data))
+                heapq.heappush(queue, (sent + self.delay, seq, data))
                 ready.notify()
             if not data:
                 return

@@ -1,0 +1,636 @@
+"""popctl side by side with the POP3 clients of Debian, on a private Dovecot, at 0, 20 and 50 ms.
+
+    python benchmarks/run.py            # the full suite (about 10 minutes); updates
+                                        # docs/PERFORMANCE.md
+    python benchmarks/run.py --quick    # small N, one repetition: a smoke test (seconds)
+
+Starts a private Dovecot on 127.0.0.1 (tests/dovecot_server.py) with generated mailboxes
+(benchmarks/mailboxes.py), puts the user-space delay proxy (benchmarks/delay_proxy.py) in front
+of it for each round-trip time, and runs every client as a separate process doing the closest
+equivalent job, interleaved repetition by repetition so they share the machine's load. Times are
+wall-clock medians; peak memory is the client's maximum RSS (GNU time's %M). Peers that are not
+installed are left out (``apt-get install -y mpop fetchmail mailfilter getmail6``).
+
+All clients use Dovecot's plain POP3 port on loopback with USER/PASS (Dovecot allows plaintext
+from 127.0.0.1), so nobody pays for TLS: with TLS every client would add the same handshake
+round trips. popctl runs as installed, with compiled bytecode (a private PYTHONPYCACHEPREFIX,
+warmed up first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import mailboxes, peers  # noqa: E402
+from benchmarks.delay_proxy import DelayProxy  # noqa: E402
+from tests.dovecot_server import DovecotServer, start_dovecot  # noqa: E402
+
+PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"
+BEGIN, END = "<!-- benchmarks/run.py: begin -->", "<!-- benchmarks/run.py: end -->"
+MIB = 1024 * 1024
+TIMEOUT = 900.0  # one client run; the lock-step peers at 50 ms take about two minutes
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    messages: int  # the realistic mailbox
+    big: tuple[float, ...]  # its big messages, MiB
+    huge: int  # the one-message mailbox, octets
+    scale: tuple[int, ...]  # message counts of the scale mailboxes
+    rtts: tuple[int, ...]  # milliseconds
+    reps: int  # popctl, mpop and the start-up runs
+    slow_reps: int  # lock-step peers with a delay (each run costs a round trip per message)
+    startup_reps: int
+    bandwidth: float | None  # octets per second on the proxy, each direction
+
+
+FULL = Config(False, 1000, (2.0, 2.0, 2.5), 200 * 1000 * 1000, (1000, 10_000, 100_000),
+              (0, 20, 50), 5, 1, 21, None)
+QUICK = Config(True, 12, (1.2,), 2 * MIB, (50, 100, 300), (0, 20), 1, 1, 2, None)
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss_kib: int
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass
+class Result:
+    job: str
+    client: str
+    times: dict[int, list[float]] = field(default_factory=dict)  # rtt ms -> seconds
+    rss: list[int] = field(default_factory=list)  # KiB
+    notes: list[str] = field(default_factory=list)
+
+    def median(self, rtt: int) -> float | None:
+        values = self.times.get(rtt)
+        return statistics.median(values) if values else None
+
+    def round_trips(self, rtt: int) -> float | None:
+        base, slow = self.median(0), self.median(rtt)
+        if not rtt or base is None or slow is None:
+            return None
+        return (slow - base) / (rtt / 1000)
+
+
+# Peak RSS: a child's ru_maxrss would start at this process's size (Linux keeps the high-water
+# mark across fork and exec), so the client is started by GNU time, a small process, and its %M
+# (the client's own maximum RSS, KiB) is read back. Without /usr/bin/time: 0 (unknown).
+GNU_TIME = "/usr/bin/time"
+
+
+def execute(command: Sequence[str], env: dict[str, str], *, stdout: int | None = None,
+            timeout: float = TIMEOUT) -> Run:
+    """Run one client; its wall time and peak RSS in KiB."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(prefix="rss-") as rss:
+        wrapper = [GNU_TIME, "-q", "-f", "%M", "-o", rss.name] \
+            if os.access(GNU_TIME, os.X_OK) else []
+        start = time.perf_counter()
+        process = subprocess.Popen([*wrapper, *command], stdin=subprocess.DEVNULL,
+                                   stdout=out if stdout is None else stdout, stderr=err,
+                                   env=env)
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            returncode = process.wait()
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        peak = rss.read().decode().strip().splitlines()
+        return Run(seconds, int(peak[-1]) if peak and peak[-1].isdigit() else 0, returncode,
+                   out.read(), err.read())
+
+
+def popctl_command() -> list[str]:
+    """popctl's console script next to this Python (not a pyenv shim), else ``-m popctl``."""
+    script = Path(sys.executable).parent / "popctl"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "popctl"]
+
+
+class Bench:
+    def __init__(self, config: Config, scratch: Path, out: Callable[[str], None]) -> None:
+        self.config = config
+        self.scratch = scratch
+        self.say = out
+        self.results: list[Result] = []
+        self.loads: list[float] = []
+        self.popctl = popctl_command()
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        home = scratch / "home"
+        home.mkdir()
+        self.env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"),
+                        XDG_CONFIG_HOME=str(home / ".config"),
+                        PYTHONPYCACHEPREFIX=str(scratch / "pycache"), LC_ALL="C.UTF-8")
+        for name in [k for k in self.env if k.startswith("POPCTL_")]:
+            del self.env[name]
+        self.server: DovecotServer | None = None
+        self.accounts: dict[str, peers.Account] = {}
+        self.big_messages: list[bytes] = []
+        self.counter = 0
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def start(self, jobs: Sequence[str]) -> None:
+        c = self.config
+        names = ["mail", "purge", "huge", *(f"scale{n}" for n in c.scale)]
+        users = {name: f"pw-{name}-bench" for name in names}
+        self.server = start_dovecot(self.scratch / "dovecot", users)
+        self.accounts = {name: peers.Account(name, pw) for name, pw in users.items()}
+        started = time.perf_counter()
+        messages = list(mailboxes.realistic(c.messages, big=c.big))
+        for message in messages:
+            self.server.deliver("mail", message)
+            self.server.deliver("purge", message)
+        self.big_messages = [m for m in messages if len(m) > MIB]
+        if "huge" in jobs:
+            self.server.deliver("huge", mailboxes.huge(c.huge))
+        for n in c.scale if "scale" in jobs else ():
+            for message in mailboxes.tiny(n):
+                self.server.deliver(f"scale{n}", message)
+        sizes = sorted(len(m) for m in messages)
+        self.mailbox_note = (f"{len(sizes):,} messages, {sum(sizes) / 1e6:.1f} MB, median "
+                             f"{statistics.median(sizes) / 1000:.1f} kB, "
+                             f"{len(self.big_messages)} over 1 MiB "
+                             f"({', '.join(f'{len(m) / 1e6:.1f}' for m in self.big_messages)} MB)")
+        self.say(f"mailboxes ready in {time.perf_counter() - started:.1f} s: {self.mailbox_note}")
+        # Warm up: Dovecot indexes each mailbox at its first session; Python compiles bytecode.
+        for name in names:
+            self.check(self.pop(name, self.server.port, "stat"), f"warm-up stat {name}")
+        for _ in range(2):
+            execute([*self.popctl, "--help"], self.env)
+            execute([sys.executable, "-c", "import click"], self.env)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    @contextlib.contextmanager
+    def link(self, rtt: int) -> Iterator[int]:
+        """The port to connect to for ``rtt`` ms: Dovecot itself, or a delay proxy before it."""
+        assert self.server is not None
+        if rtt == 0 and self.config.bandwidth is None:
+            yield self.server.port
+            return
+        with DelayProxy(("127.0.0.1", self.server.port), rtt / 2000,
+                        bandwidth=self.config.bandwidth) as proxy:
+            yield proxy.port
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def pop(self, user: str, port: int, *args: str) -> Run:
+        account = self.accounts[user]
+        env = dict(self.env, POPCTL_PASSWORD=account.password)
+        command = [*self.popctl, "--host", "127.0.0.1", "--port", str(port), "--tls", "none",
+                   "--allow-plaintext", "--user", user, "--auth", "USER", *args]
+        return execute(command, env)
+
+    def fresh(self, name: str) -> Path:
+        self.counter += 1
+        path = self.scratch / "runs" / f"{self.counter:04d}-{name}"
+        path.mkdir(parents=True)
+        if os.geteuid() == 0:  # getmail6 delivers as nobody, who must reach its Maildir
+            for directory in (self.scratch, path.parent, path):
+                os.chmod(directory, 0o755)
+        return path
+
+    @staticmethod
+    def check(run: Run, what: str) -> Run:
+        if run.returncode != 0:
+            raise RuntimeError(f"{what} failed with status {run.returncode}:\n"
+                               + run.stderr.decode("utf-8", "replace")[-2000:])
+        return run
+
+    def result(self, job: str, client: str) -> Result:
+        for r in self.results:
+            if (r.job, r.client) == (job, client):
+                return r
+        r = Result(job, client)
+        self.results.append(r)
+        return r
+
+    def record(self, job: str, client: str, rtt: int, run: Run) -> None:
+        r = self.result(job, client)
+        r.times.setdefault(rtt, []).append(run.seconds)
+        r.rss.append(run.max_rss_kib)
+        self.say(f"  {job:10} {client:28} {rtt:3} ms  {run.seconds:8.3f} s  "
+                 f"{run.max_rss_kib / 1024:7.1f} MiB")
+
+    def note_load(self) -> None:
+        self.loads.append(os.getloadavg()[0])
+
+    def maildir_count(self, path: Path) -> int:
+        return sum(1 for sub in ("new", "cur") if (path / sub).is_dir()
+                   for _ in (path / sub).iterdir())
+
+    def reps(self, rtt: int, slow: bool) -> int:
+        return self.config.slow_reps if slow and rtt else self.config.reps
+
+    # --- the jobs --------------------------------------------------------------------------------
+
+    def job_headers(self) -> None:
+        """Headers of every message: popctl list (cold cache) vs a poplib loop vs mailfilter."""
+        n = self.config.messages
+        self.say("headers: From/Subject/Date of every message")
+        for rtt in self.config.rtts:
+            self.note_load()
+            with self.link(rtt) as port:
+                for rep in range(self.reps(rtt, slow=False)):
+                    run = self.check(self.pop("mail", port, "list", "--no-cache"), "popctl list")
+                    assert run.stdout.count(b"\n") == n + 2, run.stdout[-300:]
+                    self.record("headers", "popctl list", rtt, run)
+                    if rep >= self.reps(rtt, slow=True):
+                        continue
+                    run = self.check(execute(peers.poplib_top_loop(port, self.accounts["mail"]),
+                                             self.env), "poplib loop")
+                    self.record("headers", "poplib TOP n 0 loop", rtt, run)
+                    if peers.available("mailfilter"):
+                        scratch = self.fresh("mailfilter")
+                        run = self.check(execute(peers.mailfilter(scratch, port,
+                                                                  self.accounts["mail"]),
+                                                 self.env), "mailfilter")
+                        self.record("headers", "mailfilter", rtt, run)
+
+    def job_warm_cache(self) -> None:
+        """A second list with a warm header cache: TOP commands counted in --trace."""
+        self.say("warm cache: list again, unchanged mailbox")
+        for rtt in self.config.rtts:
+            self.note_load()
+            with self.link(rtt) as port:
+                # the cache is per user@host:port, and each proxy has a port of its own
+                self.check(self.pop("mail", port, "list"), "priming list")
+                for _ in range(self.config.reps):
+                    run = self.check(self.pop("mail", port, "--trace", "list"), "warm list")
+                    tops = len(re.findall(rb"C: TOP \d+ 0", run.stderr))
+                    self.record("warm cache", "popctl list (warm cache)", rtt, run)
+                    self.result("warm cache", "popctl list (warm cache)").notes.append(
+                        f"TOP={tops}")
+
+    def _restore_purge(self) -> None:
+        """Put the deleted big messages back, so every run purges the same mailbox."""
+        assert self.server is not None
+        maildir = self.server.maildir("purge")
+        deadline = time.monotonic() + 10
+        expected = self.config.messages - len(self.big_messages)
+        while self.maildir_count(maildir) != expected and time.monotonic() < deadline:
+            time.sleep(0.01)  # Dovecot expunges after QUIT
+        count = self.maildir_count(maildir)
+        if count != expected:
+            raise RuntimeError(f"purge left {count} messages, expected {expected}")
+        for message in self.big_messages:
+            self.server.deliver("purge", message)
+
+    def job_purge(self) -> None:
+        """Delete the messages over 1 MiB: popctl dele vs mpop --killsize."""
+        self.say("purge: delete messages larger than 1 MiB")
+        for rtt in self.config.rtts:
+            self.note_load()
+            with self.link(rtt) as port:
+                for _ in range(self.config.reps):
+                    run = self.check(self.pop("purge", port, "dele", "--larger-than", "1M",
+                                              "--yes"), "popctl dele")
+                    self.record("purge", "popctl dele --larger-than 1M", rtt, run)
+                    self._restore_purge()
+                    if peers.available("mpop"):
+                        command = peers.mpop_killsize(self.fresh("mpop-kill"), port,
+                                                      self.accounts["purge"], "1m")
+                        run = self.check(execute(command, self.env), "mpop --killsize")
+                        self.record("purge", "mpop --killsize=1m", rtt, run)
+                        self._restore_purge()
+
+    def job_download(self) -> None:
+        """Every message into a Maildir: popctl retr vs mpop, fetchmail, getmail6."""
+        n = self.config.messages
+        self.say("download: every message, kept on the server")
+        account = self.accounts["mail"]
+        for rtt in self.config.rtts:
+            self.note_load()
+            with self.link(rtt) as port:
+                for rep in range(self.reps(rtt, slow=False)):
+                    target = self.fresh("popctl-maildir") / "Maildir"
+                    run = self.check(self.pop("mail", port, "retr", "--all", "--maildir",
+                                              str(target)), "popctl retr")
+                    assert self.maildir_count(target) == n
+                    self.record("download", "popctl retr --all --maildir", rtt, run)
+                    if peers.available("mpop"):
+                        scratch = self.fresh("mpop")
+                        command, _ = peers.mpop(scratch, port, account, scratch / "Maildir")
+                        run = self.check(execute(command, self.env), "mpop")
+                        assert self.maildir_count(scratch / "Maildir") == n
+                        self.record("download", "mpop (maildir)", rtt, run)
+                    if rep >= self.reps(rtt, slow=True):
+                        continue
+                    if peers.available("fetchmail"):
+                        scratch = self.fresh("fetchmail")
+                        command, out = peers.fetchmail(scratch, port, account)
+                        env = dict(self.env, FETCHMAILHOME=str(scratch / "fetchmailhome"))
+                        run = self.check(execute(command, env), "fetchmail")
+                        assert out.read_bytes().count(b"\nMAIL FROM:") + \
+                            out.read_bytes().startswith(b"MAIL FROM:") == n
+                        self.record("download", "fetchmail (bsmtp)", rtt, run)
+                    if peers.available("getmail6"):
+                        scratch = self.fresh("getmail6")
+                        command = peers.getmail6(scratch, port, account, scratch / "Maildir")
+                        run = self.check(execute(command, self.env), "getmail6")
+                        assert self.maildir_count(scratch / "Maildir") == n
+                        self.record("download", "getmail6 (maildir)", rtt, run)
+
+    def job_huge(self) -> None:
+        """One huge message to a file: time and peak RSS, popctl vs mpop."""
+        size = self.config.huge
+        self.say(f"huge: one {size / 1e6:.0f} MB message")
+        assert self.server is not None
+        port = self.server.port
+        self.note_load()
+        for _ in range(self.config.reps):
+            target = self.fresh("huge") / "message.eml"
+            run = self.check(self.pop("huge", port, "retr", "1", "--output", str(target)),
+                             "popctl retr huge")
+            assert target.stat().st_size >= size
+            self.record("huge", "popctl retr 1 --output", 0, run)
+            target.unlink()
+            if peers.available("mpop"):
+                scratch = self.fresh("mpop-huge")
+                command, _ = peers.mpop(scratch, port, self.accounts["huge"], scratch / "Maildir")
+                run = self.check(execute(command, self.env), "mpop huge")
+                self.record("huge", "mpop (maildir)", 0, run)
+                shutil.rmtree(scratch)
+
+    def job_scale(self) -> None:
+        """stat and list --sizes-only over 1k/10k/100k-message mailboxes: time and memory."""
+        self.say("scale: stat and list --sizes-only")
+        assert self.server is not None
+        port = self.server.port
+        self.note_load()
+        for _ in range(self.config.reps):
+            for n in self.config.scale:
+                user = f"scale{n}"
+                run = self.check(self.pop(user, port, "stat"), "stat")
+                self.record("scale", f"popctl stat ({n:,})", 0, run)
+                run = self.check(self.pop(user, port, "list", "--sizes-only"), "list")
+                assert run.stdout.count(b"\n") == n + 2
+                self.record("scale", f"popctl list --sizes-only ({n:,})", 0, run)
+                run = self.check(self.pop(user, port, "list", "--sizes-only", "--format", "csv"),
+                                 "list csv")
+                self.record("scale", f"popctl list --sizes-only --format csv ({n:,})", 0, run)
+
+    def job_startup(self) -> None:
+        """popctl --version and --help against python -c 'import click'."""
+        self.say("start-up")
+        self.note_load()
+        commands = {"python -c 'import click'": [sys.executable, "-c", "import click"],
+                    "popctl --version": [*self.popctl, "--version"],
+                    "popctl --help": [*self.popctl, "--help"],
+                    "python -c pass": [sys.executable, "-c", "pass"]}
+        for _ in range(self.config.startup_reps):
+            for name, command in commands.items():
+                self.record("start-up", name, 0, self.check(execute(command, self.env), name))
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+
+
+def _trips(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def figures_table(bench: Bench) -> str:
+    rtts = [r for r in bench.config.rtts if r]
+    head = ["job", "client", *(f"{r} ms" for r in bench.config.rtts),
+            *(f"round trips @{r} ms" for r in rtts), "peak RSS", "runs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in bench.results:
+        if r.job in ("scale", "start-up"):
+            continue
+        cells = [r.job, r.client, *(_seconds(r.median(t)) for t in bench.config.rtts),
+                 *(_trips(r.round_trips(t)) for t in rtts),
+                 f"{max(r.rss) / 1024:.0f} MiB",
+                 "/".join(str(len(r.times.get(t, []))) for t in bench.config.rtts)]
+        if r.notes:
+            cells[1] += f" ({', '.join(sorted(set(r.notes)))})"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scale_table(bench: Bench) -> tuple[str, dict[str, tuple[float, float]]]:
+    """Time and RSS per size, and the per-message slope between the two largest mailboxes."""
+    counts = bench.config.scale
+    lines = ["| command | " + " | ".join(f"{n:,} messages" for n in counts)
+             + " | per message (slope) |", "|" + "---|" * (len(counts) + 2)]
+    slopes: dict[str, tuple[float, float]] = {}
+    for name in ("popctl stat", "popctl list --sizes-only",
+                 "popctl list --sizes-only --format csv"):
+        cells, points = [], []
+        if not any(r.job == "scale" for r in bench.results):
+            break
+        for n in counts:
+            r = bench.result("scale", f"{name} ({n:,})")
+            t = r.median(0) or 0.0
+            rss = statistics.median(r.rss) * 1024
+            points.append((n, t, rss))
+            cells.append(f"{t:.3f} s, {rss / MIB:.1f} MiB")
+        (n1, t1, m1), (n2, t2, m2) = points[-2], points[-1]
+        per_time, per_byte = (t2 - t1) / (n2 - n1), (m2 - m1) / (n2 - n1)
+        slopes[name] = (per_time, per_byte)
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {per_time * 1e6:.1f} µs, {per_byte:.0f} bytes |")
+    return "\n".join(lines), slopes
+
+
+def startup_table(bench: Bench) -> str:
+    lines = ["| command | median | ratio to import click |", "|---|---|---|"]
+    base = bench.result("start-up", "python -c 'import click'").median(0) or 1.0
+    for r in bench.results:
+        if r.job == "start-up":
+            t = r.median(0) or 0.0
+            lines.append(f"| {r.client} | {t * 1000:.0f} ms | {t / base:.2f}x |")
+    return "\n".join(lines)
+
+
+def targets(bench: Bench, slopes: dict[str, tuple[float, float]]) -> str:
+    def med(job: str, client: str, rtt: int) -> float | None:
+        return bench.result(job, client).median(rtt)
+
+    rows: list[tuple[str, str, bool | None]] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        rows.append((target, measured, met))
+
+    rtt = 20 if 20 in bench.config.rtts else max(bench.config.rtts)
+    popctl_list = med("headers", "popctl list", rtt)
+    loop = med("headers", "poplib TOP n 0 loop", rtt)
+    if popctl_list and loop:
+        ratio = loop / popctl_list
+        add(f"list, {rtt} ms: ≥ 40x faster than the poplib loop",
+            f"{ratio:.1f}x ({_seconds(loop)} / {_seconds(popctl_list)})", ratio >= 40)
+    trips = bench.result("headers", "popctl list").round_trips(rtt)
+    if trips is not None:
+        add(f"list, {rtt} ms: ≤ 10 round trips over 0 ms", f"{trips:.1f}", trips <= 10)
+    trips = bench.result("purge", "popctl dele --larger-than 1M").round_trips(rtt)
+    if trips is not None:
+        add(f"purge, {rtt} ms: ≤ 8 round trips over 0 ms", f"{trips:.1f}", trips <= 8)
+    dele, kill = med("purge", "popctl dele --larger-than 1M", rtt), \
+        med("purge", "mpop --killsize=1m", rtt)
+    if dele and kill:
+        add(f"purge, {rtt} ms: no slower than mpop --killsize",
+            f"{dele / kill:.2f}x ({_seconds(dele)} / {_seconds(kill)})", dele <= kill)
+    retr, mpop = med("download", "popctl retr --all --maildir", rtt), \
+        med("download", "mpop (maildir)", rtt)
+    if retr and mpop:
+        add(f"retr --all --maildir, {rtt} ms: ≤ 1.1x mpop",
+            f"{retr / mpop:.2f}x ({_seconds(retr)} / {_seconds(mpop)})", retr <= 1.1 * mpop)
+    huge = bench.result("huge", "popctl retr 1 --output")
+    if huge.rss:
+        peak = max(huge.rss) / 1024
+        add(f"{bench.config.huge / 1e6:.0f} MB message: peak RSS < 60 MB", f"{peak:.1f} MiB",
+            peak < 60)
+        mine, theirs = huge.median(0), med("huge", "mpop (maildir)", 0)
+        if mine and theirs:
+            add("… and time ≤ 1.5x mpop", f"{mine / theirs:.2f}x ({_seconds(mine)} / "
+                f"{_seconds(theirs)})", mine <= 1.5 * theirs)
+    for name in ("popctl stat", "popctl list --sizes-only",
+                 "popctl list --sizes-only --format csv"):
+        if name in slopes:
+            per_time, per_byte = slopes[name]
+            add(f"{bench.config.scale[-1]:,} messages, {name.removeprefix('popctl ')}: "
+                "< 300 bytes per message", f"{per_byte:.0f} bytes, {per_time * 1e6:.1f} µs "
+                "per message", per_byte < 300)
+    click = med("start-up", "python -c 'import click'", 0)
+    for name, limit in (("popctl --version", 1.3), ("popctl --help", 1.5)):
+        t = med("start-up", name, 0)
+        if t and click:
+            add(f"`{name}` ≤ {limit}x `import click`", f"{t / click:.2f}x", t <= limit * click)
+    warm = bench.result("warm cache", "popctl list (warm cache)")
+    if warm.notes:
+        tops = sorted({int(n.removeprefix("TOP=")) for n in warm.notes})
+        add("second list, warm cache: 0 TOP", f"TOP sent: {tops}", tops == [0])
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for target, measured, met in rows:
+        lines.append(f"| {target} | {measured} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines)
+
+
+def report(bench: Bench, elapsed: float) -> str:
+    scale, slopes = scale_table(bench)
+    versions = ", ".join(f"{name} {peers.version(name)}" for name in
+                         ("mpop", "fetchmail", "getmail6", "mailfilter") if peers.available(name))
+    dovecot = subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip() if Path("/usr/sbin/dovecot").exists() \
+        else "?"
+    load = (f"load average (1 min) during the jobs: {min(bench.loads):.2f} to "
+            f"{max(bench.loads):.2f}" if bench.loads else "")
+    parts = [
+        f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"{' (--quick: small N, not figures to quote)' if bench.config.quick else ''}: "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, Dovecot {dovecot}; "
+        f"{versions}; {load}; {elapsed / 60:.1f} minutes in all.",
+        f"Mailbox: {bench.mailbox_note}. Medians of {bench.config.reps} runs for popctl and "
+        f"mpop, of {bench.config.slow_reps} for the lock-step clients when delayed; round trips "
+        "= (time at that RTT - time at 0 ms) / RTT.",
+        "### Figures\n\n" + figures_table(bench)]
+    if slopes:
+        parts.append("### Scale (no delay; 300-octet messages)\n\n" + scale)
+    if any(r.job == "start-up" for r in bench.results):
+        parts.append("### Start-up\n\n" + startup_table(bench))
+    parts.append("### Targets (issue 5)\n\n" + targets(bench, slopes))
+    return "\n\n".join(parts)
+
+
+def write_markdown(text: str, path: Path) -> None:
+    block = f"{BEGIN}\n{text}\n{END}"
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        if BEGIN in old and END in old:
+            new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+            path.write_text(new, encoding="utf-8")
+            return
+        path.write_text(old.rstrip() + "\n\n" + block + "\n", encoding="utf-8")
+        return
+    path.write_text("# popctl performance\n\n" + block + "\n", encoding="utf-8")
+
+
+JOBS = ("startup", "headers", "warm_cache", "purge", "download", "huge", "scale")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N, one run: a smoke test")
+    parser.add_argument("--reps", type=int, help="runs of popctl and mpop (default 5)")
+    parser.add_argument("--rtts", help="round-trip times in ms, e.g. 0,20,50")
+    parser.add_argument("--bandwidth", type=float,
+                        help="cap the proxy at this many Mbit/s each way (default: none)")
+    parser.add_argument("--only", help=f"comma-separated jobs among {', '.join(JOBS)}")
+    parser.add_argument("--output", type=Path,
+                        help="Markdown file to update (default docs/PERFORMANCE.md; "
+                             "--quick writes none unless given)")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else FULL
+    changes: dict[str, object] = {}
+    if args.reps:
+        changes["reps"] = args.reps
+    if args.rtts:
+        changes["rtts"] = tuple(int(x) for x in args.rtts.split(","))
+        if 0 not in changes["rtts"]:  # type: ignore[operator]
+            parser.error("--rtts must include 0 (round trips are counted against it)")
+    if args.bandwidth:
+        changes["bandwidth"] = args.bandwidth * 1e6 / 8
+    if changes:
+        from dataclasses import replace
+
+        config = replace(config, **changes)  # type: ignore[arg-type]
+    jobs = args.only.split(",") if args.only else list(JOBS)
+    unknown = set(jobs) - set(JOBS)
+    if unknown:
+        parser.error(f"unknown job(s): {', '.join(sorted(unknown))}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="popctl-bench-", dir="/tmp") as scratch:
+        bench = Bench(config, Path(scratch), lambda line: print(line, flush=True))
+        try:
+            bench.start(jobs)
+            for job in JOBS:
+                if job in jobs:
+                    getattr(bench, f"job_{job}")()
+        finally:
+            bench.stop()
+    text = report(bench, time.perf_counter() - started)
+    print()
+    print(text)
+    output = args.output if args.output else (None if args.quick else PERFORMANCE_MD)
+    if output is not None:
+        write_markdown(text, output)
+        print(f"\nwritten to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
