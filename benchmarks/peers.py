@@ -24,7 +24,15 @@ class Account:
     password: str
 
 
+# The peers to run (benchmarks/run.py --peers); None: every one installed.
+SELECTED: set[str] | None = None
+
+
 def available(name: str) -> bool:
+    if SELECTED is not None and name not in SELECTED:
+        return False
+    if name == "poplib":
+        return True
     return shutil.which({"getmail6": "getmail"}.get(name, name)) is not None
 
 

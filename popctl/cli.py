@@ -694,6 +694,7 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
                 for sink in sinks.values():
                     sink.discard()
                 raise
+            store.sync()  # the stored messages' directory entries, durable before QUIT
     finally:
         store.close()
     if machine:

@@ -80,7 +80,8 @@ class MessageSink(Protocol):
     def write(self, data: bytes, /) -> None: ...
 
     def commit(self) -> str:
-        """Make the message durable; return where it went. Until this returns it is not stored."""
+        """Store the message, its data synced to disk; return where it went. Until this returns
+        it is not stored. The directory entry is made durable by the store's ``sync()``."""
         ...
 
     def discard(self) -> None:
@@ -93,8 +94,13 @@ class Store(Protocol):
         """Begin message ``number`` (``uid`` from UIDL, if known)."""
         ...
 
+    def sync(self) -> None:
+        """Make the directory entries of the committed messages durable (fsync the directories
+        they were put in, once each). Call it before QUIT commits the deletions."""
+        ...
+
     def close(self) -> None:
-        """Discard unfinished messages, release locks. Idempotent."""
+        """Discard unfinished messages, sync, release locks. Idempotent."""
         ...
 
 
@@ -145,16 +151,34 @@ class _StoreBase:
     def __init__(self) -> None:
         self._sinks: set[_SinkBase] = set()
         self._closed = False
+        # Directories that got a committed message since the last sync(). Syncing each once per
+        # batch rather than after every message halves the fsyncs of a download (a directory
+        # fsync costs as much as a file's); deletions wait for QUIT, which comes after sync().
+        self._unsynced: dict[str, None] = {}
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the store is closed")
+
+    def _entry_added(self, directory: str) -> None:
+        self._unsynced[directory] = None
+
+    def sync(self) -> None:
+        while self._unsynced:
+            directory = next(iter(self._unsynced))
+            try:
+                _fsync_dir(directory)
+            except OSError as exc:
+                raise _os_error("sync directory", directory, exc) from None
+            del self._unsynced[directory]
 
     def close(self) -> None:
         for sink in list(self._sinks):
             sink.discard()
         self._sinks.clear()
         self._closed = True
+        with contextlib.suppress(StoreError):  # best effort here; callers sync() first
+            self.sync()
 
     def __enter__(self) -> Self:
         return self
@@ -370,11 +394,7 @@ class _TempFileSink(_SinkBase):
             raise _os_error(action, self._final, exc) from None
         self._finished("committed")  # renamed: from now on never removed
         self._result = self._final
-        directory = os.path.dirname(self._final) or "."
-        try:
-            _fsync_dir(directory)
-        except OSError as exc:
-            raise _os_error("sync directory", directory, exc) from None
+        self._store._entry_added(os.path.dirname(self._final) or ".")
         return self._result
 
     def _name_unnamed(self) -> bool:
