@@ -117,8 +117,17 @@ class _Collector:
     def value(self) -> bytes:
         return b"".join(self._parts)
 
-    def lines(self) -> list[str]:
-        return [line.decode("utf-8", "replace").strip() for line in self.value().splitlines()]
+    def lines(self) -> Iterator[str]:
+        """Each line decoded and stripped, one at a time: a 100,000-message LIST is parsed
+        without first holding 100,000 strings."""
+        data = self.value()
+        start, size = 0, len(data)
+        while start < size:
+            end = data.find(b"\n", start)
+            if end < 0:
+                end = size
+            yield data[start:end].decode("utf-8", "replace").strip()
+            start = end + 1
 
 
 @dataclass(slots=True)
@@ -549,7 +558,7 @@ class Session:
             return self.capabilities
         collector = _Collector(MAX_LISTING_BYTES, truncate=False, what="CAPA")
         self._data(command, collector)
-        self.capabilities = Capabilities.parse(collector.lines())
+        self.capabilities = Capabilities.parse(list(collector.lines()))
         return self.capabilities
 
     def stat(self) -> MailboxStat:
