@@ -15,8 +15,9 @@ def _isolated_user_state(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))  # keyrings.alt's files
     monkeypatch.setenv("POPCTL_CONFIG", str(home / "popctl.toml"))
     for name in ("POPCTL_HOST", "POPCTL_PORT", "POPCTL_USER", "POPCTL_PASSWORD", "POPCTL_TLS",
                  "POPCTL_ACCOUNT", "POPCTL_CA_FILE", "POPCTL_AUTH", "POPCTL_FINGERPRINT",
-                 "POPCTL_TIMEOUT"):
+                 "POPCTL_TIMEOUT", "PYTHON_KEYRING_BACKEND"):
         monkeypatch.delenv(name, raising=False)

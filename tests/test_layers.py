@@ -79,6 +79,29 @@ def test_only_formatters_imports_tabulate(module: str) -> None:
     assert not offending(module, {"tabulate"})
 
 
+@pytest.mark.parametrize("module", sorted(set(MODULES) - {"credentials"}))
+def test_only_credentials_imports_keyring(module: str) -> None:
+    assert not offending(module, {"keyring", "keyrings"})
+
+
+def test_config_and_credentials_stand_on_errors_only() -> None:
+    for module in ("config", "credentials"):
+        ours = {name for name in imports(module) if name.startswith("popctl.")
+                and not name.startswith("popctl.errors.")}  # its names, e.g. ConfigError
+        assert ours <= {"popctl.errors"}, module
+
+
+def test_keyring_is_imported_only_inside_functions() -> None:
+    """`popctl --help` and commands that need no secret must not load keyring."""
+    tree = ast.parse((PACKAGE / "credentials.py").read_text(encoding="utf-8"))
+    top = {alias.name.split(".")[0] for node in tree.body
+           if isinstance(node, ast.Import | ast.ImportFrom)
+           for alias in node.names} | {
+        (node.module or "").split(".")[0] for node in tree.body
+        if isinstance(node, ast.ImportFrom)}
+    assert "keyring" not in top
+
+
 # The network belongs to the transport, and to the bundled sandbox server.
 NETWORK_MODULES = {"transport", "sandbox"}
 # Known breaches, each to be fixed in its module, not allowed here: a strict xfail turns into a

@@ -1,0 +1,383 @@
+"""The configuration file: named accounts in TOML, read with tomllib, written back atomically.
+
+Secrets never live here: a ``password`` key is refused (credentials.py says where they go).
+Every mistake in the file is one ``ConfigError`` line naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from popctl.errors import ConfigError
+
+# The keys an [accounts.NAME] table may hold, in the order they are written and shown.
+ACCOUNT_KEYS = ("host", "port", "user", "tls", "auth", "timeout", "ca_file", "fingerprint",
+                "password_command", "oauth2_token_command", "allow_plaintext")
+# TLSMode's and auth.SUPPORTED's values (tests/test_config.py checks): importing models and auth
+# here would make every command pay for hashlib, dataclass results and stringprep.
+TLS_MODES = ("implicit", "starttls", "none")
+MECHANISMS = ("auto", "USER", "APOP", "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "XOAUTH2",
+              "OAUTHBEARER")
+# Bare TOML keys (no quoting needed, no dots) that are also safe file and keyring names.
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HEADER = re.compile(r"\s*\[(?!\[)\s*([^\]]*?)\s*\]\s*(?:#.*)?$")
+HEADER = "# popctl accounts: see popctl(1), FILES. Passwords do not belong here.\n"
+_STRING_KEYS = ("host", "user", "auth", "ca_file", "fingerprint", "password_command",
+                "oauth2_token_command")
+
+
+def config_path() -> Path:
+    """``$POPCTL_CONFIG``, else ``$XDG_CONFIG_HOME/popctl/config.toml`` (``~/.config``)."""
+    explicit = os.environ.get("POPCTL_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"
+    return root / "popctl" / "config.toml"
+
+
+@dataclass(frozen=True)
+class Account:
+    """One ``[accounts.NAME]`` table; None means "not set here"."""
+
+    name: str
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    tls: str | None = None
+    auth: str | None = None
+    timeout: float | None = None
+    ca_file: str | None = None
+    fingerprint: str | None = None
+    password_command: str | None = None
+    oauth2_token_command: str | None = None
+    allow_plaintext: bool | None = None
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 995 if (self.tls or "implicit") == "implicit" else 110
+
+    def values(self) -> dict[str, object]:
+        """The keys set, in ACCOUNT_KEYS order."""
+        return {key: getattr(self, key) for key in ACCOUNT_KEYS if getattr(self, key) is not None}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    accounts: dict[str, Account]  # in the order of the file
+    default: str | None = None
+    text: str = ""  # the file as read ("" when it does not exist)
+
+    def ensure_absent(self, name: str) -> None:
+        if name in self.accounts:
+            raise ConfigError(f"account {name!r} already exists in {self.path}: remove it first "
+                              f"(popctl account remove {name}) or edit the file")
+
+    def account(self, name: str) -> Account:
+        try:
+            return self.accounts[name]
+        except KeyError:
+            known = ", ".join(self.accounts) or "none"
+            raise ConfigError(f"no account {name!r} in {self.path} (accounts: {known}); add it "
+                              f"with: popctl account add {name} --host HOST --user USER") from None
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def load(path: Path | None = None) -> Config:
+    """The configuration at ``path`` (default: config_path()); a missing file has no accounts."""
+    path = config_path() if path is None else path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Config(path, {})
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the configuration is not UTF-8 text") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(_syntax_error(str(e), path, text)) from None
+    where = _Locator(text, path)
+    accounts: dict[str, Account] = {}
+    default = data.pop("default", None)
+    tables = data.pop("accounts", {})
+    for key in data:
+        if key == "password":
+            raise where.error((), key, "a password does not belong in the configuration file: "
+                              "remove it, and store it with: popctl password set NAME")
+        raise where.error((), key, f"unknown key {key!r} (expected default = \"NAME\" and "
+                          "[accounts.NAME] tables)")
+    if not isinstance(tables, dict):
+        raise where.error((), "accounts", "accounts must be a table of [accounts.NAME] tables")
+    for name, table in tables.items():
+        if not NAME.fullmatch(name):
+            raise where.error(("accounts", name), None, f"bad account name {name!r}: use letters, "
+                              "digits, - and _ (at most 64)")
+        if not isinstance(table, dict):
+            raise where.error(("accounts",), name, f"account {name!r} must be a table: "
+                              f"[accounts.{name}]")
+        accounts[name] = _account(name, table, where)
+    if default is not None:
+        if not isinstance(default, str):
+            raise where.error((), "default", "default must be an account name in quotes")
+        if default not in accounts:
+            raise where.error((), "default", f"default account {default!r} is not defined "
+                              f"(accounts: {', '.join(accounts) or 'none'})")
+    return Config(path, accounts, default, text)
+
+
+def _account(name: str, table: dict[str, object], where: _Locator) -> Account:
+    at = ("accounts", name)
+    values: dict[str, object] = {}
+    for key, value in table.items():
+        if key == "password":
+            raise where.error(at, key, f"a password does not belong in the configuration file: "
+                              f"remove it, and store it with: popctl password set {name} "
+                              "(or use password_command)")
+        if key not in ACCOUNT_KEYS:
+            raise where.error(at, key, f"unknown key {key!r} in account {name!r} (known: "
+                              f"{', '.join(ACCOUNT_KEYS)})")
+        problem = check_value(key, value)
+        if problem:
+            raise where.error(at, key, f"{key} of account {name!r}: {problem}")
+        values[key] = value
+    for key in ("host", "user"):
+        if key not in values:
+            raise where.error(at, None, f"account {name!r} has no {key}")
+    if isinstance(values.get("timeout"), int):
+        values["timeout"] = float(values["timeout"])  # type: ignore[arg-type]
+    return Account(name, **values)  # type: ignore[arg-type]
+
+
+def check_value(key: str, value: object) -> str | None:
+    """Why ``value`` is not acceptable for ``key``, or None. Shared with ``account add``."""
+    if key in _STRING_KEYS:
+        if not isinstance(value, str):
+            return "expected a string in quotes"
+        if not value.strip():
+            return "must not be empty"
+        if any(c in value for c in "\r\n\0"):
+            return "must be one line"
+    if key == "port" and (type(value) is not int or not 1 <= value <= 65535):
+        return "expected a whole number from 1 to 65535"
+    if key == "timeout" and (type(value) not in (int, float)
+                             or not 0.1 <= value <= 3600):  # type: ignore[operator]
+        return "expected a number of seconds from 0.1 to 3600"
+    if key == "allow_plaintext" and not isinstance(value, bool):
+        return "expected true or false"
+    if key == "tls" and value not in TLS_MODES:
+        return f"expected one of {', '.join(TLS_MODES)}"
+    if key == "auth" and str(value).upper() not in {m.upper() for m in MECHANISMS}:
+        return f"expected one of {', '.join(MECHANISMS)}"
+    if key == "fingerprint":
+        digits = str(value).strip().lower().removeprefix("sha256:").replace(":", "")
+        if not re.fullmatch(r"[0-9a-f]{64}", digits.replace(" ", "")):
+            return "a SHA-256 fingerprint is 64 hex digits (colons allowed)"
+    return None
+
+
+def _syntax_error(message: str, path: Path, text: str) -> str:
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message)
+    if match:
+        return (f"{path}:{match[2]}: TOML syntax error at column {match[3]}: "
+                f"{match[1][:1].lower()}{match[1][1:]}")
+    match = re.fullmatch(r"(.*) \(at end of document\)", message)
+    if match:
+        line = max(1, len(text.splitlines()))  # the last line is where it broke
+        return f"{path}:{line}: TOML syntax error at the end of the file: {match[1].lower()}"
+    return f"{path}: TOML syntax error: {message}"
+
+
+class _Locator:
+    """Finds the line of a key in the text, for errors tomllib cannot point at (it has no
+    positions for values): the key's line inside its table, else the table's header."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        self.lines = text.splitlines()
+        self.path = path
+
+    def error(self, table: tuple[str, ...], key: str | None, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}:{self.line(table, key)}: {message}")
+
+    def line(self, table: tuple[str, ...], key: str | None) -> int:
+        current: tuple[str, ...] = ()
+        header_line = None
+        key_pattern = None
+        if key is not None:
+            key_pattern = re.compile(rf"""\s*(["']?){re.escape(key)}\1\s*[=.]""")
+        for number, text in enumerate(self.lines, 1):
+            header = _HEADER.match(text)
+            if header:
+                current = _split_key(header[1])
+                if current == table and header_line is None:
+                    header_line = number
+                    if key is None:
+                        return number
+                continue
+            if key_pattern is not None and current == table and key_pattern.match(text):
+                return number
+        if key is not None:  # dotted keys or inline tables: the first line naming the key
+            loose = re.compile(rf"""(?:^|[\s.{{,])(["']?){re.escape(key)}\1\s*[=.]""")
+            for number, text in enumerate(self.lines, 1):
+                if loose.search(text):
+                    return number
+        return header_line or 1
+
+
+def _split_key(dotted: str) -> tuple[str, ...]:
+    parts = re.findall(r"""\s*("[^"]*"|'[^']*'|[^.]+?)\s*(?:\.|$)""", dotted)
+    return tuple(part.strip().strip("\"'") for part in parts)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+
+def toml_value(value: object) -> str:
+    """A TOML literal for the values accounts hold: strings, integers, floats, booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = []
+        for c in value:
+            if c in '"\\':
+                escaped.append("\\" + c)
+            elif ord(c) < 0x20 or ord(c) == 0x7F:
+                escaped.append(f"\\u{ord(c):04X}")
+            else:
+                escaped.append(c)
+        return '"' + "".join(escaped) + '"'
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def account_text(account: Account) -> str:
+    lines = [f"[accounts.{account.name}]"]
+    lines += [f"{key} = {toml_value(value)}" for key, value in account.values().items()]
+    return "\n".join(lines) + "\n"
+
+
+def dump(config: Config) -> str:
+    """The whole file from scratch (used only when a careful edit of the text is impossible)."""
+    head = HEADER
+    if config.default is not None:
+        head += f"default = {toml_value(config.default)}\n"
+    return head + "".join("\n" + account_text(a) for a in config.accounts.values())
+
+
+def add_account(config: Config, account: Account, *, make_default: bool = False) -> bool:
+    """Append ``account`` to the file (comments and other accounts untouched); True if the
+    file had to be rewritten from scratch instead (its comments are then lost)."""
+    config.ensure_absent(account.name)
+    accounts = {**config.accounts, account.name: account}
+    default = account.name if make_default else config.default
+    text = config.text if config.text.strip() else HEADER
+    if not text.endswith("\n"):
+        text += "\n"
+    text += "\n" + account_text(account)
+    if default != config.default:
+        text = _set_default(text, default)
+    return _write(replace(config, accounts=accounts, default=default), text)
+
+
+def remove_account(config: Config, name: str) -> bool:
+    """Remove the account's table (and ``default`` if it named it); see add_account."""
+    config.account(name)
+    accounts = {k: v for k, v in config.accounts.items() if k != name}
+    default = None if config.default == name else config.default
+    lines = config.text.splitlines(keepends=True)
+    start = end = None
+    for number, text in enumerate(lines):
+        header = _HEADER.match(text)
+        if header is None:
+            continue
+        if start is not None:
+            end = number
+            break
+        if _split_key(header[1]) == ("accounts", name):
+            start = number
+    text = config.text
+    if start is not None:
+        end = len(lines) if end is None else end
+        while end > start + 1 and (not lines[end - 1].strip()
+                                   or lines[end - 1].lstrip().startswith("#")):
+            end -= 1  # comments just above the next table belong to it
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+        text = "".join(lines[:start] + lines[end:])
+    if default != config.default:
+        text = _set_default(text, default)
+    return _write(replace(config, accounts=accounts, default=default), text)
+
+
+def _set_default(text: str, default: str | None) -> str:
+    lines = text.splitlines(keepends=True)
+    first_table = next((i for i, line in enumerate(lines) if _HEADER.match(line)), len(lines))
+    for i in range(first_table):
+        if re.match(r"\s*default\s*=", lines[i]):
+            if default is None:
+                del lines[i]
+            else:
+                lines[i] = f"default = {toml_value(default)}\n"
+            return "".join(lines)
+    if default is None:
+        return text
+    at = 0
+    while at < first_table and lines[at].lstrip().startswith("#"):
+        at += 1  # after the opening comment
+    lines.insert(at, f"default = {toml_value(default)}\n")
+    return "".join(lines)
+
+
+def _write(config: Config, text: str) -> bool:
+    """Write ``text`` if it reads back as ``config``; else the file from scratch."""
+    rewritten = False
+    try:
+        again = parse(text, config.path)
+        ok = again.accounts == config.accounts and again.default == config.default
+    except ConfigError:
+        ok = False
+    if not ok:
+        text, rewritten = dump(config), True
+    write_atomically(config.path, text)
+    return rewritten
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, mode 0600, os.replace: never half a file."""
+    if path.is_symlink():
+        path = path.resolve()  # keep a dotfile manager's link; replace what it points to
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
