@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from popctl import __version__
 from popctl.errors import (
@@ -29,6 +30,7 @@ from popctl.errors import (
 
 if TYPE_CHECKING:  # imported lazily below: `popctl --help` must not pay for TLS and parsing
     from popctl.cache import HeaderCache
+    from popctl.config import Account
     from popctl.models import Credentials, Endpoint
     from popctl.query import Query, Row
     from popctl.session import Session
@@ -64,6 +66,8 @@ class Settings:
     sandbox: bool | None = None
     no_pipelining: bool | None = None
     no_cache: bool | None = None
+    account: tuple[str, ...] | None = None
+    all_accounts: bool | None = None
     extra: dict[str, Any]
 
     def __init__(self, **values: Any) -> None:
@@ -92,7 +96,10 @@ _SETTINGS = tuple(Settings.__annotations__)
 def _merge(obj: Settings, values: dict[str, Any]) -> None:
     names = set(_SETTINGS) - {"extra"}
     for key in list(values):
-        if key in names:
+        if key == "account":  # repeatable, before and after the command: they add up
+            given = values.pop(key) or ()
+            obj.account = tuple(dict.fromkeys((*(obj.account or ()), *given))) or None
+        elif key in names:
             value = values.pop(key)
             if value is not None and value is not False:
                 setattr(obj, key, value)
@@ -136,6 +143,11 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
                  help="No messages or progress on stderr, only errors."),
     click.option("--sandbox", is_flag=True, default=None,
                  help="Run against popctl's bundled sample server (no real mail touched)."),
+    click.option("--account", "-a", "account", multiple=True, metavar="NAME",
+                 help="Use this account of the configuration file (repeatable for stat, list, "
+                      "uidl, dele) [default: POPCTL_ACCOUNT, else the file's default]."),
+    click.option("--all-accounts", is_flag=True, default=None,
+                 help="Run stat, list, uidl or dele for every configured account at once."),
 ]
 
 
@@ -148,6 +160,12 @@ def common_options(f: F) -> F:
         obj = ctx.find_object(Settings)
         if obj is None:
             obj = ctx.ensure_object(Settings)
+        for name in _SETTINGS:
+            # `POPCTL_HOST=a popctl --host b stat`: the subcommand also reads POPCTL_HOST,
+            # but the command line (before the subcommand) wins over the environment.
+            if (name in kwargs and getattr(obj, name) is not None
+                    and ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT):
+                kwargs[name] = None
         _merge(obj, kwargs)
         return f(*args, **kwargs)
 
@@ -165,9 +183,11 @@ def note(settings: Settings, text: str) -> None:
         click.echo(text, err=True)
 
 
-def _trace_printer(start: float) -> Callable[[str, str], None]:
+def _trace_printer(start: float, label: str | None = None) -> Callable[[str, str], None]:
+    tag = f" [{label}]" if label else ""  # several accounts' dialogues interleave
+
     def trace(direction: str, line: str) -> None:
-        click.echo(f"{time.monotonic() - start:9.3f} {direction}: {line}", err=True)
+        click.echo(f"{time.monotonic() - start:9.3f}{tag} {direction}: {line}", err=True)
     return trace
 
 
@@ -177,15 +197,54 @@ def _trace_printer(start: float) -> Callable[[str, str], None]:
 class Target(NamedTuple):
     endpoint: Endpoint
     credentials: Credentials
+    account: Account | None = None  # the configured account in use
+    own: bool = False  # its own user, host and port: its password/token commands may be used
 
 
-def _password(settings: Settings, user: str, host: str) -> str:
-    password = os.environ.get("POPCTL_PASSWORD")
-    if password:
-        return password
-    if sys.stdin.isatty() and sys.stderr.isatty():
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _credentials(settings: Settings, target: Target) -> Credentials:
+    """The credentials with their secret: an account's oauth2_token_command; else the keyring,
+    the account's password_command, POPCTL_PASSWORD, a prompt on a terminal (in that order)."""
+    from dataclasses import replace
+
+    credentials = target.credentials
+    if credentials.password is not None or credentials.oauth2_token is not None:
+        return credentials
+    from popctl import credentials as secrets
+
+    account = target.account
+    user, host = credentials.user, target.endpoint.host
+    if account is not None and not target.own and (account.password_command
+                                                   or account.oauth2_token_command):
+        note(settings, f"note: not using the password or token command of account "
+                       f"{account.name}: the user, host or port was overridden")
+    if (account is not None and target.own and account.oauth2_token_command
+            and credentials.mechanism.upper() in ("AUTO", "XOAUTH2", "OAUTHBEARER")):
+        settings.extra["secret_source"] = "oauth2_token_command"
+        token = secrets.run_command(account.oauth2_token_command, "oauth2_token_command",
+                                    account.name)
+        return replace(credentials, oauth2_token=token)
+    key = None
+    if account is not None:
+        key = secrets.keyring_user(user, host, target.endpoint.effective_port)
+    command = account.password_command if account is not None and target.own else None
+    found = secrets.find_password(key, command, account.name if account else None,
+                                  warn=lambda text: note(settings, text))
+    if found is not None:
+        settings.extra["secret_source"] = found.source
+        return replace(credentials, password=found.value)
+    if _interactive():
+        settings.extra["secret_source"] = "prompt"
         value: str = click.prompt(f"Password for {user}@{host}", hide_input=True, err=True)
-        return value
+        return replace(credentials, password=value)
+    if account is not None:
+        raise NoCredentialsError(
+            f"no password for account {account.name} ({key}): store one with: popctl password "
+            f"set {account.name} (or give the account a password_command, or set "
+            "POPCTL_PASSWORD)")
     raise NoCredentialsError(
         f"no password for {user}@{host}: set POPCTL_PASSWORD, or run popctl on a terminal "
         "to be asked")
@@ -211,33 +270,100 @@ def _start_sandbox(settings: Settings) -> Target:
     return Target(endpoint, Credentials("sandbox", "sandbox", mechanism=settings.auth or "auto"))
 
 
+def _account_names(settings: Settings) -> tuple[str, ...]:
+    """--account (all of them), else POPCTL_ACCOUNT (one name)."""
+    if settings.account:
+        return settings.account
+    name = os.environ.get("POPCTL_ACCOUNT", "").strip()
+    return (name,) if name else ()
+
+
+def _several_accounts(settings: Settings) -> list[str] | None:
+    """The accounts of a run across accounts (--all-accounts, --account twice or more)."""
+    if settings.all_accounts:
+        if settings.account:
+            raise UsageError("give either --account or --all-accounts, not both")
+        from popctl import config
+
+        loaded = config.load()
+        if not loaded.accounts:
+            raise UsageError(f"--all-accounts: no accounts in {loaded.path}; add one with: "
+                             "popctl account add NAME --host HOST --user USER")
+        return list(loaded.accounts)
+    names = _account_names(settings)
+    return list(names) if len(names) > 1 else None
+
+
+def _selected_account(settings: Settings) -> Account | None:
+    """The account in use: --account or POPCTL_ACCOUNT; else, when no host was given at all,
+    the file's default account."""
+    names = _account_names(settings)
+    if settings.all_accounts or len(names) > 1:
+        raise UsageError("--all-accounts and a repeated --account work with stat, list, uidl "
+                         "and dele only")
+    if not names and settings.host:
+        return None  # a server named on the command line or in POPCTL_HOST: no file needed
+    from popctl import config
+
+    loaded = config.load()
+    if names:
+        return loaded.account(names[0])
+    if loaded.default is not None:
+        return loaded.accounts[loaded.default]
+    if loaded.accounts:
+        raise UsageError(f"no server given: use --account NAME ({', '.join(loaded.accounts)}), "
+                         "--host HOST (or POPCTL_HOST), or set default = \"NAME\" in "
+                         f"{loaded.path}")
+    return None
+
+
 def resolve_target(settings: Settings) -> Target:
+    """Endpoint and credentials (without the secret). Each value comes from the command line,
+    else the environment (both already in ``settings``), else the account, else the default."""
     if settings.sandbox:
         return _start_sandbox(settings)
-    if not settings.host:
+    account = _selected_account(settings)
+
+    def pick(name: str) -> Any:
+        value = getattr(settings, name)
+        return getattr(account, name) if value is None and account is not None else value
+
+    host = pick("host")
+    if not host:
         raise UsageError("no server given: use --host HOST (or POPCTL_HOST), or try --sandbox")
     from popctl.models import Credentials, Endpoint, TLSMode
 
-    tls = TLSMode(settings.tls or "implicit")
-    if settings.fingerprint is not None:
+    tls = TLSMode(pick("tls") or "implicit")
+    fingerprint = pick("fingerprint")
+    if fingerprint is not None:
         from popctl.transport import normalize_fingerprint
 
         try:
-            normalize_fingerprint(settings.fingerprint)
+            normalize_fingerprint(fingerprint)
         except ValueError as e:
             raise UsageError(f"--fingerprint: {e}") from None
-    if settings.ca_file is not None and not os.path.isfile(settings.ca_file):
-        raise UsageError(f"--ca-file {settings.ca_file}: no such file")
-    timeout = settings.timeout or 30.0
-    endpoint = Endpoint(host=settings.host, port=settings.port, tls=tls, ca_file=settings.ca_file,
-                        fingerprint=settings.fingerprint, insecure=bool(settings.insecure),
+    ca_file = settings.ca_file
+    if ca_file is None and account is not None and account.ca_file is not None:
+        from popctl import config
+
+        # ~ and paths relative to the configuration file's directory
+        ca_file = os.path.join(config.config_path().parent, os.path.expanduser(account.ca_file))
+        if not os.path.isfile(ca_file):
+            raise UsageError(f"ca_file {ca_file} of account {account.name}: no such file")
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise UsageError(f"--ca-file {ca_file}: no such file")
+    timeout = pick("timeout") or 30.0
+    endpoint = Endpoint(host=host, port=pick("port"), tls=tls, ca_file=ca_file,
+                        fingerprint=fingerprint, insecure=bool(settings.insecure),
                         connect_timeout=timeout, timeout=timeout)
-    if not settings.user:
+    user = pick("user")
+    if not user:
         raise UsageError("no user given: use --user NAME (or POPCTL_USER)")
-    user = settings.user
-    credentials = Credentials(user=user, password=None, mechanism=settings.auth or "auto",
-                              allow_plaintext=bool(settings.allow_plaintext))
-    return Target(endpoint, credentials)
+    credentials = Credentials(user=user, password=None, mechanism=pick("auth") or "auto",
+                              allow_plaintext=bool(pick("allow_plaintext")))
+    own = account is not None and (user, host.lower(), endpoint.effective_port) == (
+        account.user, (account.host or "").lower(), account.effective_port)
+    return Target(endpoint, credentials, account, own)
 
 
 @contextlib.contextmanager
@@ -250,14 +376,13 @@ def open_session(settings: Settings) -> Iterator[Session]:
     if live is not None:
         yield live
         return
-    from dataclasses import replace
-
     from popctl.models import TLSMode
 
-    target = resolve_target(settings)
+    target: Target = settings.extra.get("target") or resolve_target(settings)
     if target.endpoint.insecure and target.endpoint.tls is not TLSMode.NONE:
         note(settings, "warning: --insecure: the server certificate is NOT verified")
-    trace = _trace_printer(time.monotonic()) if settings.trace else None
+    label = settings.extra.get("label")
+    trace = _trace_printer(time.monotonic(), label) if settings.trace else None
     credentials = target.credentials
     if target.endpoint.tls is TLSMode.NONE and not credentials.allow_plaintext:
         # Refuse before connecting: nothing would be gained by connecting first.
@@ -271,9 +396,7 @@ def open_session(settings: Settings) -> Iterator[Session]:
     session = Session.connect(target.endpoint, trace=trace,
                               pipelining=False if settings.no_pipelining else None)
     with session:
-        if credentials.password is None and credentials.oauth2_token is None:
-            credentials = replace(credentials, password=_password(
-                settings, credentials.user, target.endpoint.host))
+        credentials = _credentials(settings, target)
         session.login(credentials)
         settings.extra["cache_account"] = (credentials.user, target.endpoint.host,
                                            target.endpoint.effective_port)
@@ -294,6 +417,99 @@ def emit_one(settings: Settings, record: dict[str, object]) -> None:
     from popctl import formatters
 
     formatters.render_one(record, settings.fmt, sys.stdout)
+
+
+# --- many accounts at once ------------------------------------------------------------------------
+
+# A thread per account, at most this many at once: each holds one TLS connection, a run lasts as
+# long as its slowest server whatever the number, and providers limit connections per address.
+MAX_ACCOUNT_WORKERS = 8
+
+
+class AccountsFailed(PopctlError):
+    """Some accounts of a run across accounts failed; each one was reported already."""
+
+    def __init__(self, failures: dict[str, PopctlError], total: int) -> None:
+        super().__init__(f"{len(failures)} of {total} account(s) failed")
+        codes = {e.exit_code for e in failures.values()}
+        self.exit_code = codes.pop() if len(codes) == 1 else ExitCode.FAILURE
+
+
+def across_accounts(settings: Settings, names: list[str],
+                    work: Callable[[Settings, Session], list[dict[str, object]]], *,
+                    columns: list[str] | None = None) -> list[dict[str, object]]:
+    """Run ``work`` in a session of each account, concurrently; emit every row with its
+    ``account`` first, in the order of ``names``; report each failure as ``Error: NAME: ...``.
+
+    Secrets are looked up first, one account after the other in this thread (a prompt, a
+    keyring unlock or a gpg pinentry cannot be shared by threads); then each account's session
+    runs in its own thread, independent of the others: its own QUIT, or none if it failed.
+    """
+    if "session" in settings.extra:
+        raise UsageError("inside popctl shell there is one session: no --account or "
+                         "--all-accounts")
+    if settings.sandbox:
+        raise UsageError("--sandbox has no accounts: drop --all-accounts and --account")
+    import queue
+    import threading
+
+    failures: dict[str, PopctlError] = {}
+    jobs: queue.SimpleQueue[tuple[str, Settings]] = queue.SimpleQueue()
+    for name in names:
+        child = settings.copy(account=(name,), all_accounts=None, extra={"label": name})
+        try:
+            target = resolve_target(child)
+            child.extra["target"] = target._replace(credentials=_credentials(child, target))
+        except PopctlError as e:
+            failures[name] = e
+            continue
+        jobs.put((name, child))
+    results: dict[str, list[dict[str, object]]] = {}
+    finished: queue.SimpleQueue[str] = queue.SimpleQueue()
+    cancelled = threading.Event()
+
+    def worker() -> None:
+        while True:
+            try:
+                name, child = jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                with open_session(child) as session:
+                    rows = work(child, session)
+                    if cancelled.is_set():  # Ctrl-C: leave without QUIT, commit nothing
+                        raise KeyboardInterrupt
+                results[name] = rows
+            except PopctlError as e:
+                failures[name] = e
+            except Exception as e:
+                failures[name] = PopctlError(f"internal error: {type(e).__name__}: {e}")
+            except BaseException:
+                failures[name] = PopctlError("interrupted")
+            finally:
+                finished.put(name)
+
+    count = jobs.qsize()
+    for i in range(min(MAX_ACCOUNT_WORKERS, count)):
+        # Daemon threads: after Ctrl-C the process exits at once, closing their connections
+        # without QUIT, so an interrupted dele commits nothing.
+        threading.Thread(target=worker, name=f"popctl-account-{i}", daemon=True).start()
+    try:
+        for _ in range(count):
+            finished.get()
+    except BaseException:
+        cancelled.set()
+        raise
+    records: list[dict[str, object]] = []
+    for name in names:
+        if name in failures:
+            click.echo(f"Error: {name}: {failures[name]}", err=True)
+        else:
+            records += [{"account": name, **row} for row in results[name]]
+    emit(settings, records, columns=["account", *columns] if columns else None)
+    if failures:
+        raise AccountsFailed(failures, len(names))
+    return records
 
 
 # --- message selection ----------------------------------------------------------------------------
@@ -428,6 +644,14 @@ def stat(**kwargs: Any) -> None:
       popctl stat --json
     """
     settings = _settings()
+    names = _several_accounts(settings)
+    if names is not None:
+        def one(child: Settings, session: Session) -> list[dict[str, object]]:
+            result = session.stat()
+            return [{"count": result.count, "size": result.size}]
+
+        across_accounts(settings, names, one)
+        return
     with open_session(settings) as session:
         result = session.stat()
     emit_one(settings, {"count": result.count, "size": result.size})
@@ -454,6 +678,18 @@ def list_cmd(sizes_only: bool, **kwargs: Any) -> None:
     if sizes_only and query.header_filters:
         raise UsageError("--sizes-only reads no headers, so it cannot be combined with "
                          "--from, --subject, --header, --older-than or --newer-than")
+    names = _several_accounts(settings)
+    if names is not None:
+        def one(child: Settings, session: Session) -> list[dict[str, object]]:
+            rows = _listing(child, session, query, want_headers=not sizes_only,
+                            sizes_only=sizes_only)
+            return [r.to_record(not sizes_only) for r in rows]
+
+        records = across_accounts(settings, names, one,
+                                  columns=["number", "size"] if sizes_only else None)
+        if not records and settings.fmt == "table":
+            note(settings, "no messages")
+        return
     with open_session(settings) as session:
         rows = _listing(settings, session, query, want_headers=not sizes_only,
                         sizes_only=sizes_only)
@@ -486,7 +722,9 @@ def _rows(settings: Settings, session: Session, query: Query, *, want_headers: b
     from popctl import query as query_module
 
     bar: Any = None
-    if want_headers and not settings.quiet and sys.stderr.isatty():
+    # No bar in a run across accounts: several threads would draw over each other.
+    if want_headers and not settings.quiet and sys.stderr.isatty() \
+            and "label" not in settings.extra:
         total = session.stat().count
         if total >= 20:
             bar = click.progressbar(length=total, label="reading headers", file=sys.stderr)
@@ -524,12 +762,20 @@ def uidl(**kwargs: Any) -> None:
     """
     settings = _settings()
     query = build_query(kwargs)
-    with open_session(settings) as session:
+
+    def uids(child: Settings, session: Session) -> Iterator[dict[str, object]]:
         if session.capabilities.known and "UIDL" not in session.capabilities:
             raise CapabilityError("the server does not support UIDL (no unique ids)",
                                   command="UIDL")
-        rows = _listing(settings, session, query, want_headers=False)
-        emit(settings, ({"number": r.number, "uid": r.uid} for r in rows))
+        rows = _listing(child, session, query, want_headers=False)
+        return ({"number": r.number, "uid": r.uid} for r in rows)
+
+    names = _several_accounts(settings)
+    if names is not None:
+        across_accounts(settings, names, lambda child, session: list(uids(child, session)))
+        return
+    with open_session(settings) as session:
+        emit(settings, uids(settings, session))
 
 
 def _one_message(session: Session, settings: Settings, query: Query) -> int:
@@ -730,6 +976,24 @@ def dele(yes: bool, dry_run: bool, **kwargs: Any) -> None:
     if not (yes or dry_run or interactive):
         raise UsageError("refusing to delete without confirmation: add --yes (or --dry-run to "
                          "see what would be deleted)")
+    names = _several_accounts(settings)
+    if names is not None:
+        if not (yes or dry_run):
+            # One question per account from several threads would be a mess: decide up front.
+            raise UsageError("deleting across accounts needs --yes (see first what would be "
+                             "deleted with --dry-run)")
+
+        def one(child: Settings, session: Session) -> list[dict[str, object]]:
+            rows = list(_listing(child, session, query, want_headers=True))
+            if rows and not dry_run:
+                session.dele([r.number for r in rows])
+            return [{**r.to_record(True), "deleted": not dry_run} for r in rows]
+
+        records = across_accounts(settings, names, one)
+        if settings.fmt == "table":
+            note(settings, f"dry run: {len(records)} message(s) would be deleted" if dry_run
+                 else f"{len(records)} message(s) deleted")
+        return
     with open_session(settings) as session:
         rows = list(_listing(settings, session, query, want_headers=True))
         records = []
@@ -948,6 +1212,348 @@ def sandbox_serve(port: int) -> None:
             time.sleep(3600)
     finally:
         server.stop()
+
+
+# --- accounts and passwords -----------------------------------------------------------------------
+
+
+_OUTPUT_OPTIONS: list[Callable[[F], F]] = [
+    click.option("--format", "-f", "format", type=click.Choice(FORMATS),
+                 help="Output format [default: table]."),
+    click.option("--json", "json_", is_flag=True, default=None, help="Same as --format json."),
+    click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
+    click.option("--quiet", "-q", is_flag=True, default=None,
+                 help="No messages or progress on stderr, only errors."),
+]
+
+
+def output_options(f: F) -> F:
+    """--format, --json, --debug, --quiet: for the commands that do not connect to a server."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ours = {name: kwargs.pop(name) for name in ("format", "json_", "debug", "quiet")}
+        _merge(click.get_current_context().ensure_object(Settings), ours)
+        return f(*args, **kwargs)
+
+    for option in reversed(_OUTPUT_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def _keyring_key(account: Account) -> str:
+    from popctl import credentials
+
+    return credentials.keyring_user(account.user or "", account.host or "",
+                                    account.effective_port)
+
+
+def _account_record(account: Account, default: str | None) -> dict[str, object]:
+    """An account with the values popctl will use (defaults filled in), for list and show."""
+    return {
+        "name": account.name, "default": account.name == default, "host": account.host,
+        "port": account.effective_port, "user": account.user,
+        "tls": account.tls or "implicit", "auth": account.auth or "auto",
+        "timeout": account.timeout or 30.0, "ca_file": account.ca_file,
+        "fingerprint": account.fingerprint, "password_command": account.password_command,
+        "oauth2_token_command": account.oauth2_token_command,
+        "allow_plaintext": bool(account.allow_plaintext),
+    }
+
+
+@cli.group()
+def account() -> None:
+    """Named accounts in the configuration file (see popctl(1), FILES).
+
+    \b
+    Examples:
+      popctl account add work --host pop.example.org --user me@example.org --default
+      popctl password set work
+      popctl account test work
+      popctl --all-accounts list --larger-than 5M
+    """
+
+
+@account.command(name="add")
+@click.argument("name")
+@click.option("--host", "-H", "host", help="POP3 server host name (asked on a terminal).")
+@click.option("--port", "-P", "port", type=click.IntRange(1, 65535),
+              help="Server port [default: 995 for --tls implicit, else 110].")
+@click.option("--user", "-u", "user", help="Login name (asked on a terminal).")
+@click.option("--tls", "tls", type=click.Choice(TLS_MODES), help="implicit, starttls or none.")
+@click.option("--auth", "auth", help="Authentication mechanism [default: auto].")
+@click.option("--timeout", "timeout", type=click.FloatRange(0.1, 3600), help="Seconds.")
+@click.option("--ca-file", "ca_file", help="CA certificates (PEM) to trust for this server.")
+@click.option("--fingerprint", "fingerprint", help="SHA-256 fingerprint to pin.")
+@click.option("--password-command", "password_command", metavar="COMMAND",
+              help="Shell command whose first output line is the password.")
+@click.option("--oauth2-token-command", "oauth2_token_command", metavar="COMMAND",
+              help="Shell command whose first output line is an OAuth2 access token.")
+@click.option("--allow-plaintext", "allow_plaintext", is_flag=True, default=None,
+              help="Allow credentials over a connection without TLS.")
+@click.option("--default", "make_default", is_flag=True,
+              help="Make it the default account.")
+@click.option("--probe", is_flag=True,
+              help="Connect first: find the TLS mode (implicit TLS, then STLS) and the best "
+                   "mechanism the server offers, and propose them.")
+@output_options
+def account_add(name: str, make_default: bool, probe: bool, **kwargs: Any) -> None:
+    """Add an account to the configuration file (never its password: see password set).
+
+    \b
+    Examples:
+      popctl account add work --host pop.example.org --user me@example.org
+      popctl account add gmail --host pop.gmail.com --user me@gmail.com --probe
+    """
+    from popctl import config
+
+    settings = _settings()
+    if not config.NAME.fullmatch(name):
+        raise UsageError(f"bad account name {name!r}: use letters, digits, - and _ (at most 64)")
+    loaded = config.load()
+    loaded.ensure_absent(name)  # before any question is asked
+    values = {key: value for key, value in kwargs.items() if value is not None}
+    for key, question in (("host", "POP3 server"), ("user", "Login name")):
+        if key not in values and _interactive():
+            values[key] = click.prompt(question, err=True)
+        if key not in values:
+            raise UsageError(f"account add needs --{key}")
+    for key, value in values.items():
+        problem = config.check_value(key, value)
+        if problem:
+            raise UsageError(f"--{key.replace('_', '-')}: {problem}")
+    if probe:
+        values.update(_probe(settings, values))
+    new = config.Account(name, **values)
+    rewritten = config.add_account(loaded, new, make_default=make_default)
+    note(settings, f"account {name} added to {loaded.path}"
+         + (" (the file was rewritten: its comments could not be kept)" if rewritten else ""))
+    if not (new.password_command or new.oauth2_token_command):
+        note(settings, f"store its password with: popctl password set {name}")
+    if settings.format is not None:
+        emit_one(settings, _account_record(new, name if make_default else loaded.default))
+
+
+def _probe(settings: Settings, values: dict[str, Any]) -> dict[str, Any]:
+    """Try implicit TLS, then STLS; read CAPA; return the settings to propose."""
+    from popctl import auth
+    from popctl.errors import ServerError
+    from popctl.models import Credentials, Endpoint, TLSMode
+    from popctl.session import Session
+
+    host, port = values["host"], values.get("port")
+    modes = [TLSMode(values["tls"])] if "tls" in values else [TLSMode.IMPLICIT, TLSMode.STARTTLS]
+    timeout = min(values.get("timeout", 10.0), 10.0)
+    ca_file = os.path.expanduser(values["ca_file"]) if "ca_file" in values else None
+    tried = []
+    for mode in modes:
+        endpoint = Endpoint(host=host, port=port, tls=mode, ca_file=ca_file,
+                            fingerprint=values.get("fingerprint"), connect_timeout=timeout,
+                            timeout=timeout)
+        note(settings, f"probe: {mode.value} on port {endpoint.effective_port} ...")
+        try:
+            with Session.connect(endpoint) as session:
+                caps, tls = session.capabilities, session.tls
+                timestamp = session.greeting.timestamp if session.greeting else None
+        except (TransportError, RemoteProtocolError, ServerError) as e:
+            tried.append(f"{mode.value} port {endpoint.effective_port}: {e}")
+            continue
+        oauth = "oauth2_token_command" in values  # placeholders: only the choice matters
+        trial = Credentials(values["user"], password=None if oauth else "x",
+                            oauth2_token="x" if oauth else None,
+                            mechanism=values.get("auth", "auto"))
+        mechanism = None
+        try:
+            mechanism = auth.choose_mechanism(trial, caps, encrypted=tls is not None,
+                                              apop_timestamp=timestamp)
+        except PopctlError as e:
+            note(settings, f"probe: no usable mechanism: {e}")
+        proposal: dict[str, Any] = {"tls": mode.value}
+        if port is None and endpoint.effective_port != mode.default_port:
+            proposal["port"] = endpoint.effective_port
+        if mechanism is not None:
+            proposal["auth"] = mechanism
+        how = "implicit TLS" if mode is TLSMode.IMPLICIT else "STLS"
+        note(settings, f"probe: {how} works on port {endpoint.effective_port}"
+                       f" ({tls.version if tls else 'no TLS'}); SASL offered: "
+                       f"{' '.join(caps.sasl) or 'none'}; proposed: "
+                       + ", ".join(f"{k} = {v}" for k, v in proposal.items()))
+        if _interactive() and not click.confirm("Use these settings?", default=True, err=True):
+            return {}
+        return proposal
+    raise TransportError(f"probe: no TLS connection to {host} worked ("
+                         + "; ".join(tried) + "); give --tls and --port yourself (--tls none "
+                         "needs --allow-plaintext)")
+
+
+@account.command(name="list")
+@output_options
+def account_list(**kwargs: Any) -> None:
+    """The configured accounts (no secrets)."""
+    from popctl import config
+
+    settings = _settings()
+    loaded = config.load()
+    columns = ["name", "default", "host", "port", "user", "tls", "auth"]
+    count = emit(settings, (_account_record(a, loaded.default)
+                            for a in loaded.accounts.values()), columns=columns)
+    if count == 0 and settings.fmt == "table":
+        note(settings, f"no accounts in {loaded.path}; add one with: popctl account add NAME "
+                       "--host HOST --user USER")
+
+
+@account.command(name="show")
+@click.argument("name")
+@output_options
+def account_show(name: str, **kwargs: Any) -> None:
+    """One account's settings and whether the keyring holds its password."""
+    from popctl import config
+    from popctl import credentials as secrets
+
+    settings = _settings()
+    loaded = config.load()
+    chosen = loaded.account(name)
+    record = _account_record(chosen, loaded.default)
+    key = _keyring_key(chosen)
+    record["keyring_user"] = key
+    found = secrets.backend()
+    record["keyring_backend"] = found.describe()
+    if not found.usable:
+        record["keyring"] = "unavailable"
+    else:
+        record["keyring"] = "stored" if secrets.get_password(
+            key, lambda text: note(settings, text)) is not None else "not stored"
+    emit_one(settings, record)
+
+
+@account.command(name="remove")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@output_options
+def account_remove(name: str, yes: bool, **kwargs: Any) -> None:
+    """Remove an account from the configuration file, and its password from the keyring.
+
+    On a terminal popctl asks first; without one it requires --yes.
+    """
+    from popctl import config
+    from popctl import credentials as secrets
+
+    settings = _settings()
+    loaded = config.load()
+    chosen = loaded.account(name)
+    key = _keyring_key(chosen)
+    if not yes:
+        if not _interactive():
+            raise UsageError("refusing to remove an account without confirmation: add --yes")
+        if not click.confirm(f"Remove account {name} ({key}) and its keyring entry?", err=True):
+            raise click.Abort()
+    rewritten = config.remove_account(loaded, name)
+    note(settings, f"account {name} removed from {loaded.path}"
+         + (" (the file was rewritten: its comments could not be kept)" if rewritten else ""))
+    shared = [a.name for a in loaded.accounts.values() if a.name != name
+              and _keyring_key(a) == key]
+    deleted = False
+    if shared:
+        note(settings, f"its keyring entry {key} is kept: account {shared[0]} uses it too")
+    else:
+        deleted = secrets.delete_password(key)
+        if deleted:
+            note(settings, f"its password ({key}) was deleted from the keyring")
+    if settings.format is not None:
+        emit_one(settings, {"name": name, "removed": True, "keyring_deleted": deleted})
+
+
+@account.command(name="test")
+@click.argument("name")
+@common_options
+def account_test(name: str, **kwargs: Any) -> None:
+    """Connect, authenticate and STAT; report what was negotiated.
+
+    \b
+    Example:
+      popctl account test work --trace
+    """
+    settings = _settings().copy(account=(name,), all_accounts=None, extra={})
+    target = settings.extra["target"] = resolve_target(settings)
+    with open_session(settings) as session:
+        result = session.stat()
+        tls = session.tls
+    emit_one(settings, {
+        "account": name, "host": target.endpoint.host, "port": target.endpoint.effective_port,
+        "user": target.credentials.user, "tls": target.endpoint.tls.value,
+        "tls_version": tls.version if tls else None, "tls_cipher": tls.cipher if tls else None,
+        "mechanism": session.mechanism, "credentials": settings.extra.get("secret_source"),
+        "count": result.count, "size": result.size,
+    })
+
+
+@cli.group()
+def password() -> None:
+    """An account's password in the OS keyring (service "popctl").
+
+    \b
+    Examples:
+      popctl password set work                 # asks, hidden, twice
+      pass show mail/work | popctl password set work
+      popctl password delete work
+    """
+
+
+@password.command(name="set")
+@click.argument("name")
+@output_options
+def password_set(name: str, **kwargs: Any) -> None:
+    """Store an account's password in the keyring: asked (hidden) on a terminal, else one line
+    read from standard input. Never from the command line."""
+    from popctl import config
+    from popctl import credentials as secrets
+
+    settings = _settings()
+    chosen = config.load().account(name)
+    key = _keyring_key(chosen)
+    found = secrets.backend()
+    if not found.usable:
+        raise secrets.no_backend_error(found)
+    note(settings, f"the password of account {name} ({key}) goes to the keyring backend "
+                   f"{found.describe()}")
+    if found.plaintext:
+        # Said even with --quiet: the user must know the password sits in a readable file.
+        click.echo(f"warning: {found.name.rsplit('.', 1)[-1]} does not encrypt: the password is "
+                   f"only base64-encoded in {found.location or 'a file'}", err=True)
+    if _interactive():
+        value: str = click.prompt(f"Password for {key}", hide_input=True,
+                                  confirmation_prompt=True, err=True)
+    else:
+        value = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if not value:
+            raise UsageError("no password on standard input (one line is read)")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError("the password contains a CR, LF or NUL character; nothing was stored")
+    secrets.set_password(key, value)
+    note(settings, f"password of account {name} stored")
+    if settings.format is not None:
+        emit_one(settings, {"account": name, "keyring_user": key, "backend": found.name,
+                            "stored": True})
+
+
+@password.command(name="delete")
+@click.argument("name")
+@output_options
+def password_delete(name: str, **kwargs: Any) -> None:
+    """Delete an account's password from the keyring (nothing stored is not an error)."""
+    from popctl import config
+    from popctl import credentials as secrets
+
+    settings = _settings()
+    key = _keyring_key(config.load().account(name))
+    found = secrets.backend()
+    if not found.usable:
+        raise secrets.no_backend_error(found)
+    deleted = secrets.delete_password(key)
+    note(settings, f"password of account {name} ({key}) deleted from the keyring" if deleted
+         else f"no password of account {name} ({key}) was stored in {found.name}")
+    if settings.format is not None:
+        emit_one(settings, {"account": name, "keyring_user": key, "deleted": deleted})
 
 
 # --- entry point ----------------------------------------------------------------------------------

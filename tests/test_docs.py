@@ -18,6 +18,8 @@ from popctl.errors import ExitCode
 ROOT = Path(__file__).resolve().parent.parent
 MAN_PAGE = ROOT / "man" / "popctl.1"
 CLI_SOURCE = ROOT / "popctl" / "cli.py"
+# The modules that read the environment for the command line.
+ENV_SOURCES = [CLI_SOURCE, ROOT / "popctl" / "config.py", ROOT / "popctl" / "credentials.py"]
 README = ROOT / "README.md"
 
 
@@ -155,8 +157,8 @@ def test_exit_codes_in_man_page(sections: dict[str, list[str]]) -> None:
 
 def _environment_variables() -> set[str]:
     """Every environment variable popctl/cli.py reads: ``envvar=`` of its options and the
-    ``POPCTL_*`` names it looks up itself."""
-    source = CLI_SOURCE.read_text(encoding="utf-8")
+    ``POPCTL_*`` names it (or config.py, credentials.py) looks up itself."""
+    source = "\n".join(path.read_text(encoding="utf-8") for path in ENV_SOURCES)
     names = set(re.findall(r"""envvar\s*=\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""", source))
     for listed in re.findall(r"envvar\s*=\s*[\[(]([^\])]*)[\])]", source):
         names.update(re.findall(r"""["']([A-Za-z_][A-Za-z0-9_]*)["']""", listed))

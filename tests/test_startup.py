@@ -14,7 +14,7 @@ from popctl.models import TLSMode
 # Imported only by the commands that need them, never by `import popctl.cli`.
 LAZY = ["popctl.models", "popctl.session", "popctl.query", "popctl.cache", "popctl.formatters",
         "popctl.stores", "popctl.sandbox", "dataclasses", "traceback", "ssl", "socket",
-        "keyring", "tabulate", "email"]
+        "keyring", "tabulate", "email", "popctl.config", "popctl.credentials", "tomllib"]
 
 
 def _loaded_after(code: str) -> set[str]:
