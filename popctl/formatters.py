@@ -12,6 +12,7 @@ output is always valid UTF-8.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import unicodedata
@@ -144,6 +145,7 @@ _ZERO_WIDTH_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
 _ZWJ, _VS16, _SOFT_HYPHEN = "\u200d", "\ufe0f", "\u00ad"
 
 
+@functools.lru_cache(maxsize=4096)  # each cell is measured, then padded: twice per cell
 def _width(text: str) -> int:
     """Terminal columns of ``text``: East Asian wide and full-width characters take two,
     combining and format characters none; an emoji joined by ZWJ adds nothing, and VS16 makes
