@@ -12,12 +12,11 @@ output is always valid UTF-8.
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
+from types import ModuleType
 from typing import TextIO
 
 from popctl.errors import UsageError
@@ -137,41 +136,29 @@ def _render_csv(records: Iterable[Record], out: TextIO, columns: Sequence[str] |
     return count
 
 
-# --- tables -----------------------------------------------------------------------------------
-# tabulate's "simple" and "plain" layouts, written here: importing tabulate (and wcwidth, which it
-# loads) cost every table ~45 ms of start-up, and a 100,000-row table held ~800 octets a row.
+# --- tables ---------------------------------------------------------------------------------------
+# Laid out by tabulate ("simple" for listings, "plain" for one record), imported only when a table
+# is written. A listing is measured once over compact rows (tuples of cells, numbers kept as the
+# record's int objects), then handed to tabulate TABLE_CHUNK rows at a time with every column
+# forced to its width over the whole table: the text is the same as one tabulate call over all
+# the rows, but a 100,000-message listing never holds tabulate's formatted copies of every cell.
 
-_ZERO_WIDTH_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
-_ZWJ, _VS16, _SOFT_HYPHEN = "\u200d", "\ufe0f", "\u00ad"
+TABLE_CHUNK = 2000
 
 
-@functools.lru_cache(maxsize=4096)  # each cell is measured, then padded: twice per cell
-def _width(text: str) -> int:
-    """Terminal columns of ``text``: East Asian wide and full-width characters take two,
-    combining and format characters none; an emoji joined by ZWJ adds nothing, and VS16 makes
-    the character before it wide (as wcwidth counts them)."""
-    if text.isascii():
-        return len(text)
-    width = 0
-    last = 0
-    joined = False
-    for char in text:
-        if joined:
-            joined = False
-            continue
-        if char == _ZWJ:
-            joined = True
-            continue
-        if char == _VS16:
-            if last == 1:
-                width += 1
-                last = 2
-            continue
-        if char != _SOFT_HYPHEN and unicodedata.category(char) in _ZERO_WIDTH_CATEGORIES:
-            continue
-        last = 2 if unicodedata.east_asian_width(char) in "WF" else 1
-        width += last
-    return width
+def _tabulate() -> ModuleType:
+    import tabulate
+
+    return tabulate
+
+
+def _width_function(module: ModuleType) -> Callable[[str], int]:
+    """tabulate's own measure of a cell: wcwidth's when tabulate uses it, else the length."""
+    wcwidth = getattr(module, "wcwidth", None)
+    if wcwidth is not None and getattr(module, "WIDE_CHARS_MODE", False):
+        wcswidth: Callable[[str], int] = wcwidth.wcswidth
+        return lambda text: text.__len__() if text.isascii() else max(wcswidth(text), 0)
+    return len
 
 
 def _number_text(value: int | float) -> str:
@@ -181,9 +168,8 @@ def _number_text(value: int | float) -> str:
 def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
     """Nothing at all for no records: the command says "no messages" on stderr itself.
 
-    Columns two spaces apart, each as wide as its widest cell or its name plus two; all-number
-    columns right-aligned, the others left-aligned; no trailing blanks. Rows are kept as tuples
-    of cells (numbers as the record's own int objects) to measure the columns.
+    Each column is as wide as its widest cell or its name plus two, two spaces apart; all-number
+    columns right-aligned, the others left-aligned.
     """
     if columns is None:
         kept = list(records)
@@ -194,7 +180,10 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
         rows = [tuple(_cell(record.get(key)) for key in columns) for record in records]
     if not rows:
         return 0
-    widths = [_width(name) + 2 for name in columns]
+    tabulate = _tabulate()
+    width = _width_function(tabulate)
+    min_padding = tabulate.MIN_PADDING
+    widths = [width(name) + min_padding for name in columns]
     numbers, texts = [False] * len(columns), [False] * len(columns)
     for row in rows:
         for i, cell in enumerate(row):
@@ -202,26 +191,26 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
                 continue
             if isinstance(cell, str):
                 texts[i] = True
-                width = _width(cell)
+                cell_width = width(cell)
             else:
                 numbers[i] = True
-                width = len(_number_text(cell))  # type: ignore[arg-type]
-            if width > widths[i]:
-                widths[i] = width
-    numeric = [n and not t for n, t in zip(numbers, texts, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = []
-        for i, text in enumerate(cells):
-            pad = " " * (widths[i] - _width(text))
-            parts.append(pad + text if numeric[i] else text + pad)
-        return "  ".join(parts).rstrip() + "\n"
-
-    out.write(line(columns))
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for row in rows:
-        out.write(line(["" if c is None else c if isinstance(c, str)
-                        else _number_text(c) for c in row]))  # type: ignore[arg-type]
+                cell_width = len(_number_text(cell))  # type: ignore[arg-type]
+            if cell_width > widths[i]:
+                widths[i] = cell_width
+    aligns = ["right" if n and not t else "left" for n, t in zip(numbers, texts, strict=True)]
+    # tabulate makes a column at least as wide as its header plus MIN_PADDING: a header padded
+    # on the side it is aligned away from fixes each chunk's column at the whole table's width.
+    headers = [" " * (w - min_padding - width(name)) + name if align == "right"
+               else name + " " * (w - min_padding - width(name))
+               for name, w, align in zip(columns, widths, aligns, strict=True)]
+    for start in range(0, len(rows), TABLE_CHUNK):
+        cells = [["" if c is None else c if isinstance(c, str) else _number_text(c)  # type: ignore[arg-type]
+                  for c in row] for row in rows[start:start + TABLE_CHUNK]]
+        text = tabulate.tabulate(cells, headers=headers, tablefmt="simple", colalign=aligns,
+                                 disable_numparse=True)
+        if start:
+            text = text.split("\n", 2)[2]  # the header and its rule are written once
+        out.write(text + "\n")
     return len(rows)
 
 
@@ -260,12 +249,9 @@ def render_one(record: Record, fmt: str, out: TextIO) -> None:
         out.write(_json(record, indent=2) + "\n")
     elif fmt == "table":
         if record:
-            # tabulate's "plain": the keys padded to the longest, the values as text
             pairs = [(key, _text(value, booleans=("yes", "no")).translate(_TABLE_CONTROLS)
                       .strip()) for key, value in record.items()]
-            width = max(_width(key) for key, _value in pairs)
-            for key, text in pairs:
-                out.write((key + " " * (width - _width(key)) + "  " + text).rstrip() + "\n")
+            out.write(_tabulate().tabulate(pairs, tablefmt="plain", disable_numparse=True) + "\n")
     else:
         _renderer(fmt)([record], out, None)
 
