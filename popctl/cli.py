@@ -391,8 +391,10 @@ def open_session(settings: Settings) -> Iterator[Session]:
         raise InsecureAuthError(
             "refusing to send credentials over a connection without TLS; use --tls implicit "
             "or --tls starttls, or allow it explicitly with --allow-plaintext")
+    from popctl import formatters
     from popctl.session import Session
 
+    formatters.preload(settings.fmt)
     session = Session.connect(target.endpoint, trace=trace,
                               pipelining=False if settings.no_pipelining else None)
     with session:

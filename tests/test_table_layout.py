@@ -5,7 +5,10 @@ text as one tabulate call over all the rows."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
+import pytest
 import tabulate as tabulate_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,3 +89,31 @@ def test_large_listing_spans_chunks() -> None:
     assert len({len(line.rstrip()) for line in lines[2:-1]}) > 1  # uids are left-aligned, unpadded
     assert lines[1].split()[-1] == "-" * len("the-longest-uid-of-all")
     assert out.getvalue() == _tabulate_simple(["number", "size", "uid"], records)
+
+
+def test_ascii_tables_skip_wcwidth_and_restore_the_switch() -> None:
+    records = [{"number": 1, "subject": "plain"}, {"number": 2, "subject": "中文 wide"}]
+    before = tabulate_module.WIDE_CHARS_MODE
+    render(records[:1], "table", io.StringIO())
+    assert before == tabulate_module.WIDE_CHARS_MODE
+    out = io.StringIO()
+    render(records, "table", out)
+    assert out.getvalue() == _tabulate_simple(["number", "subject"], records)
+
+
+PRELOAD = """
+import sys, time
+from popctl import formatters
+formatters.preload(sys.argv[1])
+deadline = time.monotonic() + (20 if sys.argv[1] == "table" else 0.5)
+while "tabulate" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("tabulate" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("fmt", "imported"), [("table", "True"), ("json", "False")])
+def test_preload_imports_tabulate_only_for_tables(fmt: str, imported: str) -> None:
+    result = subprocess.run([sys.executable, "-c", PRELOAD, fmt], capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.strip() == imported
