@@ -745,7 +745,12 @@ class Session:
         return reply
 
     def quit(self) -> None:
-        """QUIT: the server commits this session's deletions and closes."""
+        """QUIT: the server commits this session's deletions and closes.
+
+        With no deletion marked there is nothing for the reply to confirm: QUIT is sent and the
+        connection closed without waiting for it (a round trip saved on every read-only command;
+        the server has the QUIT before the FIN and ends the session as usual).
+        """
         if self._closed:
             return
         try:
@@ -753,6 +758,9 @@ class Session:
             command = Command("QUIT")
             try:
                 self._send(command)
+                if not self._marked:
+                    self._note("QUIT sent; no deletions pending, so its reply is not awaited")
+                    return
                 reply = self._reply(command)
             except TransportError as e:
                 if not self._marked:
