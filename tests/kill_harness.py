@@ -6,7 +6,9 @@ prints figures). Each campaign, for one store kind against a real Dovecot:
 1. delivers a mailbox (``messages`` small ones plus ``large`` big ones, one with ``From ``
    lines for mboxrd quoting), and times one uninterrupted run to know how long a run lasts;
 2. ``runs`` times: tops the mailbox up, starts ``python -m popctl retr --all --<kind> DIR
-   --delete``, sends SIGKILL after a random delay (seeded) within that duration, waits for
+   --delete``, sends SIGKILL after a random delay (seeded) within that duration (a run that
+   ends before its kill came is timed again: the first timing may have been taken while the
+   machine was busier, and delays beyond a run's length would kill nothing), waits for
    Dovecot to finish the session, then checks that every message delivered so far is still on
    the server or stored complete (byte for byte) locally, and that the store holds nothing but
    complete copies of delivered messages (duplicates allowed);
@@ -50,7 +52,7 @@ class Figures:
     duplicates: int = 0  # extra copies stored (allowed; summed over epochs)
     lost: int = 0  # delivered, but neither on the server nor stored: must stay 0
     torn_repaired: int = 0  # mbox: torn last records the next run cut off
-    run_seconds: float = 0.0  # an uninterrupted run of a full mailbox
+    run_seconds: float = 0.0  # an uninterrupted run of a full mailbox (the latest timing)
     delays: list[float] = field(default_factory=list)
 
     def line(self) -> str:
@@ -147,22 +149,24 @@ class Campaign:
             raise AssertionError(f"popctl failed ({process.returncode}): {err.decode()}")
         return time.monotonic() - started
 
-    def run_and_kill(self, delay: float) -> bool:
-        """Start popctl, SIGKILL it after ``delay`` s; True if it was still running."""
+    def run_and_kill(self, delay: float) -> float | None:
+        """Start popctl, SIGKILL it after ``delay`` s; None if it was still running, else the
+        seconds it took to finish (successfully)."""
+        started = time.monotonic()
         process = self._start()
         try:
             process.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
-            return True
+            return None
         finally:
             assert process.stderr is not None
             err = process.stderr.read()
             process.stderr.close()
         if process.returncode != 0:
             raise AssertionError(f"popctl failed ({process.returncode}): {err.decode()}")
-        return False
+        return time.monotonic() - started
 
     # --- the checks -----------------------------------------------------------------------
 
@@ -210,10 +214,15 @@ class Campaign:
             delay = self.rng.uniform(0.0, self.figures.run_seconds)
             self.figures.delays.append(delay)
             self.figures.runs += 1
-            if self.run_and_kill(delay):
+            took = self.run_and_kill(delay)
+            if took is None:
                 self.figures.kills += 1
             else:
                 self.figures.finished += 1
+                # A whole run of a full mailbox, shorter than the delay: runs are faster now
+                # than when they were timed (a calibration run slowed down by other work on the
+                # machine made half the kills come too late). Draw the next delays within it.
+                self.figures.run_seconds = took
             self.check()
             if (index + 1) % epoch == 0 or index + 1 == runs:
                 self.finish_epoch()
