@@ -10,7 +10,6 @@ was stored for, survives renaming the account, and is never offered to another s
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,6 +145,8 @@ def run_command(command: str, what: str, account: str) -> str:
     ours only on a terminal (gpg may ask there); otherwise /dev/null, so that it cannot eat a
     script or a password popctl itself reads from a pipe.
     """
+    import subprocess  # only accounts with a command need it (~5 ms of start-up)
+
     stdin = None if sys.stdin is not None and sys.stdin.isatty() else subprocess.DEVNULL
     label = f"{what} of account {account!r}"
     try:

@@ -7,15 +7,15 @@ of our TransportError subclasses, with the original chained.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import socket
-import ssl
 import sys
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from popctl.errors import ConnectionClosedError, NetworkTimeoutError, TLSError, TransportError
 from popctl.models import TLSInfo
+
+if TYPE_CHECKING:
+    import ssl
 
 # One read's worth: big enough that a fast link needs few system calls for a large message,
 # small enough to keep memory flat while streaming.
@@ -42,6 +42,8 @@ def make_tls_context(ca_file: str | None = None, *, fingerprint: str | None = No
     A pinned fingerprint replaces chain and host-name checks (it is stronger than both, and is
     how self-signed servers are trusted); ``insecure`` disables all checks.
     """
+    import ssl  # here, not at the top: a session without TLS never pays for it
+
     try:
         context = ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as e:
@@ -78,6 +80,10 @@ class Transport:
 
     def start_tls(self, context: ssl.SSLContext, *, fingerprint: str | None = None) -> TLSInfo:
         """Handshake as client; check the pinned fingerprint before anything else is sent."""
+        import hashlib
+        import hmac
+        import ssl
+
         try:
             tls_sock = context.wrap_socket(self._sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as e:
@@ -126,9 +132,10 @@ class Transport:
         except TimeoutError as e:
             raise NetworkTimeoutError(
                 f"no answer from {self.host} for {self.timeout:g} s (read timeout)") from e
-        except ssl.SSLError as e:
-            raise TLSError(f"TLS error from {self.host}: {e}") from e
         except OSError as e:
+            ssl = sys.modules.get("ssl")  # loaded if this connection can raise its errors
+            if ssl is not None and isinstance(e, ssl.SSLError):
+                raise TLSError(f"TLS error from {self.host}: {e}") from e
             raise ConnectionClosedError(
                 f"connection to {self.host} lost: {e.strerror or e}") from e
 

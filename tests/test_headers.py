@@ -265,3 +265,38 @@ def test_speed() -> None:
     elapsed = time.perf_counter() - start
     # Measured at about 0.07 s; the bound leaves room for a loaded test machine.
     assert elapsed < 0.5
+
+
+HEADER_PIECES = st.lists(st.sampled_from([
+    b"From: a@b.example", b"from :x", b"FROM\t: Y <y@z>", b"Subject: one", b"subject:",
+    b"Date: Fri, 20 Nov 2026 14:03:00 +0100", b"Message-ID: <m@x>", b"message-id :<n@y>",
+    b"Received: from x by y", b"From x  Fri Nov 20", b"junk line", b" folded", b"\tfolded tab",
+    b"", b"\r", b"\r\r", b" ", b"X-From: no", b"fromage: no", b"\xff\xfe: bin",
+    b"Subject: \xe9t\xe9", b"from", b"date\t \t", b" from: no",
+]), max_size=14)
+
+
+def _first_of_each(data: bytes) -> dict[str, bytes]:
+    from popctl.headers import _fields
+
+    expected: dict[str, bytes] = {}
+    for name, raw in _fields(data):
+        if name in {"from", "subject", "date", "message-id"}:
+            expected.setdefault(name, raw)
+    return expected
+
+
+@given(HEADER_PIECES, st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\r"]), st.booleans())
+def test_summary_fields_agree_with_the_full_field_parser(pieces: list[bytes], eol: bytes,
+                                                         final_eol: bool) -> None:
+    from popctl.headers import _summary_fields
+
+    data = eol.join(pieces) + (eol if final_eol else b"")
+    assert _summary_fields(data) == _first_of_each(data)
+
+
+@given(st.binary(max_size=300))
+def test_summary_fields_agree_on_arbitrary_bytes(data: bytes) -> None:
+    from popctl.headers import _summary_fields
+
+    assert _summary_fields(data) == _first_of_each(data)
