@@ -671,7 +671,7 @@ class MboxStore(_StoreBase):
 
     A process killed while appending (the only moment the mbox is written) leaves a torn last
     record and its dotlock. The dotlock says ``<pid>``, ``popctl <host>`` and, during an
-    append, ``<start> <end>`` offsets; the next MboxStore on the same host whose owner is gone
+    append, ``append <start> <end>``; the next MboxStore on the same host whose owner is gone
     takes the lock over and truncates the file back to ``start`` if it stopped between the two
     (and holds nothing but that one partial record). Foreign dotlocks are never broken.
     """
@@ -789,9 +789,12 @@ class MboxStore(_StoreBase):
             pass
         except OSError:
             return False
-        words = lines[2].split() if len(lines) > 2 else []
-        if len(words) == 2 and all(w.isdigit() for w in words):
-            self._cut_torn_record(int(words[0]), int(words[1]))
+        # "append START END", whole: a process killed between the overwrite and the cut of
+        # _write_lock_note can leave the tail of a longer note after its own, and no tail of
+        # such a line can start with the word "append".
+        words = lines[2].split(" ") if len(lines) > 2 else []
+        if len(words) == 3 and words[0] == "append" and all(w.isdigit() for w in words[1:]):
+            self._cut_torn_record(int(words[1]), int(words[2]))
         try:
             fd = os.open(self.lock_path, os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
@@ -921,7 +924,7 @@ class _MboxSink(_SinkBase):
     def _append(self) -> None:
         """Copy the staged record to the end of the mbox, noting its extent in the dotlock
         first (a process killed during the copy leaves a torn record the next run cuts off)."""
-        self._mbox._write_lock_note(f"{self._start} {self._start + self._staged}\n")
+        self._mbox._write_lock_note(f"append {self._start} {self._start + self._staged}\n")
         self._appending = True
         chunk = bytearray()
         offset = 0

@@ -52,7 +52,7 @@ def _left_by_a_kill(tmp_path: Path, tail: bytes, start: int, end: int,
     path = tmp_path / "mbox"
     path.write_bytes(RECORD + tail)
     owner = f"{pid or _dead_pid()}\npopctl {host or os.uname().nodename}\n"
-    (tmp_path / "mbox.lock").write_text(f"{owner}{start} {end}\n")
+    (tmp_path / "mbox.lock").write_text(f"{owner}append {start} {end}\n")
     return path
 
 
@@ -67,6 +67,20 @@ def test_torn_record_is_cut_off_and_the_stale_lock_taken_over(tmp_path: Path) ->
     assert not (tmp_path / "mbox.lock").exists()
     assert stored_messages("mbox", path) == [b"Subject: one\r\n\r\nbody\r\n",
                                              b"Subject: three\r\n\r\nbody\r\n"]
+
+
+def test_the_tail_of_an_older_note_is_not_taken_for_offsets(tmp_path: Path) -> None:
+    # A takeover killed between overwriting the note and cutting it: the new owner lines are
+    # followed by what is left of the old note's offsets, which must not cut anything.
+    torn = b"From b@example.org Thu Nov 26 10:00:01 2026\nSubject: two\n\nhalf a bo"
+    path = tmp_path / "mbox"
+    path.write_bytes(torn)
+    owner = f"{_dead_pid()}\npopctl {os.uname().nodename}\n"
+    for leftover in ("0 500\n", "pend 0 500\n", "append 0 500 0 500\n"):
+        (tmp_path / "mbox.lock").write_text(owner + leftover)
+        MboxStore(path, lock_timeout=0.2).close()
+        assert path.read_bytes() == torn
+        assert not (tmp_path / "mbox.lock").exists()
 
 
 def test_a_finished_append_is_kept(tmp_path: Path) -> None:
