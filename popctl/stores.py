@@ -398,10 +398,23 @@ class _TempFileSink(_SinkBase):
         return self._result
 
     def _name_unnamed(self) -> bool:
-        """Give the complete, synced O_TMPFILE file a name: its final one in link mode (which
-        never replaces a file; True), else the temporary one that os.replace() then moves into
-        place (False)."""
-        name = self._final if self._link else self._temp
+        """Give the complete, synced O_TMPFILE file a name: its final one when no file has it
+        (True; in link mode, which never replaces a file, an existing one is an error), else
+        the temporary name that os.replace() then moves over the existing file (False). Linking
+        straight to the final name leaves no moment at which a kill strands a temporary file."""
+        try:
+            self._link_unnamed(self._final)
+        except FileExistsError:
+            if self._link:
+                raise
+            self._link_unnamed(self._temp)
+            self._anonymous = None
+            return False
+        self._anonymous = None
+        self._temp = self._final  # discard() must not remove it
+        return True
+
+    def _link_unnamed(self, name: str) -> None:
         # linkat(AT_SYMLINK_FOLLOW) on the /proc link: os.link() makes that call only when
         # given a directory descriptor (else it calls link(), which fails with EXDEV here).
         directory = os.open(os.path.dirname(name) or ".",
@@ -411,10 +424,6 @@ class _TempFileSink(_SinkBase):
                     dst_dir_fd=directory, follow_symlinks=True)
         finally:
             os.close(directory)
-        self._anonymous = None
-        if self._link:
-            self._temp = self._final  # discard() must not remove it
-        return self._link
 
     def _link_into_place(self) -> None:
         try:
