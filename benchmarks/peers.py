@@ -26,6 +26,8 @@ class Account:
 
 # The peers to run (benchmarks/run.py --peers); None: every one installed.
 SELECTED: set[str] | None = None
+# The Python that runs the poplib loop: run.py sets popctl's own, so both start alike.
+PYTHON = sys.executable
 
 
 def available(name: str) -> bool:
@@ -180,5 +182,5 @@ client.quit()
 
 def poplib_top_loop(port: int, account: Account) -> list[str]:
     """The ancestor's way: a plain poplib loop of ``TOP n 0``, one round trip per message."""
-    return [sys.executable, "-c", POPLIB_TOP_LOOP, HOST, str(port), account.user,
+    return [PYTHON, "-c", POPLIB_TOP_LOOP, HOST, str(port), account.user,
             account.password]

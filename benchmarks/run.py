@@ -128,23 +128,43 @@ def execute(command: Sequence[str], env: dict[str, str], *, stdout: int | None =
                    out.read(), err.read())
 
 
-def popctl_command() -> list[str]:
-    """popctl's console script next to this Python (not a pyenv shim), else ``-m popctl``."""
-    script = Path(sys.executable).parent / "popctl"
+def popctl_command(python: str) -> list[str]:
+    """popctl's console script next to ``python`` (not a pyenv shim), else ``-m popctl``."""
+    script = Path(python).parent / "popctl"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-m", "popctl"]
+    return [python, "-m", "popctl"]
+
+
+def install_in_venv(scratch: Path, env: dict[str, str]) -> str:
+    """popctl as a user gets it: ``pip install .`` into a fresh virtual environment (wheel,
+    compiled bytecode, no editable-install finder or other development .pth files in its
+    site-packages); the python of that environment."""
+    venv = scratch / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    str(ROOT)], check=True, env=env, stdout=subprocess.DEVNULL)
+    return python
 
 
 class Bench:
-    def __init__(self, config: Config, scratch: Path, out: Callable[[str], None]) -> None:
+    def __init__(self, config: Config, scratch: Path, out: Callable[[str], None], *,
+                 venv: bool) -> None:
         self.config = config
         self.scratch = scratch
         self.say = out
         self.results: list[Result] = []
         self.loads: list[float] = []
-        self.popctl = popctl_command()
         self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.python = sys.executable
+        if venv:
+            started = time.perf_counter()
+            self.python = install_in_venv(scratch, self.env)
+            out(f"popctl installed in {scratch / 'venv'} in {time.perf_counter() - started:.0f} s")
+        self.installed = "pip install . in a fresh venv" if venv else "this Python's own install"
+        self.popctl = popctl_command(self.python)
+        peers.PYTHON = self.python
         home = scratch / "home"
         home.mkdir()
         self.env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"),
@@ -187,7 +207,7 @@ class Bench:
             self.check(self.pop(name, self.server.port, "stat"), f"warm-up stat {name}")
         for _ in range(2):
             execute([*self.popctl, "--help"], self.env)
-            execute([sys.executable, "-c", "import click"], self.env)
+            execute([self.python, "-c", "import click"], self.env)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -410,10 +430,10 @@ class Bench:
         """popctl --version and --help against python -c 'import click'."""
         self.say("start-up")
         self.note_load()
-        commands = {"python -c 'import click'": [sys.executable, "-c", "import click"],
+        commands = {"python -c 'import click'": [self.python, "-c", "import click"],
                     "popctl --version": [*self.popctl, "--version"],
                     "popctl --help": [*self.popctl, "--help"],
-                    "python -c pass": [sys.executable, "-c", "pass"]}
+                    "python -c pass": [self.python, "-c", "pass"]}
         for _ in range(self.config.startup_reps):
             for name, command in commands.items():
                 self.record("start-up", name, 0, self.check(execute(command, self.env), name))
@@ -561,6 +581,7 @@ def report(bench: Bench, elapsed: float) -> str:
         f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         f"{' (--quick: small N, not figures to quote)' if bench.config.quick else ''}: "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, Dovecot {dovecot}; "
+        f"popctl {bench.installed}; "
         f"{versions}; {load}; {elapsed / 60:.1f} minutes in all.",
         f"Mailbox: {bench.mailbox_note}. Medians of {bench.config.reps} runs for popctl and "
         f"mpop, of {min(3, bench.config.reps)} for the lock-step clients at 0 ms and "
@@ -605,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path,
                         help="Markdown file to update (default docs/PERFORMANCE.md; "
                              "--quick writes none unless given)")
+    parser.add_argument("--install", choices=("venv", "here"),
+                        help="popctl as a user installs it, in a fresh venv (default), or as "
+                             "installed for this Python (default with --quick)")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     changes: dict[str, object] = {}
@@ -631,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown job(s): {', '.join(sorted(unknown))}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="popctl-bench-", dir="/tmp") as scratch:
-        bench = Bench(config, Path(scratch), lambda line: print(line, flush=True))
+        bench = Bench(config, Path(scratch), lambda line: print(line, flush=True),
+                      venv=args.install == "venv" if args.install else not args.quick)
         try:
             bench.start(jobs)
             for job in JOBS:
