@@ -174,7 +174,7 @@ def _width_function(module: ModuleType) -> Callable[[str], int]:
     wcwidth = getattr(module, "wcwidth", None)
     if wcwidth is not None and getattr(module, "WIDE_CHARS_MODE", False):
         wcswidth: Callable[[str], int] = wcwidth.wcswidth
-        return lambda text: text.__len__() if text.isascii() else max(wcswidth(text), 0)
+        return lambda text: len(text) if text.isascii() else max(wcswidth(text), 0)
     return len
 
 
