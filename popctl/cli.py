@@ -367,10 +367,11 @@ def resolve_target(settings: Settings) -> Target:
 
 
 @contextlib.contextmanager
-def open_session(settings: Settings) -> Iterator[Session]:
+def open_session(settings: Settings, *, scan: bool = False) -> Iterator[Session]:
     """Connect and log in; QUIT on success, close without QUIT on any error.
 
-    Inside ``popctl shell`` the shell's one session is used and stays open.
+    ``scan``: the command will list the mailbox (Session.scan), so UIDL and LIST may ride
+    with the login. Inside ``popctl shell`` the shell's one session is used and stays open.
     """
     live: Session | None = settings.extra.get("session")
     if live is not None:
@@ -399,7 +400,7 @@ def open_session(settings: Settings) -> Iterator[Session]:
                               pipelining=False if settings.no_pipelining else None)
     with session:
         credentials = _credentials(settings, target)
-        session.login(credentials)
+        session.login(credentials, scan=scan)
         settings.extra["cache_account"] = (credentials.user, target.endpoint.host,
                                            target.endpoint.effective_port)
         yield session
@@ -439,7 +440,8 @@ class AccountsFailed(PopctlError):
 
 def across_accounts(settings: Settings, names: list[str],
                     work: Callable[[Settings, Session], list[dict[str, object]]], *,
-                    columns: list[str] | None = None) -> list[dict[str, object]]:
+                    columns: list[str] | None = None, scan: bool = False
+                    ) -> list[dict[str, object]]:
     """Run ``work`` in a session of each account, concurrently; emit every row with its
     ``account`` first, in the order of ``names``; report each failure as ``Error: NAME: ...``.
 
@@ -477,7 +479,7 @@ def across_accounts(settings: Settings, names: list[str],
             except queue.Empty:
                 return
             try:
-                with open_session(child) as session:
+                with open_session(child, scan=scan) as session:
                     rows = work(child, session)
                     if cancelled.is_set():  # Ctrl-C: leave without QUIT, commit nothing
                         raise KeyboardInterrupt
@@ -688,11 +690,12 @@ def list_cmd(sizes_only: bool, **kwargs: Any) -> None:
             return [r.to_record(not sizes_only) for r in rows]
 
         records = across_accounts(settings, names, one,
-                                  columns=["number", "size"] if sizes_only else None)
+                                  columns=["number", "size"] if sizes_only else None,
+                                  scan=not sizes_only or bool(query.uids))
         if not records and settings.fmt == "table":
             note(settings, "no messages")
         return
-    with open_session(settings) as session:
+    with open_session(settings, scan=not sizes_only or bool(query.uids)) as session:
         rows = _listing(settings, session, query, want_headers=not sizes_only,
                         sizes_only=sizes_only)
         columns = ["number", "size"] if sizes_only else None
@@ -703,8 +706,9 @@ def list_cmd(sizes_only: bool, **kwargs: Any) -> None:
 
 
 def _listing(settings: Settings, session: Session, query: Query, *, want_headers: bool,
-             sizes_only: bool = False) -> Iterator[Row]:
-    """The selected rows; headers read with TOP when wanted and the server has TOP."""
+             sizes_only: bool = False, delete: bool = False) -> Iterator[Row]:
+    """The selected rows; headers read with TOP when wanted and the server has TOP; with
+    ``delete``, marked deleted as they are read (see query.run)."""
     if want_headers and session.lacks("TOP"):
         # RFC 1939 makes TOP optional (mpopd has none). Numbers, sizes and UIDs still come
         # from LIST and UIDL; header filters would need whole messages, so they are refused.
@@ -716,11 +720,12 @@ def _listing(settings: Settings, session: Session, query: Query, *, want_headers
         note(settings, "note: the server does not support TOP, so From, Subject and Date "
                        "are not shown")
         want_headers = False
-    return _rows(settings, session, query, want_headers=want_headers, sizes_only=sizes_only)
+    return _rows(settings, session, query, want_headers=want_headers, sizes_only=sizes_only,
+                 delete=delete)
 
 
 def _rows(settings: Settings, session: Session, query: Query, *, want_headers: bool,
-          sizes_only: bool) -> Iterator[Row]:
+          sizes_only: bool, delete: bool) -> Iterator[Row]:
     from popctl import query as query_module
 
     bar: Any = None
@@ -733,7 +738,7 @@ def _rows(settings: Settings, session: Session, query: Query, *, want_headers: b
     cache = _header_cache(settings) if want_headers or query.header_filters else None
     try:
         yield from query_module.run(session, query, want_headers=want_headers,
-                                    sizes_only=sizes_only, cache=cache,
+                                    sizes_only=sizes_only, cache=cache, delete=delete,
                                     progress=bar.update if bar is not None else None)
     finally:
         if cache is not None:
@@ -774,9 +779,10 @@ def uidl(**kwargs: Any) -> None:
 
     names = _several_accounts(settings)
     if names is not None:
-        across_accounts(settings, names, lambda child, session: list(uids(child, session)))
+        across_accounts(settings, names, lambda child, session: list(uids(child, session)),
+                        scan=True)
         return
-    with open_session(settings) as session:
+    with open_session(settings, scan=True) as session:
         emit(settings, uids(settings, session))
 
 
@@ -821,7 +827,7 @@ def top(message: str | None, lines: int, uid: str | None, **kwargs: Any) -> None
     import io
 
     buffer = io.BytesIO()
-    with open_session(settings) as session:
+    with open_session(settings, scan=True) as session:
         number = _one_message(session, settings, query)
         if settings.format is None:
             out = sys.stdout.buffer
@@ -908,7 +914,7 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
     machine = settings.format is not None
     records: list[dict[str, object]] = []
     try:
-        with open_session(settings) as session:
+        with open_session(settings, scan=True) as session:
             rows = list(_listing(settings, session, query, want_headers=False))
             if output and len(rows) > 1:  # before any RETR: nothing is fetched or written
                 raise UsageError(f"--output FILE takes one message; use --output-dir (the "
@@ -978,6 +984,9 @@ def dele(yes: bool, dry_run: bool, **kwargs: Any) -> None:
     if not (yes or dry_run or interactive):
         raise UsageError("refusing to delete without confirmation: add --yes (or --dry-run to "
                          "see what would be deleted)")
+    # Nothing to ask and a selection known before the headers arrive: the DELEs go in the same
+    # pipelined window as the TOPs that read what is deleted (one round trip fewer).
+    at_once = yes and not dry_run and not query.header_filters
     names = _several_accounts(settings)
     if names is not None:
         if not (yes or dry_run):
@@ -986,24 +995,24 @@ def dele(yes: bool, dry_run: bool, **kwargs: Any) -> None:
                              "deleted with --dry-run)")
 
         def one(child: Settings, session: Session) -> list[dict[str, object]]:
-            rows = list(_listing(child, session, query, want_headers=True))
-            if rows and not dry_run:
+            rows = list(_listing(child, session, query, want_headers=True, delete=at_once))
+            if rows and not (dry_run or at_once):
                 session.dele([r.number for r in rows])
             return [{**r.to_record(True), "deleted": not dry_run} for r in rows]
 
-        records = across_accounts(settings, names, one)
+        records = across_accounts(settings, names, one, scan=True)
         if settings.fmt == "table":
             note(settings, f"dry run: {len(records)} message(s) would be deleted" if dry_run
                  else f"{len(records)} message(s) deleted")
         return
-    with open_session(settings) as session:
-        rows = list(_listing(settings, session, query, want_headers=True))
+    with open_session(settings, scan=True) as session:
+        rows = list(_listing(settings, session, query, want_headers=True, delete=at_once))
         records = []
         for r in rows:
             record = r.to_record(True)
-            record["deleted"] = False
+            record["deleted"] = at_once
             records.append(record)
-        if rows and not dry_run:
+        if rows and not (dry_run or at_once):
             if not yes:
                 emit_table_to_stderr(records)
                 if not click.confirm(f"Delete {len(rows)} message(s)?", err=True):

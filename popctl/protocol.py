@@ -215,7 +215,8 @@ class POP3Protocol:
         """Queue ``command`` as awaiting a reply and return the bytes to write."""
         if self.state not in (State.AUTHORIZATION, State.TRANSACTION):
             raise LocalProtocolError(f"cannot send {command.verb}: session is {self.state.value}")
-        if command.verb in KNOWN_COMMANDS and command.verb not in LEGAL_COMMANDS[self.state]:
+        if command.verb in KNOWN_COMMANDS and command.verb not in LEGAL_COMMANDS[self.state] \
+                and not self._after_login(command):
             raise LocalProtocolError(
                 f"{command.verb} is not allowed in the {self.state.value} state"
             )
@@ -236,6 +237,14 @@ class POP3Protocol:
         if command.verb == "QUIT":
             self.state = State.UPDATE
         return command.encode()
+
+    def _after_login(self, command: Command) -> bool:
+        """Whether ``command`` is queued behind a PASS or APOP still awaiting its reply, and is
+        legal once logged in: pipelined (RFC 2449) on the bet that the login succeeds. If it
+        fails, the server answers it -ERR in the AUTHORIZATION state."""
+        return (self.state is State.AUTHORIZATION
+                and command.verb in LEGAL_COMMANDS[State.TRANSACTION]
+                and any(c.verb in ("PASS", "APOP") for c in self._pending))
 
     def send_auth_response(self, response: str) -> bytes:
         """Return the line answering a SASL challenge ("*" cancels the exchange)."""

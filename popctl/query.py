@@ -148,13 +148,20 @@ def _matches(query: Query, row: Row, now: datetime) -> bool:
 
 def run(session: Session, query: Query, *, want_headers: bool,
         progress: Callable[[int], None] | None = None,
-        sizes_only: bool = False, cache: HeaderCache | None = None) -> Iterator[Row]:
+        sizes_only: bool = False, cache: HeaderCache | None = None,
+        delete: bool = False) -> Iterator[Row]:
     """The selected messages, in order, each yielded as soon as it is known.
 
     Headers are fetched (pipelined) when ``want_headers`` or a header filter needs them, except
     those ``cache`` has (by UID and size); what is fetched is added to it, and the UIDs no
     longer on the server are pruned from it. Without UIDL nothing is cached.
+
+    With ``delete`` every selected message is also marked deleted, in the same pipelined
+    window as the TOPs (so the query must not filter on headers: the selection is known
+    before they arrive).
     """
+    if delete and query.header_filters:
+        raise ValueError("delete=True needs a selection that does not depend on headers")
     if sizes_only and not query.uids:
         sizes, uids = session.list(), None
     else:
@@ -162,6 +169,8 @@ def run(session: Session, query: Query, *, want_headers: bool,
     rows = _candidates(query, sizes, uids)
     del sizes  # the rows have what is needed
     if not (want_headers or query.header_filters):
+        if delete and rows:
+            session.dele([r.number for r in rows])
         yield from rows
         return
     from popctl import headers as header_parsing
@@ -179,7 +188,8 @@ def run(session: Session, query: Query, *, want_headers: bool,
     else:
         cache = None
     wanted = {r.number for r in fetch}
-    fetched = session.headers([r.number for r in fetch])
+    fetched = session.headers([r.number for r in fetch],
+                              delete=[r.number for r in rows] if delete else ())
     for row in rows:
         if row.number in wanted:
             got = next(fetched)

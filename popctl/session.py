@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from popctl import auth
 from popctl.errors import (
@@ -137,6 +137,14 @@ class _Request:
     number: int = 0
 
 
+class _Listing(NamedTuple):
+    reply: Reply
+    collector: _Collector
+
+
+_Scan = tuple[_Listing, _Listing]  # UIDL's and LIST's
+
+
 class _Source:
     """Requests to send: those pushed while the batch runs first, then the caller's."""
 
@@ -209,6 +217,7 @@ class Session:
         self._pushed: deque[_Request] = deque()
         self._closed = False
         self._marked = 0  # DELEs answered +OK since login or the last RSET: what QUIT commits
+        self._prefetched: _Scan | None = None  # UIDL and LIST read with the login (see login)
         self.greeting: Greeting | None = None
         self.capabilities = Capabilities(known=False)
         self.login_capabilities = Capabilities(known=False)  # as offered before login
@@ -322,8 +331,10 @@ class Session:
                                       f"while waiting for the reply to {command.verb}")
         if event.ok and command.verb == "DELE":
             self._marked += 1
+            self._prefetched = None  # LIST and UIDL no longer show that message
         elif event.ok and command.verb == "RSET":
             self._marked = 0
+            self._prefetched = None
         return event
 
     def _data(self, command: Command, sink: Sink) -> None:
@@ -440,16 +451,24 @@ class Session:
 
     # --- authentication --------------------------------------------------------------------------
 
-    def login(self, credentials: Credentials) -> str:
-        """Authenticate with the best mechanism allowed; return the mechanism used."""
+    def login(self, credentials: Credentials, *, scan: bool = False) -> str:
+        """Authenticate with the best mechanism allowed; return the mechanism used.
+
+        With ``scan`` and a server that pipelines, UIDL and LIST ride in the login's last
+        round trip (after PASS, or after AUTH succeeds) and the next ``scan()`` answers from
+        them: one round trip fewer for every command that lists the mailbox. In the
+        AUTHORIZATION state a server refuses them, so a failed login loses nothing.
+        """
         self.login_capabilities = self.capabilities
+        self._prefetched = None
         name = auth.choose_mechanism(
             credentials, self.capabilities, encrypted=self.encrypted,
             apop_timestamp=self.greeting.timestamp if self.greeting else None)
         self._note(f"authenticating as {credentials.user} with {name}")
         capa_read = False
+        prefetch = self._scan_requests() if scan and self.pipelining else []
         if name == "USER":
-            capa_read = self._login_user(credentials)
+            capa_read = self._login_user(credentials, prefetch)
         elif name == "APOP":
             assert self.greeting is not None and self.greeting.timestamp is not None
             digest = auth.apop_digest(self.greeting.timestamp, credentials.password or "")
@@ -465,12 +484,22 @@ class Session:
                     raise
                 self._note("APOP refused; trying USER/PASS")
                 name = "USER"
-                capa_read = self._login_user(credentials)
+                capa_read = self._login_user(credentials, prefetch)
         else:
             self._login_sasl(auth.make_mechanism(name, credentials))
         self.mechanism = name
         if self.capabilities.known and not capa_read:
-            self.capa()  # some servers (Gmail) announce more once logged in
+            # Some servers (Gmail) announce more once logged in.
+            if prefetch:
+                capa = Command("CAPA")
+                self._send(capa, *(r.command for r in prefetch))
+                self._read_capa(capa)
+            else:
+                self.capa()
+        elif prefetch and not capa_read:
+            self._send(*(r.command for r in prefetch))
+        if prefetch:
+            self._prefetched = self._read_scan(prefetch)
         return name
 
     def _call_auth(self, command: Command) -> Reply:
@@ -481,13 +510,14 @@ class Session:
         if not reply.ok:
             raise server_error(reply, AuthenticationError, "login")
 
-    def _login_user(self, credentials: Credentials) -> bool:
-        """USER/PASS; when pipelining, CAPA rides along (saving a round trip): True if so."""
+    def _login_user(self, credentials: Credentials, prefetch: builtins.list[_Request]) -> bool:
+        """USER/PASS; when pipelining, CAPA (and ``prefetch``, whose replies the caller reads)
+        rides along, saving round trips: True if so."""
         user = Command("USER", (credentials.user,))
         password = Command("PASS", (credentials.password or "",))
         if self.pipelining:
             capa = Command("CAPA")
-            self._send(user, password, capa)
+            self._send(user, password, capa, *(r.command for r in prefetch))
             first, second = self._reply(user), self._reply(password)
             self._read_capa(capa)
             self._auth_reply(first)
@@ -610,21 +640,46 @@ class Session:
         return result
 
     def scan(self) -> tuple[builtins.list[MessageSize], builtins.list[MessageUid] | None]:
-        """LIST and UIDL together, in one round trip when pipelining; UIDs None without UIDL."""
-        self._settle()
-        sizes = _Collector(MAX_LISTING_BYTES, truncate=False, what="LIST")
-        uids = _Collector(MAX_LISTING_BYTES, truncate=False, what="UIDL")
+        """LIST and UIDL together, in one round trip when pipelining (none if they came with
+        the login); UIDs None without UIDL."""
+        scanned, self._prefetched = self._prefetched, None
+        if scanned is None:
+            self._settle()
+            requests = self._scan_requests()
+            if self.pipelining:
+                self._send(*(r.command for r in requests))
+            scanned = self._read_scan(requests, sent=self.pipelining)
+        uidl, listing = scanned
+        if not listing.reply.ok:
+            raise server_error(listing.reply)
+        sizes = [self._size_entry(line) for line in listing.collector.lines() if line]
+        if not uidl.reply.ok:
+            return sizes, None
+        return sizes, [MessageUid(*_parse_pair(line, "UIDL"))
+                       for line in uidl.collector.lines() if line]
+
+    @staticmethod
+    def _scan_requests() -> builtins.list[_Request]:
         # UIDL first: GNU mailutils adds an X-UIDL header to each message when it first
         # computes its UID, and its LIST before that counts the message without it; after it,
         # LIST gives the octets RETR will send, in this session and the next.
-        requests = [_Request(Command("UIDL"), uids), _Request(Command("LIST"), sizes)]
-        replies = {r.command.verb: reply for r, reply in self._batch(requests)}
-        if not replies["LIST"].ok:
-            raise server_error(replies["LIST"])
-        listing = [self._size_entry(line) for line in sizes.lines() if line]
-        if not replies["UIDL"].ok:
-            return listing, None
-        return listing, [MessageUid(*_parse_pair(line, "UIDL")) for line in uids.lines() if line]
+        return [_Request(Command("UIDL"), _Collector(MAX_LISTING_BYTES, truncate=False,
+                                                     what="UIDL")),
+                _Request(Command("LIST"), _Collector(MAX_LISTING_BYTES, truncate=False,
+                                                     what="LIST"))]
+
+    def _read_scan(self, requests: builtins.list[_Request], *, sent: bool = True) -> _Scan:
+        """The replies to _scan_requests() (sent already, or one at a time if not ``sent``)."""
+        got = []
+        for request in requests:
+            if not sent:
+                self._send(request.command)
+            reply = self._reply(request.command)
+            assert isinstance(request.sink, _Collector)
+            if reply.ok:
+                self._data(request.command, request.sink)
+            got.append(_Listing(reply, request.sink))
+        return got[0], got[1]
 
     def top(self, message: int, lines: int, sink: Sink) -> int:
         """Headers and the first ``lines`` body lines of one message, streamed to ``sink``."""
@@ -638,20 +693,39 @@ class Session:
             raise
         return counter.octets
 
-    def headers(self, messages: Iterable[int], lines: int = 0) -> Iterator[MessageHeaders]:
-        """Pipelined TOP n ``lines`` over many messages, each result as soon as it is complete."""
+    def headers(self, messages: Iterable[int], lines: int = 0, *,
+                delete: Iterable[int] = ()) -> Iterator[MessageHeaders]:
+        """Pipelined TOP n ``lines`` over many messages, each result as soon as it is complete.
+
+        The messages in ``delete`` are also marked deleted, in the same window: DELE n right
+        after TOP n, or first for those not read here (their headers were cached). That reads
+        what is deleted in the round trips of the deletion. A refused DELE raises
+        NoSuchMessageError; as always, nothing is committed without QUIT.
+        """
         collectors: dict[int, _Collector] = {}
+        numbers = builtins.list(messages) if delete else messages
+        doomed = set(delete)
 
         def requests() -> Iterator[_Request]:
-            for n in messages:
+            if doomed:
+                reading = set(numbers)
+                for n in sorted(doomed - reading):
+                    yield _Request(Command("DELE", (str(n),)), number=n)
+            for n in numbers:
                 # A header block past MAX_HEADER_BYTES is cut; a reply that never ends is not
                 # read for ever (a server ignoring TOP's line count sends whole messages, so
                 # the bound is the generous one of listings).
                 collectors[n] = _Collector(MAX_HEADER_BYTES, truncate=True, what="TOP",
                                            hard_limit=MAX_LISTING_BYTES)
                 yield _Request(Command("TOP", (str(n), str(lines))), collectors[n], n)
+                if n in doomed:
+                    yield _Request(Command("DELE", (str(n),)), number=n)
 
         for request, reply in self._batch(requests()):
+            if request.command.verb == "DELE":
+                if not reply.ok:
+                    raise server_error(reply, NoSuchMessageError, f"DELE {request.number}")
+                continue
             collector = collectors.pop(request.number)
             if not reply.ok:
                 if reply.code is None and self.lacks("TOP"):

@@ -185,16 +185,22 @@ class FakeSession:
         self.messages = messages
         self.uidl = uidl
         self.tops: list[int] = []
+        self.deleted: list[int] = []
 
     def scan(self) -> tuple[list[MessageSize], list[MessageUid] | None]:
         sizes = [MessageSize(n, m[1]) for n, m in sorted(self.messages.items())]
         uids = [MessageUid(n, m[0]) for n, m in sorted(self.messages.items())]
         return sizes, uids if self.uidl else None
 
-    def headers(self, numbers: Iterable[int]) -> Iterator[MessageHeaders]:
+    def headers(self, numbers: Iterable[int],
+                delete: Iterable[int] = ()) -> Iterator[MessageHeaders]:
+        numbers = list(numbers)
+        self.deleted += [n for n in delete if n not in numbers]
         for n in numbers:
             self.tops.append(n)
             yield MessageHeaders(n, self.messages[n][2])
+            if n in delete:
+                self.deleted.append(n)
 
 
 def _message(n: int) -> tuple[str, int, bytes]:
@@ -229,6 +235,22 @@ def test_second_run_sends_no_top_and_new_messages_only(tmp_path: Path) -> None:
         "message 1", "message 3", "message 4", "message 5", "message 6", "message 7"]
     assert set(json.loads(cache.path.read_bytes())["entries"]) == {
         "uid1", "uid3", "uid4", "uid5", "uid6", "uid7"}
+
+
+def test_delete_covers_cached_and_fetched_messages(tmp_path: Path) -> None:
+    session = FakeSession({n: _message(n) for n in range(1, 4)})
+    _run(session, cache := _cache(tmp_path), query_module.Query(ranges=("1-2",)))
+    cache.save()
+    session.tops.clear()
+    rows = list(query_module.run(session, query_module.Query(larger_than=101),  # type: ignore[arg-type]
+                                 want_headers=True, cache=_cache(tmp_path), delete=True))
+    assert [r.number for r in rows] == [2, 3]
+    assert [r.subject for r in rows] == ["message 2", "message 3"]
+    assert session.tops == [3]  # 2's headers came from the cache
+    assert sorted(session.deleted) == [2, 3]
+    with pytest.raises(ValueError, match="does not depend on headers"):
+        list(query_module.run(session, query_module.Query(subject=re.compile("x")),  # type: ignore[arg-type]
+                              want_headers=True, delete=True))
 
 
 def test_filters_use_the_cache_but_header_filters_fetch(tmp_path: Path) -> None:

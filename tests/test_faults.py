@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 
 from popctl import session as session_module
 from popctl.cli import cli
-from tests.scripted_server import ScriptedServer, Step, close, expect, send, stall
+from tests.scripted_server import ScriptedServer, Step, close, expect, expect_eof, send, stall
 from tests.stored import stored_messages
 
 PASSWORD = "s3cret"
@@ -54,7 +54,11 @@ def ok_data(data: bytes) -> bytes:
 RETRIEVED = [*READY, *SCAN, RETR_BOTH, send(ok_data(M1)), expect(b"DELE 1\r\n"),
              send(ok_data(M2)), expect(b"DELE 2\r\n"), send(b"+OK\r\n+OK\r\n")]
 HEADERS = [TOP_BOTH, send(ok_data(b"Subject: one\r\n\r\n") + ok_data(b"Subject: two\r\n\r\n"))]
-MARKED = [*READY, *SCAN, *HEADERS, expect(b"DELE 1\r\nDELE 2\r\n"), send(b"+OK\r\n+OK\r\n")]
+# dele --yes with a selection known from LIST: each DELE rides right after its TOP.
+TOP_DELE_BOTH = expect(b"TOP 1 0\r\nDELE 1\r\nTOP 2 0\r\nDELE 2\r\n")
+MARKED = [*READY, *SCAN, TOP_DELE_BOTH,
+          send(ok_data(b"Subject: one\r\n\r\n") + b"+OK\r\n" + ok_data(b"Subject: two\r\n\r\n")
+               + b"+OK\r\n")]
 
 LOST_QUIT = ("the 2 deletion(s) of this session may or may not have been made (see what is "
              "left with list)")
@@ -147,8 +151,17 @@ FAULTS = [
           [*READY, *SCAN, RETR_BOTH, send(b"+OK\r\nSubject: one\r\n"), stall(3)], 4,
           TIMED_OUT, timeout=0.5),
     Fault("stall-after-DELE", ("dele", "--all", "--yes"),
-          [*READY, *SCAN, *HEADERS, expect(b"DELE 1\r\nDELE 2\r\n"), send(b"+OK\r\n"),
+          [*READY, *SCAN, TOP_DELE_BOTH, send(ok_data(b"Subject: one\r\n\r\n") + b"+OK\r\n"),
            stall(3)], 4, TIMED_OUT, timeout=0.5),
+    Fault("DELE-refused-in-TOP-window", ("dele", "--all", "--yes"),
+          [*READY, *SCAN, TOP_DELE_BOTH,
+           send(ok_data(b"Subject: one\r\n\r\n") + b"+OK\r\n" + ok_data(b"Subject: two\r\n\r\n")
+                + b"-ERR message 2 already deleted\r\n"), expect_eof()], 5,
+          "Error: DELE 2 failed: server said: message 2 already deleted"),
+    Fault("dele-confirmed-by-filter-on-headers", ("dele", "--subject", "one", "--yes"),
+          [*READY, *SCAN, *HEADERS, expect(b"DELE 1\r\n"), send(b"+OK\r\n"),
+           expect(b"QUIT\r\n"), send(b"+OK\r\n")], 0, None, quit=True,
+          stdout=None),
     Fault("stall-after-QUIT", ("dele", "--all", "--yes"),
           [*MARKED, expect(b"QUIT\r\n"), stall(3)], 4, f"{TIMED_OUT}; {LOST_QUIT}",
           quit=True, timeout=0.5),

@@ -292,6 +292,26 @@ def test_state_table() -> None:
         protocol.send(Command("NOOP"))
 
 
+def test_transaction_commands_may_follow_a_pending_login() -> None:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK\r\n")
+    protocol.next_event()
+    with pytest.raises(LocalProtocolError, match="not allowed in the AUTHORIZATION state"):
+        protocol.send(Command("UIDL"))  # nothing pending: certainly not logged in
+    protocol.send(Command("USER", ("a",)))
+    with pytest.raises(LocalProtocolError, match="not allowed in the AUTHORIZATION state"):
+        protocol.send(Command("LIST"))  # USER alone logs nobody in
+    protocol.send(Command("PASS", ("b",)))
+    protocol.send(Command("UIDL"))
+    protocol.send(Command("LIST"))
+    # The login fails: the pipelined commands are answered -ERR and the state stays put.
+    protocol.receive_data(b"+OK\r\n-ERR [AUTH] no\r\n-ERR not yet\r\n-ERR not yet\r\n")
+    assert [protocol.next_event().ok for _ in range(4)] == [True, False, False, False]
+    assert protocol.state is State.AUTHORIZATION
+    with pytest.raises(LocalProtocolError, match="not allowed in the AUTHORIZATION state"):
+        protocol.send(Command("LIST"))
+
+
 def test_nothing_may_follow_stls_until_its_reply() -> None:
     protocol = POP3Protocol()
     protocol.receive_data(b"+OK\r\n")

@@ -113,6 +113,101 @@ def test_scan_sends_list_and_uidl_together() -> None:
     assert uids is not None and [u.uid for u in uids] == ["aaa", "bbb"]
 
 
+SCAN_REPLY = b"+OK\r\n1 aaa\r\n2 bbb\r\n.\r\n+OK\r\n1 100\r\n2 200\r\n.\r\n"
+
+
+def test_scan_rides_with_the_pipelined_login() -> None:
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY + SCAN_REPLY),
+              expect(b"UIDL\r\nLIST\r\n"), send(SCAN_REPLY.replace(b"200", b"201")),
+              expect(b"QUIT\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, scan=True)
+            first = session.scan()  # from the login's round trip
+            second = session.scan()  # used once: asked again
+    server.assert_done()
+    assert [(m.number, m.size) for m in first[0]] == [(1, 100), (2, 200)]
+    assert first[1] is not None and [u.uid for u in first[1]] == ["aaa", "bbb"]
+    assert [m.size for m in second[0]] == [100, 201]
+
+
+def test_scan_with_the_login_is_refused_with_the_login() -> None:
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n-ERR [AUTH] wrong password\r\n" + CAPA_PIPE_REPLY
+                   + b"-ERR log in first\r\n-ERR log in first\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with pytest.raises(AuthenticationError, match="wrong password"):
+            with Session.connect(endpoint(server)) as session:
+                session.login(CREDS, scan=True)
+    server.assert_done()
+    assert b"QUIT" not in server.received
+
+
+def test_scan_with_a_sasl_login_rides_with_capa() -> None:
+    plain = base64.b64encode(b"\0alice\0s3cret")
+    caps = b"+OK\r\nUIDL\r\nPIPELINING\r\nSASL PLAIN\r\n.\r\n"
+    script = [GREETING, expect(b"CAPA\r\n"), send(caps),
+              expect(b"AUTH PLAIN " + plain + b"\r\n"), send(b"+OK\r\n"),
+              expect(b"CAPA\r\nUIDL\r\nLIST\r\n"), send(caps + SCAN_REPLY),
+              expect(b"QUIT\r\n"), expect_eof()]
+    creds = Credentials("alice", "s3cret", mechanism="PLAIN", allow_plaintext=True)
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(creds, scan=True)
+            sizes, _ = session.scan()
+    server.assert_done()
+    assert [m.size for m in sizes] == [100, 200]
+
+
+def test_scan_without_pipelining_waits_for_each_reply() -> None:
+    script = [GREETING, *CAPA_LOCKSTEP,
+              expect(b"USER alice\r\n"), send(b"+OK\r\n"),
+              expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"), *CAPA_LOCKSTEP,
+              expect(b"UIDL\r\n"), send(b"-ERR no UIDL here\r\n"),
+              expect(b"LIST\r\n"), send(b"+OK\r\n1 100\r\n.\r\n"),
+              expect(b"QUIT\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, scan=True)
+            sizes, uids = session.scan()
+    server.assert_done()
+    assert [m.size for m in sizes] == [100] and uids is None
+
+
+def test_a_deletion_makes_the_login_scan_stale() -> None:
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY + SCAN_REPLY),
+              expect(b"DELE 1\r\n"), send(b"+OK\r\n"),
+              expect(b"UIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n2 bbb\r\n.\r\n+OK\r\n2 200\r\n.\r\n"),
+              expect(b"RSET\r\n"), send(b"+OK\r\n"), expect(b"QUIT\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, scan=True)
+            session.dele(1)
+            sizes, _ = session.scan()
+            session.rset()
+    server.assert_done()
+    assert [m.number for m in sizes] == [2]
+
+
+def test_headers_with_delete_share_one_window() -> None:
+    script = [*_logged_in_pipelined(),
+              expect(b"DELE 3\r\nTOP 1 0\r\nDELE 1\r\nTOP 2 0\r\n"),
+              send(b"+OK\r\n+OK\r\nA: 1\r\n\r\n.\r\n+OK\r\n+OK\r\nA: 2\r\n\r\n.\r\n"),
+              expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS)
+            got = [h.data for h in session.headers([1, 2], delete=[1, 3])]
+    server.assert_done()
+    assert got == [b"A: 1\r\n\r\n", b"A: 2\r\n\r\n"]
+
+
 def test_no_quit_after_a_failure_so_deletions_roll_back() -> None:
     script = [*_logged_in_pipelined(), expect(b"DELE 1\r\nDELE 2\r\n"),
               send(b"+OK marked\r\n-ERR no such message\r\n"), expect_eof()]
