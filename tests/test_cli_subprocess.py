@@ -109,3 +109,36 @@ def test_closed_stdout_is_not_an_error(tmp_path: Path, args: list[str]) -> None:
     stderr = child.stderr.read()
     child.stderr.close()
     assert (child.wait(timeout=120), stderr) == (0, b"")
+
+
+@pytest.mark.parametrize("args", [["stat"], ["list", "--format", "ndjson"], ["retr", "1"]],
+                         ids=" ".join)
+def test_full_disk_on_stdout_is_one_clear_line(tmp_path: Path, args: list[str]) -> None:
+    """`popctl ... > /dev/full`: the write fails (at once, or when popctl flushes on its way
+    out); either way one line says so, status 1, no traceback."""
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "popctl", "--sandbox", "--quiet", *args],
+                                stdin=subprocess.DEVNULL, stdout=full, stderr=subprocess.PIPE,
+                                cwd=tmp_path, timeout=120)
+    assert (result.returncode, result.stderr) == (
+        1, b"Error: cannot write to standard output: No space left on device\n")
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["alone", "with-a-thread"])
+def test_the_quick_exit_still_runs_atexit_handlers_and_waits_for_threads(
+        tmp_path: Path, thread: bool) -> None:
+    """main() leaves with os._exit after flushing: atexit handlers (the sandbox's clean-up is
+    one) must still run, and a non-daemon thread must still be waited for."""
+    marker = tmp_path / "thread-finished"
+    code = (
+        "import atexit, sys, threading, time\n"
+        "import popctl.cli\n"
+        "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+        + (f"threading.Thread(target=lambda: (time.sleep(0.3), open({str(marker)!r}, 'w')))"
+           ".start()\n" if thread else "")
+        + "popctl.cli.main(['--version'])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"popctl, version ")
+    assert result.stderr == b"atexit ran\n"
+    assert marker.exists() == thread
