@@ -208,8 +208,6 @@ def _interactive() -> bool:
 def _credentials(settings: Settings, target: Target) -> Credentials:
     """The credentials with their secret: an account's oauth2_token_command; else the keyring,
     the account's password_command, POPCTL_PASSWORD, a prompt on a terminal (in that order)."""
-    from dataclasses import replace
-
     credentials = target.credentials
     if credentials.password is not None or credentials.oauth2_token is not None:
         return credentials
@@ -226,7 +224,7 @@ def _credentials(settings: Settings, target: Target) -> Credentials:
         settings.extra["secret_source"] = "oauth2_token_command"
         token = secrets.run_command(account.oauth2_token_command, "oauth2_token_command",
                                     account.name)
-        return replace(credentials, oauth2_token=token)
+        return credentials._replace(oauth2_token=token)
     key = None
     if account is not None:
         key = secrets.keyring_user(user, host, target.endpoint.effective_port)
@@ -235,11 +233,11 @@ def _credentials(settings: Settings, target: Target) -> Credentials:
                                   warn=lambda text: note(settings, text))
     if found is not None:
         settings.extra["secret_source"] = found.source
-        return replace(credentials, password=found.value)
+        return credentials._replace(password=found.value)
     if _interactive():
         settings.extra["secret_source"] = "prompt"
         value: str = click.prompt(f"Password for {user}@{host}", hide_input=True, err=True)
-        return replace(credentials, password=value)
+        return credentials._replace(password=value)
     if account is not None:
         raise NoCredentialsError(
             f"no password for account {account.name} ({key}): store one with: popctl password "

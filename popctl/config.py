@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
-import tomllib
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from popctl.errors import ConfigError
 
@@ -43,8 +41,7 @@ def config_path() -> Path:
     return root / "popctl" / "config.toml"
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     """One ``[accounts.NAME]`` table; None means "not set here"."""
 
     name: str
@@ -71,8 +68,7 @@ class Account:
         return {key: getattr(self, key) for key in ACCOUNT_KEYS if getattr(self, key) is not None}
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     path: Path
     accounts: dict[str, Account]  # in the order of the file
     default: str | None = None
@@ -113,6 +109,8 @@ def load(path: Path | None = None) -> Config:
 
 
 def parse(text: str, path: Path) -> Config:
+    import tomllib  # only when there is a file: most commands without one never need it
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -297,7 +295,7 @@ def add_account(config: Config, account: Account, *, make_default: bool = False)
     text += "\n" + account_text(account)
     if default != config.default:
         text = _set_default(text, default)
-    return _write(replace(config, accounts=accounts, default=default), text)
+    return _write(config._replace(accounts=accounts, default=default), text)
 
 
 def remove_account(config: Config, name: str) -> bool:
@@ -327,7 +325,7 @@ def remove_account(config: Config, name: str) -> bool:
         text = "".join(lines[:start] + lines[end:])
     if default != config.default:
         text = _set_default(text, default)
-    return _write(replace(config, accounts=accounts, default=default), text)
+    return _write(config._replace(accounts=accounts, default=default), text)
 
 
 def _set_default(text: str, default: str | None) -> str:
@@ -368,6 +366,8 @@ def write_atomically(path: Path, text: str) -> None:
     if path.is_symlink():
         path = path.resolve()  # keep a dotfile manager's link; replace what it points to
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tempfile
+
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:

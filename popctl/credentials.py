@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from popctl.errors import ConfigError, NoCredentialsError, PopctlError
@@ -37,8 +36,7 @@ class KeyringWriteError(PopctlError):
     """The keyring backend refused to store or delete a secret."""
 
 
-@dataclass(frozen=True)
-class Backend:
+class Backend(NamedTuple):
     """What ``keyring.get_keyring()`` is, in terms a person can act on."""
 
     name: str  # module.Class, or a list of them for a chainer

@@ -1,10 +1,14 @@
-"""Typed results of session calls. Field names are the JSON schema (see docs/JSON.md)."""
+"""Typed results of session calls. Field names are the JSON schema (see docs/JSON.md).
+
+Immutable records are NamedTuples rather than frozen dataclasses: every command imports this
+module, and a NamedTuple class is built several times faster than a dataclass (issue 5).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class TLSMode(StrEnum):
@@ -17,8 +21,7 @@ class TLSMode(StrEnum):
         return 995 if self is TLSMode.IMPLICIT else 110
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """Where and how to connect."""
 
     host: str
@@ -35,24 +38,25 @@ class Endpoint:
         return self.port if self.port is not None else self.tls.default_port
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):
     user: str
-    password: str | None = field(default=None, repr=False)
-    oauth2_token: str | None = field(default=None, repr=False)
+    password: str | None = None
+    oauth2_token: str | None = None
     mechanism: str = "auto"  # auto, USER, APOP, or a SASL mechanism name
     allow_plaintext: bool = False  # send credentials over a connection without TLS
 
+    def __repr__(self) -> str:  # never the secrets, not even in a traceback
+        return (f"Credentials(user={self.user!r}, mechanism={self.mechanism!r}, "
+                f"allow_plaintext={self.allow_plaintext!r})")
 
-@dataclass(frozen=True, slots=True)
-class TLSInfo:
+
+class TLSInfo(NamedTuple):
     version: str
     cipher: str
     cert_sha256: str  # hex, lower case, no colons
     verified: bool  # whether the certificate chain and host name were checked
 
 
-@dataclass(frozen=True)
 class Capabilities:
     """CAPA's answer (RFC 2449): capability name -> its arguments.
 
@@ -60,8 +64,22 @@ class Capabilities:
     than assume they are missing.
     """
 
-    items: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    known: bool = True
+    __slots__ = ("items", "known")
+
+    def __init__(self, items: Mapping[str, tuple[str, ...]] | None = None, known: bool = True
+                 ) -> None:
+        self.items: Mapping[str, tuple[str, ...]] = items if items is not None else {}
+        self.known = known
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Capabilities):
+            return NotImplemented
+        return (self.items, self.known) == (other.items, other.known)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Capabilities(items={self.items!r}, known={self.known!r})"
 
     @classmethod
     def parse(cls, lines: list[str]) -> Capabilities:
@@ -105,33 +123,28 @@ class Capabilities:
         return {name: list(args) for name, args in self.items.items()}
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxStat:
-    count: int
+class MailboxStat(NamedTuple):
+    count: int  # type: ignore[assignment]  # shadows tuple.count(), which nothing here needs
     size: int  # octets
 
 
-@dataclass(frozen=True, slots=True)
-class MessageSize:
+class MessageSize(NamedTuple):
     number: int
     size: int  # octets, as the server reports them (some servers count LF, not CRLF)
 
 
-@dataclass(frozen=True, slots=True)
-class MessageUid:
+class MessageUid(NamedTuple):
     number: int
     uid: str
 
 
-@dataclass(frozen=True, slots=True)
-class MessageHeaders:
+class MessageHeaders(NamedTuple):
     number: int
-    data: bytes = field(repr=False)  # the header block (plus any body lines asked for), raw
+    data: bytes  # the header block (plus any body lines asked for), raw
     truncated: bool = False  # the server sent more than we keep; the rest was read and dropped
 
 
-@dataclass(frozen=True, slots=True)
-class Retrieved:
+class Retrieved(NamedTuple):
     number: int
     octets: int  # bytes written to the sink
     deleted: bool = False  # marked for deletion (committed only by QUIT)

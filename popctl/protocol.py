@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
+from typing import Final, NamedTuple
 
 from popctl.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
 
@@ -61,28 +60,33 @@ _CODE_RE = re.compile(r"\[([^\]\r\n]{1,200})\]\s*")
 _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 
 
-@dataclass(frozen=True, slots=True)
 class Command:
     """One POP3 command. Validated on creation: it can always be sent as it is."""
 
-    verb: str
-    args: tuple[str, ...] = ()
+    __slots__ = ("args", "verb")
 
-    def __post_init__(self) -> None:
-        if not _VERB_RE.fullmatch(self.verb):
-            raise LocalProtocolError(f"not a POP3 command keyword: {self.verb!r}")
-        object.__setattr__(self, "verb", self.verb.upper())
-        for arg in self.args:
+    def __init__(self, verb: str, args: tuple[str, ...] = ()) -> None:
+        if not _VERB_RE.fullmatch(verb):
+            raise LocalProtocolError(f"not a POP3 command keyword: {verb!r}")
+        self.verb = verb = verb.upper()
+        self.args = args
+        for arg in args:
             if not arg:
-                raise LocalProtocolError(f"{self.verb}: empty argument")
+                raise LocalProtocolError(f"{verb}: empty argument")
             if any(c in arg for c in "\r\n\0"):
-                raise LocalProtocolError(
-                    f"{self.verb}: CR, LF or NUL in an argument; nothing was sent"
-                )
+                raise LocalProtocolError(f"{verb}: CR, LF or NUL in an argument; nothing was sent")
         if len(self.encode()) > MAX_COMMAND_LINE:
             raise LocalProtocolError(
-                f"{self.verb}: command line longer than {MAX_COMMAND_LINE} octets (RFC 2449)"
+                f"{verb}: command line longer than {MAX_COMMAND_LINE} octets (RFC 2449)"
             )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Command):
+            return NotImplemented
+        return (self.verb, self.args) == (other.verb, other.args)
+
+    def __hash__(self) -> int:
+        return hash((self.verb, self.args))
 
     def encode(self) -> bytes:
         return " ".join((self.verb, *self.args)).encode("utf-8") + b"\r\n"
@@ -111,16 +115,18 @@ class Command:
 # --- events --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Greeting:
+# Events are NamedTuples: built by the thousand, and the class is cheaper to define than a
+# dataclass (every command imports this module).
+
+
+class Greeting(NamedTuple):
     ok: bool
     text: str
     code: str | None
     timestamp: str | None  # the APOP challenge <...@...>, if the server offers one
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """A status line: +OK or -ERR, with its RFC 2449 response code split off."""
 
     command: Command
@@ -129,24 +135,24 @@ class Reply:
     code: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Challenge:
+class Challenge(NamedTuple):
     """A SASL server challenge ("+ base64") during AUTH."""
 
     command: Command
     data: str
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
+class Data(NamedTuple):
     """A piece of a multi-line reply: un-dot-stuffed bytes, line ends as the server sent them."""
 
     command: Command
-    data: bytes = field(repr=False)
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"Data(command={self.command!r}, {len(self.data)} octets)"
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfData:
+class EndOfData(NamedTuple):
     command: Command
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -23,28 +22,49 @@ if TYPE_CHECKING:  # the cache and header parsing are imported only when headers
     from popctl.cache import HeaderCache
 
 
-@dataclass(frozen=True)
 class Query:
-    ranges: Sequence[str] = ()
-    uids: Sequence[str] = ()
-    all: bool = False
-    larger_than: int | None = None
-    smaller_than: int | None = None
-    sender: re.Pattern[str] | None = None
-    subject: re.Pattern[str] | None = None
-    header: Sequence[tuple[str, re.Pattern[str]]] = ()
-    older_than: timedelta | None = None
-    newer_than: timedelta | None = None
+    """What the user selected: numbers, ranges, UIDs, --all, size and header filters.
 
-    def __post_init__(self) -> None:
-        # Made before connecting: a bad number or UID is refused before anything is sent.
-        selection.parse_ranges(self.ranges)
-        for uid in self.uids:
+    Validated on creation (before connecting): a bad number or UID is refused before anything
+    is sent. A plain class, not a dataclass: every command builds one, and defining a dataclass
+    costs about a millisecond of start-up.
+    """
+
+    __slots__ = (
+        "all",
+        "header",
+        "larger_than",
+        "newer_than",
+        "older_than",
+        "ranges",
+        "sender",
+        "smaller_than",
+        "subject",
+        "uids",
+    )
+
+    def __init__(self, *, ranges: Sequence[str] = (), uids: Sequence[str] = (),
+                 all: bool = False, larger_than: int | None = None,
+                 smaller_than: int | None = None, sender: re.Pattern[str] | None = None,
+                 subject: re.Pattern[str] | None = None,
+                 header: Sequence[tuple[str, re.Pattern[str]]] = (),
+                 older_than: timedelta | None = None, newer_than: timedelta | None = None
+                 ) -> None:
+        selection.parse_ranges(ranges)
+        for uid in uids:
             # UIDs are matched locally, never sent; still, one with a line break is a mistake
             # (or an attempt at command injection), and the user should hear so at once.
             if not uid or any(c <= " " or c == "\x7f" for c in uid):
                 raise UsageError(f"--uid {uid!r}: not a UID (a UID has no spaces or control "
                                  "characters); nothing was done")
+        self.ranges, self.uids, self.all = ranges, uids, all
+        self.larger_than, self.smaller_than = larger_than, smaller_than
+        self.sender, self.subject, self.header = sender, subject, header
+        self.older_than, self.newer_than = older_than, newer_than
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Query({fields})"
 
     @property
     def explicit(self) -> bool:
@@ -61,17 +81,21 @@ class Query:
                     or self.older_than is not None or self.newer_than is not None)
 
 
-@dataclass(slots=True)
 class Row:
     """One message of a listing; ``to_record`` gives its JSON form."""
 
-    number: int
-    size: int
-    uid: str | None = None
-    sender: str | None = None
-    subject: str | None = None
-    date: str | None = None
-    _headers: bytes | None = field(default=None, repr=False)
+    __slots__ = ("_headers", "date", "number", "sender", "size", "subject", "uid")
+
+    def __init__(self, number: int, size: int, uid: str | None = None) -> None:
+        self.number, self.size, self.uid = number, size, uid
+        self.sender: str | None = None
+        self.subject: str | None = None
+        self.date: str | None = None
+        self._headers: bytes | None = None
+
+    def __repr__(self) -> str:
+        return (f"Row(number={self.number!r}, size={self.size!r}, uid={self.uid!r}, "
+                f"sender={self.sender!r}, subject={self.subject!r}, date={self.date!r})")
 
     def to_record(self, with_headers: bool) -> dict[str, object]:
         record: dict[str, object] = {"number": self.number, "size": self.size, "uid": self.uid}

@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from fractions import Fraction
+from typing import NamedTuple
 
 from popctl.errors import NoSuchMessageError, UsageError
 
@@ -35,8 +34,7 @@ _MAX_DIGITS = 18
 # --- message numbers ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Single:
+class Single(NamedTuple):
     """One message number, e.g. ``3``. It must exist."""
 
     number: int
@@ -45,8 +43,7 @@ class Single:
         return str(self.number)
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
     """``first-last``, or ``first-`` (``last`` None) up to the highest number; clipped to the
     mailbox."""
 
@@ -57,11 +54,10 @@ class Span:
         return f"{self.first}-{self.last if self.last is not None else ''}"
 
 
-@dataclass(frozen=True, slots=True)
-class Last:
+class Last(NamedTuple):
     """``last:N``: the N highest-numbered messages (all of them if there are fewer)."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count(), unused here
 
     def __str__(self) -> str:
         return f"last:{self.count}"
@@ -149,7 +145,7 @@ def resolve(ranges: Sequence[RangeSpec], count: int) -> list[int]:
 
 # --- sizes and durations --------------------------------------------------------------------------
 
-_SIZE_UNITS = {"": 1, **{unit: 1024 ** (i + 1) for i, unit in enumerate("kmgtpe")}}
+_SIZE_UNITS: dict[str, int] = {"": 1, **{u: 1 << (10 * (i + 1)) for i, u in enumerate("kmgtpe")}}
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kmgtpe]?)(i?b)?", re.ASCII | re.IGNORECASE)
 _SIZE_ACCEPTED = ("expected a number of bytes with an optional k, M, G or T suffix "
                   "(1024-based), e.g. 500, 500k, 1.5M, 2GB")
@@ -175,12 +171,15 @@ def parse_size(text: str) -> int:
         raise UsageError(f"invalid size {text!r}: 'iB' needs a unit before it, as in 'MiB'")
     if len(number) > 2 * _MAX_DIGITS:
         raise UsageError(f"invalid size {text!r}: too large (the limit is 2**63 - 1 bytes)")
-    value = Fraction(number) * _SIZE_UNITS[unit.lower()]
-    if not unit and value.denominator != 1:
+    # Exact decimal arithmetic in integers: the value is numerator / denominator.
+    whole, _, fraction = number.partition(".")
+    numerator = int(whole + fraction or "0") * _SIZE_UNITS[unit.lower()]
+    denominator: int = 10 ** len(fraction)
+    if not unit and numerator % denominator:
         raise UsageError(f"invalid size {text!r}: a size in bytes must be a whole number")
-    if value > MAX_SIZE:
+    if numerator > MAX_SIZE * denominator:
         raise UsageError(f"invalid size {text!r}: too large (the limit is 2**63 - 1 bytes)")
-    return int(value)  # int() of a Fraction rounds toward zero
+    return numerator // denominator  # rounded down to whole bytes
 
 
 _DURATION_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),

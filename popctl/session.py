@@ -13,7 +13,6 @@ import binascii
 import builtins
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, NamedTuple, Protocol
 
@@ -130,8 +129,7 @@ class _Collector:
             start = end + 1
 
 
-@dataclass(slots=True)
-class _Request:
+class _Request(NamedTuple):
     command: Command
     sink: Sink | None = None
     number: int = 0

@@ -172,7 +172,7 @@ def test_one_file_per_account(tmp_path: Path) -> None:
     assert len(paths) == 4
     for path in paths:
         assert path.parent == tmp_path
-        assert re.fullmatch(r"headers-[A-Za-z0-9@._-]+-[0-9a-f]{16}\.json", path.name)
+        assert re.fullmatch(r"headers-[A-Za-z0-9@._-]+-[0-9a-f]{8}\.json", path.name)
 
 
 # --- query.run with a cache, against a stand-in session -----------------------------------------

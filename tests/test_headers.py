@@ -5,7 +5,7 @@ import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from popctl.headers import HeaderSummary, decode_words, header_values, parse_date, summarize
@@ -300,3 +300,26 @@ def test_summary_fields_agree_on_arbitrary_bytes(data: bytes) -> None:
     from popctl.headers import _summary_fields
 
     assert _summary_fields(data) == _first_of_each(data)
+
+
+_DATE_PIECES = st.tuples(
+    st.sampled_from(["", "Mon, ", "Sun,", "Tue ", "Foo, ", "mon, ", "Thu,  "]),
+    st.sampled_from(["1", "07", "26", "31", "0", "32", "99", " 5"]),
+    st.sampled_from([" "]),
+    st.sampled_from(["Jan", "Feb", "Dec", "jan", "JAN", "Foo", "Sep"]),
+    st.sampled_from([" 2026 ", " 1999 ", " 0050 ", " 1000 ", " 99 ", " 9999 ", "  2026 "]),
+    st.sampled_from(["16:03:00", "6:03", "23:59:59", "24:00:00", "16:03:60", "16:3:00", "00:00"]),
+    st.sampled_from([" +0000", " -0000", " +0530", " -1200", " +2400", " +0099", " -2359",
+                     " GMT", " UT", " EST", "", " +00", " +0000 (UTC)", " +0100 (CET)",
+                     " +0000 (a) (b)", " +0000 junk"]),
+)
+
+
+@settings(max_examples=2000)
+@given(_DATE_PIECES)
+def test_parse_date_fast_path_agrees_with_email_utils(pieces: tuple[str, ...]) -> None:
+    from popctl.headers import _parse_date_general
+
+    text = "".join(pieces)
+    fast, general = parse_date(text), _parse_date_general(text.strip())
+    assert (fast.isoformat() if fast else None) == (general.isoformat() if general else None)

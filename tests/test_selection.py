@@ -342,3 +342,20 @@ def test_parse_header_filter_rejects(text: str, message: str) -> None:
     with pytest.raises(UsageError) as excinfo:
         parse_header_filter(text)
     assert str(excinfo.value) == message
+
+
+@given(st.from_regex(r"\A([0-9]{1,22}(\.[0-9]{0,6})?|\.[0-9]{1,6}) ?([kKmMgGtTpPeE]?)\Z"))
+def test_parse_size_is_exact_decimal_arithmetic(text: str) -> None:
+    """parse_size computes in integers; a Fraction reference gives the same bytes or refusal."""
+    from fractions import Fraction
+
+    match = re.fullmatch(r"([0-9.]+) ?([a-zA-Z]?)", text)
+    assert match is not None
+    number, unit = match.groups()
+    multiplier = 1024 ** ("kmgtpe".index(unit.lower()) + 1) if unit else 1
+    value = Fraction(number) * multiplier
+    if (not unit and value.denominator != 1) or value > 2**63 - 1:
+        with pytest.raises(UsageError):
+            parse_size(text)
+    else:
+        assert parse_size(text) == int(value)
