@@ -11,11 +11,9 @@ output is always valid UTF-8.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from types import ModuleType
@@ -23,7 +21,7 @@ from typing import TextIO
 
 from popctl.errors import UsageError
 
-__all__ = ["FORMATS", "MAX_CELL_WIDTH", "human_size", "preload", "render", "render_one"]
+__all__ = ["FORMATS", "MAX_CELL_WIDTH", "human_size", "render", "render_one"]
 
 FORMATS = ("table", "json", "ndjson", "csv")
 
@@ -152,21 +150,6 @@ def _tabulate() -> ModuleType:
     import tabulate
 
     return tabulate
-
-
-def _import_quietly() -> None:
-    with contextlib.suppress(BaseException):  # render() imports it again and reports the error
-        _tabulate()
-
-
-def preload(fmt: str) -> None:
-    """Start importing what format ``fmt`` needs (tabulate and wcwidth, ~30-80 ms) on a daemon
-    thread, to be called before connecting: the import then overlaps the waits for the server
-    instead of following them. render() waits for it through the import lock."""
-    if fmt == "table" and "tabulate" not in sys.modules:
-        import threading
-
-        threading.Thread(target=_import_quietly, name="popctl-preload", daemon=True).start()
 
 
 def _width_function(module: ModuleType) -> Callable[[str], int]:

@@ -103,17 +103,25 @@ def test_ascii_tables_skip_wcwidth_and_restore_the_switch() -> None:
 
 PRELOAD = """
 import sys, time
-from popctl import formatters
-formatters.preload(sys.argv[1])
-deadline = time.monotonic() + (20 if sys.argv[1] == "table" else 0.5)
-while "tabulate" not in sys.modules and time.monotonic() < deadline:
+from popctl import cli
+names = sys.argv[3:]
+cli.preload(sys.argv[1], scan=sys.argv[2] == "scan")
+deadline = time.monotonic() + 20
+while not all(n in sys.modules for n in names) and time.monotonic() < deadline:
     time.sleep(0.01)
-print("tabulate" in sys.modules)
+time.sleep(0.2)
+print(" ".join(sorted(n for n in ("tabulate", "popctl.formatters", "popctl.headers",
+                                  "popctl.cache") if n in sys.modules)))
 """
 
 
-@pytest.mark.parametrize(("fmt", "imported"), [("table", "True"), ("json", "False")])
-def test_preload_imports_tabulate_only_for_tables(fmt: str, imported: str) -> None:
-    result = subprocess.run([sys.executable, "-c", PRELOAD, fmt], capture_output=True,
-                            text=True, timeout=60, check=True)
+@pytest.mark.parametrize(("fmt", "scan", "imported"), [
+    ("table", "scan", "popctl.cache popctl.formatters popctl.headers tabulate"),
+    ("table", "-", "popctl.formatters tabulate"),
+    ("json", "scan", "popctl.cache popctl.formatters popctl.headers"),
+    ("csv", "-", "popctl.formatters"),
+])
+def test_preload_imports_what_the_command_will_need(fmt: str, scan: str, imported: str) -> None:
+    result = subprocess.run([sys.executable, "-c", PRELOAD, fmt, scan, *imported.split()],
+                            capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == imported
