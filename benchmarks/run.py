@@ -156,7 +156,9 @@ class Bench:
         self.say = out
         self.results: list[Result] = []
         self.loads: list[float] = []
-        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        # As a user runs them: bytecode cached, output buffered (some sandboxes export these).
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")}
         self.python = sys.executable
         if venv:
             started = time.perf_counter()
@@ -264,6 +266,18 @@ class Bench:
         self.say(f"  {job:10} {client:28} {rtt:3} ms  {run.seconds:8.3f} s  "
                  f"{run.max_rss_kib / 1024:7.1f} MiB")
 
+    def peer_succeeded(self, run: Run, job: str, client: str, rtt: int) -> bool:
+        """Whether a lock-step peer finished; if not, the failure is noted beside its figures
+        and the run goes on (getmail6 has been seen to time out waiting for its own child,
+        which must not cost the whole run). popctl's and mpop's failures stay fatal."""
+        if run.returncode == 0:
+            return True
+        lines = run.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
+        note = f"failed at {rtt} ms: status {run.returncode}, {lines[-1][:80]}"
+        self.result(job, client).notes.append(note)
+        self.say(f"  {job:10} {client:28} {rtt:3} ms  {note}")
+        return False
+
     def note_load(self) -> None:
         self.loads.append(os.getloadavg()[0])
 
@@ -298,10 +312,10 @@ class Bench:
                         self.record("headers", "poplib TOP n 0 loop", rtt, run)
                     if peers.available("mailfilter"):
                         scratch = self.fresh("mailfilter")
-                        run = self.check(execute(peers.mailfilter(scratch, port,
-                                                                  self.accounts["mail"]),
-                                                 self.env), "mailfilter")
-                        self.record("headers", "mailfilter", rtt, run)
+                        run = execute(peers.mailfilter(scratch, port, self.accounts["mail"]),
+                                      self.env)
+                        if self.peer_succeeded(run, "headers", "mailfilter", rtt):
+                            self.record("headers", "mailfilter", rtt, run)
 
     def job_warm_cache(self) -> None:
         """A second list with a warm header cache: TOP commands counted in --trace."""
@@ -376,16 +390,18 @@ class Bench:
                         scratch = self.fresh("fetchmail")
                         command, out = peers.fetchmail(scratch, port, account)
                         env = dict(self.env, FETCHMAILHOME=str(scratch / "fetchmailhome"))
-                        run = self.check(execute(command, env), "fetchmail")
-                        assert out.read_bytes().count(b"\nMAIL FROM:") + \
-                            out.read_bytes().startswith(b"MAIL FROM:") == n
-                        self.record("download", "fetchmail (bsmtp)", rtt, run)
+                        run = execute(command, env)
+                        if self.peer_succeeded(run, "download", "fetchmail (bsmtp)", rtt):
+                            assert out.read_bytes().count(b"\nMAIL FROM:") + \
+                                out.read_bytes().startswith(b"MAIL FROM:") == n
+                            self.record("download", "fetchmail (bsmtp)", rtt, run)
                     if peers.available("getmail6"):
                         scratch = self.fresh("getmail6")
                         command = peers.getmail6(scratch, port, account, scratch / "Maildir")
-                        run = self.check(execute(command, self.env), "getmail6")
-                        assert self.maildir_count(scratch / "Maildir") == n
-                        self.record("download", "getmail6 (maildir)", rtt, run)
+                        run = execute(command, self.env)
+                        if self.peer_succeeded(run, "download", "getmail6 (maildir)", rtt):
+                            assert self.maildir_count(scratch / "Maildir") == n
+                            self.record("download", "getmail6 (maildir)", rtt, run)
 
     def job_huge(self) -> None:
         """One huge message to a file: time and peak RSS, popctl vs mpop."""
