@@ -149,6 +149,13 @@ TABLE_CHUNK = 2000
 def _tabulate() -> ModuleType:
     import tabulate
 
+    if getattr(tabulate, "wcwidth", None) is None:
+        # No wcwidth (tabulate's optional extra): measure wide characters with ours, through
+        # tabulate's own hook, rather than let CJK and emoji push rows out of line.
+        from popctl import textwidth
+
+        setattr(tabulate, "wcwidth", textwidth)  # noqa: B010
+        setattr(tabulate, "WIDE_CHARS_MODE", True)  # noqa: B010
     return tabulate
 
 

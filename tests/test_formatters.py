@@ -347,3 +347,34 @@ def test_human_size(n: int, expected: str) -> None:
 def test_human_size_negative() -> None:
     with pytest.raises(ValueError, match="negative"):
         human_size(-1)
+
+
+@pytest.mark.parametrize(("text", "columns"), [
+    ("plain", 5), ("Jürgen Müller", 13), ("会议通知 250", 12), ("한국어 제목", 11),
+    ("\uff26\uff55\uff4c\uff4c", 8), ("😀", 2), ("🎉 Party!", 9), ("👍🏽", 2), ("e\u0301", 1),
+    ("a\u200bb", 2),
+    ("\u1100\u1161", 2), ("soft\xadhyphen", 11), ("Привет", 6), ("שלום", 4),
+])
+def test_display_width_without_wcwidth(text: str, columns: int) -> None:
+    from popctl.textwidth import wcswidth
+
+    assert wcswidth(text) == columns
+
+
+def test_wide_subjects_stay_in_line_without_wcwidth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain `pip install` has tabulate without wcwidth: CJK and emoji must not shift rows."""
+    import tabulate
+
+    monkeypatch.setattr(tabulate, "wcwidth", None)
+    monkeypatch.setattr(tabulate, "WIDE_CHARS_MODE", False)
+    records = [{"number": 1, "subject": "会议通知", "date": "d1"},
+               {"number": 22, "subject": "🎉 ok", "date": "d2"},
+               {"number": 3, "subject": "plain", "date": "d3"}]
+    out = io.StringIO()
+    render(records, "table", out)
+    assert out.getvalue() == (
+        "  number  subject    date\n"
+        "--------  ---------  ------\n"
+        "       1  会议通知   d1\n"
+        "      22  🎉 ok      d2\n"
+        "       3  plain      d3\n")

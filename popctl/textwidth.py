@@ -1,0 +1,37 @@
+"""Terminal display width of table cells, for when the wcwidth package is not installed.
+
+tabulate measures cells with ``wcwidth.wcswidth`` when wcwidth is there (an optional extra a
+plain ``pip install`` does not bring) and with ``len`` otherwise, which puts every row holding
+a CJK subject or an emoji out of line. This computes the same widths from the standard library's
+Unicode tables: two columns for East Asian Wide and Fullwidth characters, none for combining
+marks and format characters, one for the rest. (wcwidth also measures emoji sequences joined by
+ZWJ as one glyph; here each part counts.) It is also faster to import than wcwidth.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+__all__ = ["wcswidth", "wcwidth"]
+
+_ZERO_CATEGORIES = frozenset(("Mn", "Me", "Cf", "Cc"))
+
+
+def wcwidth(char: str) -> int:
+    """Columns one character takes: 0, 1 or 2."""
+    if unicodedata.east_asian_width(char) in ("W", "F"):
+        return 2
+    if unicodedata.category(char) in _ZERO_CATEGORIES and char != "\xad":
+        return 0  # the soft hyphen, a format character, is shown as a hyphen
+    if "\u1160" <= char <= "\u11ff":  # Hangul medial vowels and final consonants: join the
+        return 0  # syllable before them
+    return 1
+
+
+def wcswidth(text: str) -> int:
+    """Columns ``text`` takes (table cells hold no control characters)."""
+    if text.isascii():
+        return len(text)
+    # An emoji skin-tone modifier after a character changes that glyph, it adds none.
+    return sum(0 if i and "\U0001f3fb" <= c <= "\U0001f3ff" else wcwidth(c)
+               for i, c in enumerate(text))
