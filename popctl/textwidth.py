@@ -15,6 +15,7 @@ import unicodedata
 __all__ = ["wcswidth", "wcwidth"]
 
 _ZERO_CATEGORIES = frozenset(("Mn", "Me", "Cf", "Cc"))
+_MODIFIERS = ("\U0001f3fb", "\U0001f3ff")  # emoji skin tones: they change the glyph before them
 
 
 def wcwidth(char: str) -> int:
@@ -28,10 +29,23 @@ def wcwidth(char: str) -> int:
     return 1
 
 
+class _Widths(dict[str, int]):
+    """Each character's width, computed once: a table cell is measured several times."""
+
+    def __missing__(self, char: str) -> int:
+        self[char] = width = wcwidth(char)
+        return width
+
+
+_widths = _Widths()
+
+
 def wcswidth(text: str) -> int:
     """Columns ``text`` takes (table cells hold no control characters)."""
     if text.isascii():
         return len(text)
-    # An emoji skin-tone modifier after a character changes that glyph, it adds none.
-    return sum(0 if i and "\U0001f3fb" <= c <= "\U0001f3ff" else wcwidth(c)
-               for i, c in enumerate(text))
+    width = sum(map(_widths.__getitem__, text))
+    if max(text) >= _MODIFIERS[0]:
+        width -= 2 * sum(1 for i, c in enumerate(text)
+                         if i and _MODIFIERS[0] <= c <= _MODIFIERS[1])
+    return width
