@@ -33,7 +33,7 @@ PYTHON = sys.executable
 def available(name: str) -> bool:
     if SELECTED is not None and name not in SELECTED:
         return False
-    if name == "poplib":
+    if name in ("poplib", "floor"):
         return True
     return shutil.which({"getmail6": "getmail"}.get(name, name)) is not None
 
@@ -184,3 +184,63 @@ def poplib_top_loop(port: int, account: Account) -> list[str]:
     """The ancestor's way: a plain poplib loop of ``TOP n 0``, one round trip per message."""
     return [PYTHON, "-c", POPLIB_TOP_LOOP, HOST, str(port), account.user,
             account.password]
+
+
+# The least any Python program built on click can take for the purge: the interpreter, click
+# imported, and popctl's own dialogue (greeting; CAPA; USER, PASS, CAPA, UIDL, LIST; TOP and
+# DELE of the big ones; QUIT) over a raw socket, with no parsing, checks or output. What popctl
+# needs beyond this is its own work; what this needs beyond mpop, no Python program can save.
+FLOOR_PURGE = """\
+import socket, sys
+import click  # noqa: F401
+
+host, port, user, password, limit = sys.argv[1:6]
+sock = socket.create_connection((host, int(port)), timeout=120)
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+buffer = b""
+
+
+def line():
+    global buffer
+    while b"\\n" not in buffer:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        data = sock.recv(65536)
+        if not data:
+            sys.exit("connection closed")
+        buffer += data
+    text, _, buffer = buffer.partition(b"\\n")
+    return text
+
+
+def status():
+    text = line()
+    if not text.startswith(b"+OK"):
+        sys.exit(f"server said {text!r}")
+
+
+def data():
+    status()
+    lines = []
+    while (text := line()) != b".\\r":
+        lines.append(text)
+    return lines
+
+
+status()
+sock.sendall(b"CAPA\\r\\n")
+data()
+sock.sendall(f"USER {user}\\r\\nPASS {password}\\r\\nCAPA\\r\\nUIDL\\r\\nLIST\\r\\n".encode())
+status(), status(), data(), data()
+big = [text.split()[0].decode() for text in data() if int(text.split()[1]) > int(limit)]
+sock.sendall("".join(f"TOP {n} 0\\r\\nDELE {n}\\r\\n" for n in big).encode())
+for _ in big:
+    data(), status()
+sock.sendall(b"QUIT\\r\\n")
+status()
+"""
+
+
+def floor_purge(port: int, account: Account, limit: int) -> list[str]:
+    """FLOOR_PURGE: delete what is larger than ``limit`` octets, as popctl's dialogue does."""
+    return [PYTHON, "-c", FLOOR_PURGE, HOST, str(port), account.user, account.password,
+            str(limit)]
