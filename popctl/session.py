@@ -517,9 +517,11 @@ class Session:
             capa = Command("CAPA")
             self._send(user, password, capa, *(r.command for r in prefetch))
             first, second = self._reply(user), self._reply(password)
-            self._read_capa(capa)
+            # Refused: say so now. Some servers hang up after a failed PASS, and waiting for
+            # the CAPA behind it would report a lost connection instead of the refusal.
             self._auth_reply(first)
             self._auth_reply(second)
+            self._read_capa(capa)
             return True
         else:
             first = self._call_auth(user)

@@ -280,6 +280,11 @@ FAULTS = [
           [GREET, *CAPA, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n"),
            send(b"+OK\r\n-ERR [AUTH] bad password\r\n" + CAPA_REPLY)], 3,
           "Error: login failed: server said: [AUTH] bad password"),
+    # Some servers hang up right after refusing PASS: the refusal is what the user must hear.
+    Fault("AUTH-then-hang-up", ("list",),
+          [GREET, *CAPA, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+           send(b"+OK\r\n-ERR [AUTH] bad password\r\n"), close()], 3,
+          "Error: login failed: server said: [AUTH] bad password"),
 ]
 
 
