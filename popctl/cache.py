@@ -16,7 +16,6 @@ import os
 import re
 import zlib
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Final
 
 # Bumped when the entry layout changes; a file of another version is discarded.
@@ -31,12 +30,13 @@ Entry = tuple[int, str | None, str | None, str | None]
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._-]+")
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/popctl``, or ``~/.cache/popctl`` (the XDG default)."""
+def cache_dir() -> str:
+    """``$XDG_CACHE_HOME/popctl``, or ``~/.cache/popctl`` (the XDG default). Paths are strings:
+    pathlib costs ~10 ms to import, and every listing reads the cache."""
     base = os.environ.get("XDG_CACHE_HOME")
     if not base or not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "popctl"
+    return os.path.join(base, "popctl")
 
 
 def account_key(user: str, host: str, port: int) -> str:
@@ -44,21 +44,22 @@ def account_key(user: str, host: str, port: int) -> str:
     return f"{user}@{host.lower().rstrip('.')}:{port}"
 
 
-def cache_path(account: str, directory: Path | None = None) -> Path:
+def cache_path(account: str, directory: str | os.PathLike[str] | None = None) -> str:
     """The file of ``account``: a readable name plus a checksum, so that accounts whose names
     read the same still get files of their own. (CRC-32, not SHA-256: hashlib loads OpenSSL,
     ~4 ms of every listing. The file names its account, and another account's is ignored.)"""
     digest = f"{zlib.crc32(account.encode('utf-8')):08x}"
     readable = _UNSAFE.sub("_", account)[:80]
-    return (directory or cache_dir()) / f"headers-{readable}-{digest}.json"
+    return os.path.join(directory if directory is not None else cache_dir(),
+                        f"headers-{readable}-{digest}.json")
 
 
 class HeaderCache:
     """The summaries of one account's messages by UID; ``save`` writes them back if changed."""
 
-    def __init__(self, account: str, path: Path | None = None) -> None:
+    def __init__(self, account: str, path: str | os.PathLike[str] | None = None) -> None:
         self.account = account
-        self.path = path if path is not None else cache_path(account)
+        self.path = os.fspath(path) if path is not None else cache_path(account)
         self._entries: dict[str, Entry] = self._read()
         self._dirty = False
         self._live: set[str] | None = None  # the server's UIDs, once prune() was told them
@@ -108,8 +109,9 @@ class HeaderCache:
 
         tmp = None
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path.parent)
+            directory = os.path.dirname(self.path) or "."
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
             with os.fdopen(fd, "wb") as fh:  # mkstemp: mode 0600, subjects are private
                 fh.write(data)
             os.replace(tmp, self.path)
@@ -126,7 +128,8 @@ class HeaderCache:
     def _read(self) -> dict[str, Entry]:
         """The entries on disk; {} for a missing, unreadable, corrupt or foreign file."""
         try:
-            document = json.loads(self.path.read_bytes())
+            with open(self.path, "rb") as f:
+                document = json.loads(f.read())
         except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
             return {}
         if not isinstance(document, dict) or document.get("popctl-header-cache") != CACHE_FORMAT \

@@ -345,7 +345,8 @@ def resolve_target(settings: Settings) -> Target:
         from popctl import config
 
         # ~ and paths relative to the configuration file's directory
-        ca_file = os.path.join(config.config_path().parent, os.path.expanduser(account.ca_file))
+        ca_file = os.path.join(os.path.dirname(config.config_path()),
+                               os.path.expanduser(account.ca_file))
         if not os.path.isfile(ca_file):
             raise UsageError(f"ca_file {ca_file} of account {account.name}: no such file")
     if ca_file is not None and not os.path.isfile(ca_file):

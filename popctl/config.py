@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from pathlib import Path
 from typing import NamedTuple
 
 from popctl.errors import ConfigError
@@ -30,15 +29,19 @@ _STRING_KEYS = ("host", "user", "auth", "ca_file", "fingerprint", "password_comm
                 "oauth2_token_command")
 
 
-def config_path() -> Path:
-    """``$POPCTL_CONFIG``, else ``$XDG_CONFIG_HOME/popctl/config.toml`` (``~/.config``)."""
+def config_path() -> str:
+    """``$POPCTL_CONFIG``, else ``$XDG_CONFIG_HOME/popctl/config.toml`` (``~/.config``).
+
+    Paths here are strings, not pathlib.Path: importing pathlib (with the urllib.parse and
+    ipaddress it pulls in) cost every command ~10 ms, and this module is read by all of them.
+    """
     explicit = os.environ.get("POPCTL_CONFIG")
     if explicit:
-        return Path(explicit).expanduser()
+        return os.path.expanduser(explicit)
     base = os.environ.get("XDG_CONFIG_HOME", "")
     # The XDG spec says a relative value is invalid and must be ignored.
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"
-    return root / "popctl" / "config.toml"
+    root = base if os.path.isabs(base) else os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(root, "popctl", "config.toml")
 
 
 class Account(NamedTuple):
@@ -69,7 +72,7 @@ class Account(NamedTuple):
 
 
 class Config(NamedTuple):
-    path: Path
+    path: str
     accounts: dict[str, Account]  # in the order of the file
     default: str | None = None
     text: str = ""  # the file as read ("" when it does not exist)
@@ -91,11 +94,12 @@ class Config(NamedTuple):
 # --- reading --------------------------------------------------------------------------------------
 
 
-def load(path: Path | None = None) -> Config:
+def load(path: str | os.PathLike[str] | None = None) -> Config:
     """The configuration at ``path`` (default: config_path()); a missing file has no accounts."""
-    path = config_path() if path is None else path
+    path = config_path() if path is None else os.fspath(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         return Config(path, {})
     except OSError as e:
@@ -108,9 +112,10 @@ def load(path: Path | None = None) -> Config:
     return parse(text, path)
 
 
-def parse(text: str, path: Path) -> Config:
+def parse(text: str, path: str | os.PathLike[str]) -> Config:
     import tomllib  # only when there is a file: most commands without one never need it
 
+    path = os.fspath(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -194,7 +199,7 @@ def check_value(key: str, value: object) -> str | None:
     return None
 
 
-def _syntax_error(message: str, path: Path, text: str) -> str:
+def _syntax_error(message: str, path: str, text: str) -> str:
     match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message)
     if match:
         return (f"{path}:{match[2]}: TOML syntax error at column {match[3]}: "
@@ -210,7 +215,7 @@ class _Locator:
     """Finds the line of a key in the text, for errors tomllib cannot point at (it has no
     positions for values): the key's line inside its table, else the table's header."""
 
-    def __init__(self, text: str, path: Path) -> None:
+    def __init__(self, text: str, path: str) -> None:
         self.lines = text.splitlines()
         self.path = path
 
@@ -361,14 +366,16 @@ def _write(config: Config, text: str) -> bool:
     return rewritten
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: str | os.PathLike[str], text: str) -> None:
     """Temp file in the same directory, fsync, mode 0600, os.replace: never half a file."""
-    if path.is_symlink():
-        path = path.resolve()  # keep a dotfile manager's link; replace what it points to
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = os.fspath(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)  # keep a dotfile manager's link; replace what it points to
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", mode=0o700, exist_ok=True)
     import tempfile
 
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, temp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             os.fchmod(f.fileno(), 0o600)

@@ -50,24 +50,25 @@ def test_file_is_private_and_compact(tmp_path: Path) -> None:
         cache.put(f"{n:016x}", 5000 + n, f"Sender {n} <s{n}@example.org>", f"Subject {n}",
                   "2026-11-26T10:00:00+00:00")
     assert cache.save()
-    assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(cache.path.parent.stat().st_mode) == 0o700
-    assert cache.path.stat().st_size < 100 * 120  # about 100 octets an entry
-    document = json.loads(cache.path.read_bytes())
+    assert stat.S_IMODE(Path(cache.path).stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(cache.path).parent.stat().st_mode) == 0o700
+    assert Path(cache.path).stat().st_size < 100 * 120  # about 100 octets an entry
+    document = json.loads(Path(cache.path).read_bytes())
     assert document["popctl-header-cache"] == CACHE_FORMAT and document["account"] == ACCOUNT
-    assert not [p for p in cache.path.parent.iterdir() if p != cache.path]  # no temp file left
+    written = Path(cache.path)
+    assert not [p for p in written.parent.iterdir() if p != written]  # no temp file left
 
 
 def test_unchanged_cache_is_not_rewritten(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     cache.put("u1", 1, "a", "b", None)
     assert cache.save()
-    before = cache.path.stat()
+    before = Path(cache.path).stat()
     again = _cache(tmp_path)
     again.prune(["u1"])
     again.put("u1", 1, "a", "b", None)
     assert again.save()
-    after = cache.path.stat()
+    after = Path(cache.path).stat()
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
 
 
@@ -79,7 +80,7 @@ def test_prune_forgets_messages_gone_from_the_server(tmp_path: Path) -> None:
     again = _cache(tmp_path)
     again.prune(["b", "new"])
     assert again.save()
-    assert set(json.loads(cache.path.read_bytes())["entries"]) == {"b"}
+    assert set(json.loads(Path(cache.path).read_bytes())["entries"]) == {"b"}
 
 
 @pytest.mark.parametrize("content", [
@@ -121,7 +122,7 @@ def test_concurrent_writers_merge_and_readers_never_see_half_a_file(tmp_path: Pa
     second.put("b", 2, "B", "b", None)
     assert first.save() and second.save()
     # the second run kept what the first added for messages still there, not the pruned one
-    assert set(json.loads(first.path.read_bytes())["entries"]) == {"a", "b"}
+    assert set(json.loads(Path(first.path).read_bytes())["entries"]) == {"a", "b"}
 
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -137,7 +138,7 @@ def test_concurrent_writers_merge_and_readers_never_see_half_a_file(tmp_path: Pa
 
     def reader() -> None:
         while not stop.is_set():
-            data = first.path.read_bytes()  # the path always exists once written
+            data = Path(first.path).read_bytes()  # the path always exists once written
             json.loads(data)  # a half-written file would not parse
 
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
@@ -150,23 +151,23 @@ def test_concurrent_writers_merge_and_readers_never_see_half_a_file(tmp_path: Pa
     stop.set()
     watcher.join(30)
     assert not errors
-    assert not [p for p in first.path.parent.iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in Path(first.path).parent.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "xdg" / "popctl"
+    assert Path(cache_dir()) == tmp_path / "xdg" / "popctl"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # the spec says: ignore it
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_dir() == tmp_path / "home" / ".cache" / "popctl"
+    assert Path(cache_dir()) == tmp_path / "home" / ".cache" / "popctl"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert cache_dir() == tmp_path / "home" / ".cache" / "popctl"
+    assert Path(cache_dir()) == tmp_path / "home" / ".cache" / "popctl"
 
 
 def test_one_file_per_account(tmp_path: Path) -> None:
     key = account_key("Me@Example.org", "POP.Example.org.", 995)
     assert key == "Me@Example.org@pop.example.org:995"
-    paths = {cache_path(k, tmp_path) for k in (key, account_key("me@example.org", "pop", 995),
+    paths = {Path(cache_path(k, tmp_path)) for k in (key, account_key("me@example.org", "pop", 995),
                                                 account_key("me", "pop", 110),
                                                 account_key("me/../x", "pop", 110))}
     assert len(paths) == 4
@@ -233,7 +234,7 @@ def test_second_run_sends_no_top_and_new_messages_only(tmp_path: Path) -> None:
     assert session.tops == [5, 6]
     assert [subject for _n, _s, subject in rows] == [
         "message 1", "message 3", "message 4", "message 5", "message 6", "message 7"]
-    assert set(json.loads(cache.path.read_bytes())["entries"]) == {
+    assert set(json.loads(Path(cache.path).read_bytes())["entries"]) == {
         "uid1", "uid3", "uid4", "uid5", "uid6", "uid7"}
 
 
@@ -274,7 +275,7 @@ def test_without_uidl_nothing_is_cached(tmp_path: Path) -> None:
     cache.save()
     _run(session, _cache(tmp_path))
     assert session.tops == [1, 2, 3, 1, 2, 3]
-    assert not cache.path.exists()
+    assert not Path(cache.path).exists()
 
 
 # --- end to end: popctl list against Dovecot, TOP counted in --trace ----------------------------

@@ -55,18 +55,18 @@ def error_of(text: str) -> str:
 
 def test_path_from_popctl_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("POPCTL_CONFIG", str(tmp_path / "x.toml"))
-    assert config.config_path() == tmp_path / "x.toml"
+    assert config.config_path() == str(tmp_path / "x.toml")
 
 
 def test_path_from_xdg_then_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("POPCTL_CONFIG")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    assert config.config_path() == tmp_path / "xdg" / "popctl" / "config.toml"
+    assert config.config_path() == str(tmp_path / "xdg" / "popctl" / "config.toml")
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/is/ignored")
     monkeypatch.setenv("HOME", str(tmp_path / "h"))
-    assert config.config_path() == tmp_path / "h" / ".config" / "popctl" / "config.toml"
+    assert config.config_path() == str(tmp_path / "h" / ".config" / "popctl" / "config.toml")
     monkeypatch.delenv("XDG_CONFIG_HOME")
-    assert config.config_path() == tmp_path / "h" / ".config" / "popctl" / "config.toml"
+    assert config.config_path() == str(tmp_path / "h" / ".config" / "popctl" / "config.toml")
 
 
 def test_missing_file_has_no_accounts(tmp_path: Path) -> None:

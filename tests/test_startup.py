@@ -54,3 +54,43 @@ def test_settings_defaults_copy_and_unknown_names() -> None:
     assert "pop.example.org" in repr(settings)
     with pytest.raises(TypeError):
         Settings(hots="typo")
+
+
+# Never needed by a plain-text listing as JSON with a header cache (issue 5: each of these cost
+# a purge or a listing several milliseconds before it was avoided).
+NOT_FOR_A_LISTING = ["pathlib", "encodings.idna", "email.utils", "tomllib", "hashlib",
+                     "dataclasses", "fractions", "ssl", "keyring", "tabulate", "popctl.stores",
+                     "popctl.sandbox"]
+
+
+def test_a_listing_loads_only_what_it_needs(tmp_path: object) -> None:
+    from tests.scripted_server import ScriptedServer, expect, send
+
+    capa = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nPIPELINING\r\n.\r\n"
+    script = [send(b"+OK ready\r\n"), expect(b"CAPA\r\n"), send(capa),
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n+OK\r\n" + capa + b"+OK\r\n1 u1\r\n.\r\n+OK\r\n1 70\r\n.\r\n"),
+              expect(b"TOP 1 0\r\n"),
+              send(b"+OK\r\nFrom: A <a@example.org>\r\nSubject: hi\r\n"
+                   b"Date: Mon, 26 Jan 2026 16:03:00 +0000\r\n\r\n.\r\n"),
+              expect(b"QUIT\r\n")]
+    with ScriptedServer(script, timeout=10.0) as server:
+        args = ["--host", "127.0.0.1", "--port", str(server.port), "--tls", "none",
+                "--allow-plaintext", "--user", "alice", "list", "--format", "json"]
+        # What the interpreter had before popctl (a development install's site hooks may load
+        # pathlib or tempfile themselves) is not popctl's doing.
+        code = ("import sys\nbefore = set(sys.modules)\nimport os, contextlib, io\n"
+                f"os.environ.update(POPCTL_PASSWORD='s3cret', XDG_CACHE_HOME={str(tmp_path)!r},"
+                f" XDG_CONFIG_HOME={str(tmp_path)!r})\n"
+                "import popctl.cli\n"
+                "out = io.StringIO()\n"
+                "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+                f"    popctl.cli.cli.main(args={args!r}, prog_name='popctl')\n"
+                "assert '\"subject\": \"hi\"' in out.getvalue(), out.getvalue()\n"
+                "print(' '.join(sorted(set(sys.modules) - before)))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "popctl.headers" in loaded and "popctl.cache" in loaded
+    assert sorted(set(NOT_FOR_A_LISTING) & loaded) == []
