@@ -703,8 +703,8 @@ class Session:
         NoSuchMessageError; as always, nothing is committed without QUIT.
         """
         collectors: dict[int, _Collector] = {}
-        numbers = builtins.list(messages) if delete else messages
         doomed = set(delete)
+        numbers = builtins.list(messages) if doomed else messages
 
         def requests() -> Iterator[_Request]:
             if doomed:
