@@ -61,10 +61,13 @@ def test_pipelined_login_stat_quit() -> None:
     assert (stat.count, stat.size) == (2, 320)
 
 
+def _logged_in_lockstep() -> list[Step]:
+    return [GREETING, *CAPA_LOCKSTEP, expect(b"USER alice\r\n"), send(b"+OK\r\n"),
+            expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"), *CAPA_LOCKSTEP]
+
+
 def test_lockstep_login_when_no_pipelining() -> None:
-    script = [GREETING, *CAPA_LOCKSTEP,
-              expect(b"USER alice\r\n"), send(b"+OK\r\n"),
-              expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"), *CAPA_LOCKSTEP,
+    script = [*_logged_in_lockstep(),
               expect(b"TOP 1 0\r\n"), send(b"+OK\r\nA: 1\r\n\r\n.\r\n"),
               expect(b"TOP 2 0\r\n"), send(b"+OK\r\nA: 2\r\n\r\n.\r\n"),
               expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
@@ -163,9 +166,7 @@ def test_scan_with_a_sasl_login_rides_with_capa() -> None:
 
 
 def test_scan_without_pipelining_waits_for_each_reply() -> None:
-    script = [GREETING, *CAPA_LOCKSTEP,
-              expect(b"USER alice\r\n"), send(b"+OK\r\n"),
-              expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"), *CAPA_LOCKSTEP,
+    script = [*_logged_in_lockstep(),
               expect(b"UIDL\r\n"), send(b"-ERR no UIDL here\r\n"),
               expect(b"LIST\r\n"), send(b"+OK\r\n1 100\r\n.\r\n"),
               expect(b"QUIT\r\n"), expect_eof()]
