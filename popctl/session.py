@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -23,6 +24,7 @@ from popctl.errors import (
     LocalProtocolError,
     LoginDelayError,
     MailboxInUseError,
+    NetworkTimeoutError,
     NoSuchMessageError,
     PermanentServerError,
     RemoteProtocolError,
@@ -521,7 +523,9 @@ class Session:
             # the CAPA behind it would report a lost connection instead of the refusal.
             self._auth_reply(first)
             self._auth_reply(second)
-            self._read_capa(capa)
+            with _pipelined_after_login():
+                first_after = self._reply(capa)
+            self._read_capa(capa, first_after)
             return True
         else:
             first = self._call_auth(user)
@@ -581,8 +585,8 @@ class Session:
         self._send(command)
         return self._read_capa(command)
 
-    def _read_capa(self, command: Command) -> Capabilities:
-        reply = self._reply(command)
+    def _read_capa(self, command: Command, reply: Reply | None = None) -> Capabilities:
+        reply = self._reply(command) if reply is None else reply
         if not reply.ok:
             self.capabilities = Capabilities(known=False)
             return self.capabilities
@@ -848,6 +852,19 @@ class Session:
         finally:
             self._closed = True
             self._transport.close()
+
+
+@contextlib.contextmanager
+def _pipelined_after_login() -> Iterator[None]:
+    """The first reply to the commands sent with the credentials. A server that announced
+    PIPELINING but drops what arrived with them (a login process handing the connection to
+    another, its buffer lost) never sends it: say what to do about that."""
+    try:
+        yield
+    except NetworkTimeoutError as e:
+        raise NetworkTimeoutError(
+            f"{e}; the server accepted the login but did not answer the commands sent with it, "
+            "although it announces PIPELINING: retry with --no-pipelining") from e
 
 
 class _CountingSink:

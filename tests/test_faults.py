@@ -147,6 +147,12 @@ FAULTS = [
     Fault("stall-during-auth", ("stat",),
           [GREET, *CAPA, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n"), send(b"+OK\r\n"),
            stall(3)], 4, TIMED_OUT, timeout=0.5),
+    # A server that announces PIPELINING but loses what came with the credentials.
+    Fault("stall-after-login-pipelined", ("list",),
+          [GREET, *CAPA, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+           send(b"+OK\r\n+OK logged in\r\n"), stall(3)], 4,
+          f"{TIMED_OUT}; the server accepted the login but did not answer the commands sent "
+          "with it, although it announces PIPELINING: retry with --no-pipelining", timeout=0.5),
     Fault("stall-mid-RETR", retr("output-dir"),
           [*READY, *SCAN, RETR_BOTH, send(b"+OK\r\nSubject: one\r\n"), stall(3)], 4,
           TIMED_OUT, timeout=0.5),
