@@ -61,6 +61,33 @@ def _json(value: object, *, indent: int | None = None) -> str:
     return _valid_text(text)
 
 
+_SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
+_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+
+def _json_scalar(value: object) -> str:
+    """One JSON value as json.dumps(value, ensure_ascii=False) writes it."""
+    if type(value) is str:
+        return json.encoder.encode_basestring(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float:
+        return json.dumps(value)  # NaN and Infinity as json writes them
+    return _CONSTANTS[value]  # type: ignore[index]
+
+
+def _json_object(record: Record) -> str:
+    """``_json(record, indent=2)``, faster for a flat record: with an indent, json runs its
+    pure-Python encoder over every value (about a third of a 1,000-row JSON listing's
+    rendering). Anything nested goes the general way."""
+    if record and all(type(key) is str for key in record) \
+            and all(type(value) in _SCALAR_TYPES for value in record.values()):
+        body = ",\n  ".join(f"{json.encoder.encode_basestring(key)}: {_json_scalar(value)}"
+                            for key, value in record.items())
+        return _valid_text("{\n  " + body + "\n}")
+    return _json(record, indent=2)
+
+
 def _text(value: object, *, booleans: tuple[str, str] = ("true", "false")) -> str:
     """A value as one line of text for a CSV or table cell; None is ""."""
     if value is None:
@@ -104,7 +131,7 @@ def _render_json(records: Iterable[Record], out: TextIO, columns: Sequence[str] 
     count = 0
     for record in records:
         out.write("[\n  " if count == 0 else ",\n  ")
-        out.write(_json(_project(record, columns), indent=2).replace("\n", "\n  "))
+        out.write(_json_object(_project(record, columns)).replace("\n", "\n  "))
         count += 1
     out.write("\n]\n" if count else "[]\n")
     return count

@@ -73,7 +73,8 @@ def test_json_empty() -> None:
 
 @given(st.lists(st.dictionaries(
     st.text(max_size=5),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text()
+                 | st.floats(allow_nan=False, allow_infinity=False),
                  lambda inner: st.lists(inner, max_size=3), max_leaves=6),
     max_size=4), max_size=4))
 def test_json_is_what_json_dumps_gives(records: list[dict[str, object]]) -> None:
