@@ -63,7 +63,7 @@ _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 class Command:
     """One POP3 command. Validated on creation: it can always be sent as it is."""
 
-    __slots__ = ("args", "verb")
+    __slots__ = ("_line", "args", "verb")
 
     def __init__(self, verb: str, args: tuple[str, ...] = ()) -> None:
         if not _VERB_RE.fullmatch(verb):
@@ -75,7 +75,8 @@ class Command:
                 raise LocalProtocolError(f"{verb}: empty argument")
             if any(c in arg for c in "\r\n\0"):
                 raise LocalProtocolError(f"{verb}: CR, LF or NUL in an argument; nothing was sent")
-        if len(self.encode()) > MAX_COMMAND_LINE:
+        self._line = " ".join((verb, *args)).encode("utf-8") + b"\r\n"
+        if len(self._line) > MAX_COMMAND_LINE:
             raise LocalProtocolError(
                 f"{verb}: command line longer than {MAX_COMMAND_LINE} octets (RFC 2449)"
             )
@@ -89,7 +90,8 @@ class Command:
         return hash((self.verb, self.args))
 
     def encode(self) -> bytes:
-        return " ".join((self.verb, *self.args)).encode("utf-8") + b"\r\n"
+        """The command line as sent, CRLF included."""
+        return self._line
 
     @property
     def multiline(self) -> bool:
