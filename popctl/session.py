@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -488,16 +487,15 @@ class Session:
         else:
             self._login_sasl(auth.make_mechanism(name, credentials))
         self.mechanism = name
-        if self.capabilities.known and not capa_read:
+        if not capa_read:
             # Some servers (Gmail) announce more once logged in.
-            if prefetch:
-                capa = Command("CAPA")
-                self._send(capa, *(r.command for r in prefetch))
+            capa = Command("CAPA") if self.capabilities.known else None
+            commands = [*([capa] if capa else []), *(r.command for r in prefetch)]
+            if commands:
+                self._settle()
+                self._send(*commands)
+            if capa:
                 self._read_capa(capa)
-            else:
-                self.capa()
-        elif prefetch and not capa_read:
-            self._send(*(r.command for r in prefetch))
         if prefetch:
             self._prefetched = self._read_scan(prefetch)
         return name
@@ -523,8 +521,15 @@ class Session:
             # the CAPA behind it would report a lost connection instead of the refusal.
             self._auth_reply(first)
             self._auth_reply(second)
-            with _pipelined_after_login():
+            try:
                 first_after = self._reply(capa)
+            except NetworkTimeoutError as e:
+                # A server that announces PIPELINING but drops what arrived with the
+                # credentials (a login process handing the connection on, its buffer lost).
+                raise NetworkTimeoutError(
+                    f"{e}; the server accepted the login but did not answer the commands sent "
+                    "with it, although it announces PIPELINING: retry with --no-pipelining"
+                ) from e
             self._read_capa(capa, first_after)
             return True
         else:
@@ -852,19 +857,6 @@ class Session:
         finally:
             self._closed = True
             self._transport.close()
-
-
-@contextlib.contextmanager
-def _pipelined_after_login() -> Iterator[None]:
-    """The first reply to the commands sent with the credentials. A server that announced
-    PIPELINING but drops what arrived with them (a login process handing the connection to
-    another, its buffer lost) never sends it: say what to do about that."""
-    try:
-        yield
-    except NetworkTimeoutError as e:
-        raise NetworkTimeoutError(
-            f"{e}; the server accepted the login but did not answer the commands sent with it, "
-            "although it announces PIPELINING: retry with --no-pipelining") from e
 
 
 class _CountingSink:
