@@ -245,6 +245,15 @@ def available(name: str, caps: Capabilities, apop_timestamp: str | None) -> bool
     return name in caps.sasl
 
 
+def refuse_plaintext(credentials: Credentials, *, encrypted: bool) -> None:
+    """Raise unless the credentials may cross this connection: it is encrypted, or the user
+    allowed plaintext. Checked before connecting to a server without TLS, and again at login."""
+    if not encrypted and not credentials.allow_plaintext:
+        raise InsecureAuthError(
+            "refusing to send credentials over a connection without TLS; use --tls implicit or "
+            "--tls starttls, or allow it explicitly with --allow-plaintext")
+
+
 def choose_mechanism(credentials: Credentials, caps: Capabilities, *, encrypted: bool,
                      apop_timestamp: str | None) -> str:
     """The mechanism to use, or an error saying why none is acceptable."""
@@ -255,10 +264,7 @@ def choose_mechanism(credentials: Credentials, caps: Capabilities, *, encrypted:
         if value is not None and any(c in value for c in "\r\n\0"):
             raise UsageError(f"the {what} contains a CR, LF or NUL character; "
                              "no credentials were sent")
-    if not encrypted and not credentials.allow_plaintext:
-        raise InsecureAuthError(
-            "refusing to send credentials over a connection without TLS; use --tls implicit or "
-            "--tls starttls, or allow it explicitly with --allow-plaintext")
+    refuse_plaintext(credentials, encrypted=encrypted)
     wanted = credentials.mechanism.upper()
     if wanted != "AUTO":
         if wanted not in SUPPORTED:

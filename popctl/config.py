@@ -11,16 +11,12 @@ import os
 import re
 from typing import NamedTuple
 
+from popctl.defaults import MECHANISMS, TLS_MODES, default_port, normalize_fingerprint
 from popctl.errors import ConfigError
 
 # The keys an [accounts.NAME] table may hold, in the order they are written and shown.
 ACCOUNT_KEYS = ("host", "port", "user", "tls", "auth", "timeout", "ca_file", "fingerprint",
                 "password_command", "oauth2_token_command", "allow_plaintext")
-# TLSMode's and auth.SUPPORTED's values (tests/test_config.py checks): importing models and auth
-# here would make every command pay for hashlib, dataclass results and stringprep.
-TLS_MODES = ("implicit", "starttls", "none")
-MECHANISMS = ("auto", "USER", "APOP", "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "XOAUTH2",
-              "OAUTHBEARER")
 # Bare TOML keys (no quoting needed, no dots) that are also safe file and keyring names.
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HEADER = re.compile(r"\s*\[(?!\[)\s*([^\]]*?)\s*\]\s*(?:#.*)?$")
@@ -64,7 +60,7 @@ class Account(NamedTuple):
     def effective_port(self) -> int:
         if self.port is not None:
             return self.port
-        return 995 if (self.tls or "implicit") == "implicit" else 110
+        return default_port(self.tls)
 
     def values(self) -> dict[str, object]:
         """The keys set, in ACCOUNT_KEYS order."""
@@ -193,9 +189,10 @@ def check_value(key: str, value: object) -> str | None:
     if key == "auth" and str(value).upper() not in {m.upper() for m in MECHANISMS}:
         return f"expected one of {', '.join(MECHANISMS)}"
     if key == "fingerprint":
-        digits = str(value).strip().lower().removeprefix("sha256:").replace(":", "")
-        if not re.fullmatch(r"[0-9a-f]{64}", digits.replace(" ", "")):
-            return "a SHA-256 fingerprint is 64 hex digits (colons allowed)"
+        try:
+            normalize_fingerprint(str(value))
+        except ValueError as e:
+            return str(e)
     return None
 
 

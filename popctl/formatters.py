@@ -19,11 +19,11 @@ from datetime import date, datetime
 from types import ModuleType
 from typing import TextIO
 
+from popctl.defaults import FORMATS
 from popctl.errors import UsageError
 
 __all__ = ["FORMATS", "MAX_CELL_WIDTH", "human_size", "render", "render_one"]
 
-FORMATS = ("table", "json", "ndjson", "csv")
 
 # Table cells longer than this are cut with an ellipsis: with number, size, UID, From and Date
 # beside it, a 60-character Subject keeps a listing row within a wide terminal and readable.

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
+from popctl import defaults
+
 
 class TLSMode(StrEnum):
     IMPLICIT = "implicit"  # TLS from the first byte (port 995)
@@ -18,7 +20,7 @@ class TLSMode(StrEnum):
 
     @property
     def default_port(self) -> int:
-        return 995 if self is TLSMode.IMPLICIT else 110
+        return defaults.default_port(self.value)
 
 
 class Endpoint(NamedTuple):
@@ -30,8 +32,8 @@ class Endpoint(NamedTuple):
     ca_file: str | None = None
     fingerprint: str | None = None  # SHA-256 of the server certificate; replaces CA checks
     insecure: bool = False  # accept any certificate: only for tests against self-signed servers
-    connect_timeout: float = 15.0
-    timeout: float = 60.0  # for each read once connected
+    connect_timeout: float = defaults.TIMEOUT
+    timeout: float = defaults.TIMEOUT  # for each read once connected
 
     @property
     def effective_port(self) -> int:

@@ -170,29 +170,67 @@ def _matches(query: Query, row: Row, now: datetime) -> bool:
     return True
 
 
-def run(session: Session, query: Query, *, want_headers: bool,
-        progress: Callable[[int], None] | None = None,
-        sizes_only: bool = False, cache: HeaderCache | None = None,
-        delete: bool = False) -> Iterator[Row]:
+class Plan:
+    """How a command reads the mailbox: the selection, and what is done with each message.
+
+    One value built from the query where the command starts, instead of mode flags handed down
+    from layer to layer; a combination that cannot work is refused when it is built.
+    ``headers``: show From, Subject and Date (read with TOP); ``sizes_only``: one LIST, no UIDL
+    unless the selection names UIDs; ``uids``: the UIDs are what is asked for (a server
+    without UIDL is an error); ``delete``: mark each selected message deleted as it is read.
+    """
+
+    __slots__ = ("delete", "headers", "query", "sizes_only", "uids")
+
+    def __init__(self, query: Query, *, headers: bool = False, sizes_only: bool = False,
+                 uids: bool = False, delete: bool = False) -> None:
+        if sizes_only and (headers or query.header_filters):
+            raise ValueError("sizes_only=True reads no headers")
+        if delete and query.header_filters:
+            # The DELEs ride in the TOPs' window: the selection must be known before they are
+            # answered.
+            raise ValueError("delete=True needs a selection that does not depend on headers")
+        self.query, self.headers, self.sizes_only = query, headers, sizes_only
+        self.uids, self.delete = uids, delete
+
+    def __repr__(self) -> str:
+        return (f"Plan(query={self.query!r}, headers={self.headers!r}, "
+                f"sizes_only={self.sizes_only!r}, uids={self.uids!r}, delete={self.delete!r})")
+
+    @property
+    def scan(self) -> bool:
+        """Whether the listing needs UIDL beside LIST (both may then ride with the login)."""
+        return not self.sizes_only or bool(self.query.uids)
+
+    @property
+    def reads_headers(self) -> bool:
+        """Whether headers are fetched: to show them, or to filter on them."""
+        return self.headers or self.query.header_filters
+
+    def without_headers(self) -> Plan:
+        """The same plan showing no headers (for a server without TOP)."""
+        return Plan(self.query, sizes_only=self.sizes_only, uids=self.uids, delete=self.delete)
+
+
+def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None = None,
+        cache: HeaderCache | None = None) -> Iterator[Row]:
     """The selected messages, in order, each yielded as soon as it is known.
 
-    Headers are fetched (pipelined) when ``want_headers`` or a header filter needs them, except
-    those ``cache`` has (by UID and size); what is fetched is added to it, and the UIDs no
-    longer on the server are pruned from it. Without UIDL nothing is cached.
+    Headers are fetched (pipelined) when the plan shows them or a header filter needs them,
+    except those ``cache`` has (by UID and size); what is fetched is added to it, and the UIDs
+    no longer on the server are pruned from it. Without UIDL nothing is cached.
 
-    With ``delete`` every selected message is also marked deleted, in the same pipelined
-    window as the TOPs (so the query must not filter on headers: the selection is known
-    before they arrive).
+    With ``plan.delete`` every selected message is also marked deleted, in the same pipelined
+    window as the TOPs.
     """
-    if delete and query.header_filters:
-        raise ValueError("delete=True needs a selection that does not depend on headers")
-    if sizes_only and not query.uids:
+    query, delete = plan.query, plan.delete
+    if not plan.scan:
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
     rows = _candidates(query, sizes, uids)
     del sizes  # the rows have what is needed
-    if not (want_headers or query.header_filters):
+    if not plan.reads_headers:
         if delete and rows:
             session.dele([r.number for r in rows])
         yield from rows

@@ -11,6 +11,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Final
 
+from popctl.defaults import normalize_fingerprint
 from popctl.errors import ConnectionClosedError, NetworkTimeoutError, TLSError, TransportError
 from popctl.models import TLSInfo
 
@@ -22,17 +23,6 @@ if TYPE_CHECKING:
 RECV_SIZE: Final = 256 * 1024
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None) if sys.platform.startswith("linux") else None
-
-
-def normalize_fingerprint(text: str) -> str:
-    """"AB:CD:..." or "abcd..." -> 64 lower-case hex digits, or UsageError-worthy ValueError."""
-    hexdigits = text.strip().lower()
-    if hexdigits.startswith("sha256:"):
-        hexdigits = hexdigits[len("sha256:"):]
-    hexdigits = hexdigits.replace(":", "").replace(" ", "")
-    if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
-        raise ValueError("a SHA-256 fingerprint is 64 hex digits (colons allowed)")
-    return hexdigits
 
 
 def make_tls_context(ca_file: str | None = None, *, fingerprint: str | None = None,

@@ -29,8 +29,10 @@ from click.testing import CliRunner, Result
 from keyring.backends import fail
 from keyrings.alt.file import PlaintextKeyring
 
-from popctl import cli as cli_module
-from popctl.cli import Settings, cli, resolve_target
+from popctl.app.context import Options
+from popctl.app.targets import resolve_target
+from popctl.cli import cli
+from popctl.cli import console as console_module
 from popctl.errors import ConfigError, UsageError
 from tests.dovecot_server import DovecotServer
 from tests.scripted_server import ScriptedServer, expect, expect_eof, send
@@ -152,7 +154,7 @@ HOME = '[accounts.home]\nhost = "pop.home.example"\nuser = "me@home"\n'
 
 def test_the_account_fills_in_what_is_not_given() -> None:
     write_config(WORK, HOME)
-    target = resolve_target(Settings(account=("work",)))
+    target = resolve_target(Options(account=("work",)))
     endpoint = target.endpoint
     assert (endpoint.host, endpoint.port, endpoint.tls.value, endpoint.timeout) == (
         "pop.work.example", 1995, "starttls", 7.0)
@@ -162,15 +164,15 @@ def test_the_account_fills_in_what_is_not_given() -> None:
 
 def test_built_in_defaults_come_last() -> None:
     write_config(HOME)
-    endpoint = resolve_target(Settings(account=("home",))).endpoint
+    endpoint = resolve_target(Options(account=("home",))).endpoint
     assert (endpoint.port, endpoint.effective_port, endpoint.tls.value, endpoint.timeout) == (
         None, 995, "implicit", 30.0)
 
 
 def test_options_and_environment_beat_the_account() -> None:
-    """Settings holds what the command line or the environment gave (Click merged them)."""
+    """Options hold what the command line or the environment gave (Click merged them)."""
     write_config(WORK)
-    target = resolve_target(Settings(account=("work",), port=2995, tls="implicit", user="you"))
+    target = resolve_target(Options(account=("work",), port=2995, tls="implicit", user="you"))
     assert (target.endpoint.port, target.endpoint.tls.value, target.credentials.user) == (
         2995, "implicit", "you")
     assert not target.own  # another login and port: the account's commands are not used
@@ -179,21 +181,21 @@ def test_options_and_environment_beat_the_account() -> None:
 def test_popctl_account_selects_and_the_option_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     write_config(WORK, HOME)
     monkeypatch.setenv("POPCTL_ACCOUNT", "home")
-    assert resolve_target(Settings()).endpoint.host == "pop.home.example"
-    assert resolve_target(Settings(account=("work",))).endpoint.host == "pop.work.example"
+    assert resolve_target(Options()).endpoint.host == "pop.home.example"
+    assert resolve_target(Options(account=("work",))).endpoint.host == "pop.work.example"
 
 
 def test_the_default_account_only_without_a_host() -> None:
     write_config(WORK, HOME, default="home")
-    assert resolve_target(Settings()).endpoint.host == "pop.home.example"
+    assert resolve_target(Options()).endpoint.host == "pop.home.example"
     with pytest.raises(UsageError, match="no user given"):
-        resolve_target(Settings(host="pop.other.example"))  # an ad-hoc server: no account
+        resolve_target(Options(host="pop.other.example"))  # an ad-hoc server: no account
 
 
 def test_accounts_but_no_default_and_no_host() -> None:
     write_config(WORK, HOME)
     with pytest.raises(UsageError) as caught:
-        resolve_target(Settings())
+        resolve_target(Options())
     assert str(caught.value) == (
         f"no server given: use --account NAME (work, home), --host HOST (or POPCTL_HOST), or "
         f'set default = "NAME" in {config_file()}')
@@ -466,7 +468,7 @@ def test_account_add_refusals() -> None:
 
 
 def test_account_add_asks_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    monkeypatch.setattr(console_module, "interactive", lambda: True)
     result = invoke("account", "add", "work", input="pop.example.org\nme\n")
     assert result.exit_code == 0, result.stderr
     assert "POP3 server: " in result.stderr and "Login name: " in result.stderr
@@ -562,7 +564,7 @@ def test_account_remove_keeps_a_shared_keyring_entry() -> None:
 
 def test_account_remove_asks_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     write_config(HOME)
-    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    monkeypatch.setattr(console_module, "interactive", lambda: True)
     result = invoke("account", "remove", "home", input="n\n")
     assert result.exit_code == 1 and "Aborted" in result.stderr
     assert "[accounts.home]" in config_file().read_text()

@@ -212,8 +212,8 @@ def _message(n: int) -> tuple[str, int, bytes]:
 
 def _run(session: FakeSession, cache: HeaderCache | None,
          query: query_module.Query | None = None) -> list[tuple[int, str | None, str | None]]:
-    rows = query_module.run(session, query or query_module.Query(),  # type: ignore[arg-type]
-                            want_headers=True, cache=cache)
+    plan = query_module.Plan(query or query_module.Query(), headers=True)
+    rows = query_module.run(session, plan, cache=cache)  # type: ignore[arg-type]
     return [(r.number, r.sender, r.subject) for r in rows]
 
 
@@ -243,15 +243,14 @@ def test_delete_covers_cached_and_fetched_messages(tmp_path: Path) -> None:
     _run(session, cache := _cache(tmp_path), query_module.Query(ranges=("1-2",)))
     cache.save()
     session.tops.clear()
-    rows = list(query_module.run(session, query_module.Query(larger_than=101),  # type: ignore[arg-type]
-                                 want_headers=True, cache=_cache(tmp_path), delete=True))
+    plan = query_module.Plan(query_module.Query(larger_than=101), headers=True, delete=True)
+    rows = list(query_module.run(session, plan, cache=_cache(tmp_path)))  # type: ignore[arg-type]
     assert [r.number for r in rows] == [2, 3]
     assert [r.subject for r in rows] == ["message 2", "message 3"]
     assert session.tops == [3]  # 2's headers came from the cache
     assert sorted(session.deleted) == [2, 3]
     with pytest.raises(ValueError, match="does not depend on headers"):
-        list(query_module.run(session, query_module.Query(subject=re.compile("x")),  # type: ignore[arg-type]
-                              want_headers=True, delete=True))
+        query_module.Plan(query_module.Query(subject=re.compile("x")), headers=True, delete=True)
 
 
 def test_filters_use_the_cache_but_header_filters_fetch(tmp_path: Path) -> None:

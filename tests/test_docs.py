@@ -17,9 +17,8 @@ from popctl.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 MAN_PAGE = ROOT / "man" / "popctl.1"
-CLI_SOURCE = ROOT / "popctl" / "cli.py"
-# The modules that read the environment for the command line.
-ENV_SOURCES = [CLI_SOURCE, ROOT / "popctl" / "config.py", ROOT / "popctl" / "credentials.py"]
+# Every module of the package: any of them may read the environment for the command line.
+ENV_SOURCES = sorted((ROOT / "popctl").rglob("*.py"))
 README = ROOT / "README.md"
 
 
@@ -156,8 +155,8 @@ def test_exit_codes_in_man_page(sections: dict[str, list[str]]) -> None:
 
 
 def _environment_variables() -> set[str]:
-    """Every environment variable popctl/cli.py reads: ``envvar=`` of its options and the
-    ``POPCTL_*`` names it (or config.py, credentials.py) looks up itself."""
+    """Every environment variable popctl reads: ``envvar=`` of the command line's options and
+    the ``POPCTL_*`` names any module looks up itself."""
     source = "\n".join(path.read_text(encoding="utf-8") for path in ENV_SOURCES)
     names = set(re.findall(r"""envvar\s*=\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""", source))
     for listed in re.findall(r"envvar\s*=\s*[\[(]([^\])]*)[\])]", source):

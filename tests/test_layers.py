@@ -4,24 +4,29 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "popctl"
-MODULES = sorted(path.stem for path in PACKAGE.glob("*.py"))
+# Dotted names below popctl: "session", "cli.group", "app.runner"; a package by its own name.
+MODULES = sorted(".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(
+    ".__init__") for path in PACKAGE.rglob("*.py"))
 
 
-def imports(module: str) -> set[str]:
-    """Every module ``popctl/<module>.py`` imports, as full dotted names.
+def _path(module: str) -> Path:
+    path = PACKAGE.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
-    ``from popctl import formatters`` counts as both ``popctl`` and ``popctl.formatters`` (the
-    name may be a module or an attribute; treating it as a module is the strict reading), and
-    every import also counts as each of its parent packages (``ssl`` for ``ssl.x``).
-    """
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+
+def _tree(module: str) -> ast.Module:
+    return ast.parse(_path(module).read_text(encoding="utf-8"))
+
+
+def _names(nodes: list[ast.stmt] | list[ast.AST]) -> set[str]:
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -36,23 +41,75 @@ def imports(module: str) -> set[str]:
     return found | parents
 
 
+def imports(module: str) -> set[str]:
+    """Every module ``popctl/<module>.py`` imports, as full dotted names.
+
+    ``from popctl import formatters`` counts as both ``popctl`` and ``popctl.formatters`` (the
+    name may be a module or an attribute; treating it as a module is the strict reading), and
+    every import also counts as each of its parent packages (``ssl`` for ``ssl.x``).
+    """
+    return _names(list(ast.walk(_tree(module))))
+
+
+def top_level_imports(module: str) -> set[str]:
+    """What the module imports when it is imported: its body's imports, not those inside
+    functions or under ``if TYPE_CHECKING:``."""
+    return _names(list(_tree(module).body))
+
+
 def offending(module: str, forbidden: set[str]) -> set[str]:
     return imports(module) & forbidden
 
 
 def test_every_module_is_parsed() -> None:
-    assert {"cli", "protocol", "transport", "session", "formatters", "sandbox"} <= set(MODULES)
-    assert "click" in imports("cli")
-    assert {"popctl.errors", "popctl.formatters"} <= imports("cli")  # also inside functions
+    assert {"cli", "cli.group", "cli.mailbox", "app.runner", "protocol", "transport", "session",
+            "formatters", "sandbox", "defaults"} <= set(MODULES)
+    assert "click" in imports("cli.group")
+    assert "popctl.formatters" in imports("cli.console")  # also inside functions
+    assert "popctl.formatters" not in top_level_imports("cli.console")
 
 
-# The CLI layer is cli.py and the ``python -m popctl`` entry point, __main__.py.
-CLI_LAYER = {"cli", "__main__"}
+# The CLI layer is the popctl.cli package and the ``python -m popctl`` entry point, __main__.py.
+CLI_LAYER = {m for m in MODULES if m == "cli" or m.startswith("cli.")} | {"__main__"}
+APP_LAYER = {m for m in MODULES if m == "app" or m.startswith("app.")}
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - CLI_LAYER))
 def test_nothing_imports_the_cli(module: str) -> None:
     assert not offending(module, {"popctl.cli"})
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - CLI_LAYER))
+def test_nothing_below_the_cli_imports_click(module: str) -> None:
+    assert not offending(module, {"click"})
+
+
+@pytest.mark.parametrize("module", sorted(APP_LAYER))
+def test_the_application_leaves_output_to_the_cli(module: str) -> None:
+    """Records go out through the UI the command line hands down, in the format it chose."""
+    assert not offending(module, {"popctl.formatters", "tabulate", "keyring"})
+
+
+def test_defaults_stand_on_the_standard_library() -> None:
+    ours = {name for name in imports("defaults") if name.startswith("popctl")}
+    assert ours == set()
+
+
+# What the CLI's modules may import when they are imported (``popctl --help`` imports them all):
+# click, the standard library, and these; the rest of popctl only inside a command's body.
+CLI_START_UP = {"popctl", "popctl.__version__", "popctl.defaults", "popctl.errors", "popctl.app",
+                "popctl.app.context", "popctl.cli"}
+
+
+@pytest.mark.parametrize("module", sorted(CLI_LAYER - {"__main__"}))
+def test_the_cli_imports_the_application_only_in_command_bodies(module: str) -> None:
+    ours = {name for name in top_level_imports(module) if name.split(".")[0] == "popctl"}
+    assert {name for name in ours if name not in CLI_START_UP
+            and not name.startswith(("popctl.cli.", "popctl.defaults.", "popctl.errors.",
+                                     "popctl.app.context."))} == set()
+    third_party = {name.split(".")[0] for name in top_level_imports(module)} - {
+        "popctl", "click", "__future__"} - set(sys.stdlib_module_names)
+    assert third_party == set()
 
 
 def test_protocol_is_sans_io() -> None:
@@ -69,11 +126,6 @@ def test_session_knows_no_cli_libraries() -> None:
     assert not offending("session", {"click", "keyring", "tabulate"})
 
 
-@pytest.mark.parametrize("module", sorted(set(MODULES) - {"cli"}))
-def test_only_cli_imports_click(module: str) -> None:
-    assert not offending(module, {"click"})
-
-
 @pytest.mark.parametrize("module", sorted(set(MODULES) - {"formatters"}))
 def test_only_formatters_imports_tabulate(module: str) -> None:
     assert not offending(module, {"tabulate"})
@@ -87,13 +139,13 @@ def test_only_credentials_imports_keyring(module: str) -> None:
 def test_config_and_credentials_stand_on_errors_only() -> None:
     for module in ("config", "credentials"):
         ours = {name for name in imports(module) if name.startswith("popctl.")
-                and not name.startswith("popctl.errors.")}  # its names, e.g. ConfigError
-        assert ours <= {"popctl.errors"}, module
+                and not name.startswith(("popctl.errors.", "popctl.defaults."))}  # their names
+        assert ours <= {"popctl.errors", "popctl.defaults"}, module
 
 
 def test_keyring_is_imported_only_inside_functions() -> None:
     """`popctl --help` and commands that need no secret must not load keyring."""
-    tree = ast.parse((PACKAGE / "credentials.py").read_text(encoding="utf-8"))
+    tree = _tree("credentials")
     top = {alias.name.split(".")[0] for node in tree.body
            if isinstance(node, ast.Import | ast.ImportFrom)
            for alias in node.names} | {

@@ -8,13 +8,17 @@ import sys
 
 import pytest
 
-from popctl.cli import TLS_MODES, Settings
+from popctl import defaults
+from popctl.app.context import Options
 from popctl.models import TLSMode
 
-# Imported only by the commands that need them, never by `import popctl.cli`.
+# Imported only by the commands that need them, never by `import popctl.cli`: the application
+# layer (but its context module, the types the commands are handed) and all it stands on.
+APP = ["popctl.app.accounts", "popctl.app.download", "popctl.app.mailbox", "popctl.app.probe",
+       "popctl.app.runner", "popctl.app.shell", "popctl.app.targets"]
 LAZY = ["popctl.models", "popctl.session", "popctl.query", "popctl.cache", "popctl.formatters",
         "popctl.stores", "popctl.sandbox", "dataclasses", "traceback", "ssl", "socket",
-        "keyring", "tabulate", "email", "popctl.config", "popctl.credentials", "tomllib"]
+        "keyring", "tabulate", "email", "popctl.config", "popctl.credentials", "tomllib", *APP]
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -40,20 +44,19 @@ def test_version_and_help_load_nothing_heavy(args: list[str]) -> None:
 
 
 def test_tls_choices_are_the_tls_modes() -> None:
-    assert tuple(mode.value for mode in TLSMode) == TLS_MODES
+    assert tuple(mode.value for mode in TLSMode) == defaults.TLS_MODES
 
 
-def test_settings_defaults_copy_and_unknown_names() -> None:
-    settings = Settings(host="pop.example.org")
-    assert settings.host == "pop.example.org" and settings.port is None and settings.extra == {}
-    assert Settings().extra is not Settings().extra
-    settings.extra["x"] = 1
-    child = settings.copy(extra=settings.extra, quiet=True)
-    assert child.host == "pop.example.org" and child.quiet and child.extra is settings.extra
-    assert settings.quiet is None
-    assert "pop.example.org" in repr(settings)
+def test_options_are_immutable_and_typed() -> None:
+    options = Options(host="pop.example.org")
+    assert options.host == "pop.example.org" and options.port is None and options.account == ()
+    with pytest.raises(AttributeError):
+        options.host = "other"  # type: ignore[misc]
+    child = options._replace(quiet=True)
+    assert child.host == "pop.example.org" and child.quiet and not options.quiet
+    assert "pop.example.org" in repr(options)
     with pytest.raises(TypeError):
-        Settings(hots="typo")
+        Options(hots="typo")  # type: ignore[call-arg]
 
 
 # Never needed by a plain-text listing as JSON with a header cache (issue 5: each of these cost

@@ -103,9 +103,9 @@ def test_ascii_tables_skip_wcwidth_and_restore_the_switch() -> None:
 
 PRELOAD = """
 import sys, time
-from popctl import cli
+from popctl.app import runner
 names = sys.argv[3:]
-cli.preload(sys.argv[1], scan=sys.argv[2] == "scan")
+runner.preload(sys.argv[1], scan=sys.argv[2] == "scan")
 deadline = time.monotonic() + 20
 while not all(n in sys.modules for n in names) and time.monotonic() < deadline:
     time.sleep(0.01)

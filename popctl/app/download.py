@@ -1,0 +1,85 @@
+"""retr: whole messages into a store (stdout, a file, a directory, a Maildir, an mbox).
+
+With ``delete``, a message's DELE is sent only after the store committed it (written, flushed
+to disk, renamed into place); the stored directories are synced once before QUIT. A failed
+write stops the batch and the session ends without QUIT, so the server keeps every message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from popctl import stores
+from popctl.app.context import Opened, Record, RunContext
+from popctl.app.mailbox import listing
+from popctl.app.runner import Job, run
+from popctl.errors import UsageError
+from popctl.query import Plan, Query
+
+
+class Download(NamedTuple):
+    """What to fetch and where to put it; ``kind`` None: stdout."""
+
+    query: Query
+    kind: str | None = None  # "output" (one file), "output_dir", "maildir" or "mbox"
+    path: str | None = None
+    delete: bool = False
+
+
+STORES: dict[str, Callable[[str], stores.Store]] = {
+    "output": stores.FileStore,
+    "output_dir": stores.DirectoryStore,
+    "maildir": stores.MaildirStore,
+    "mbox": stores.MboxStore,
+}
+
+
+def download(context: RunContext, request: Download) -> None:
+    store = (STORES[request.kind](request.path or "") if request.kind is not None
+             else stores.StdoutStore(context.ui.stdout))
+    try:
+        records = run(context, Job(lambda opened: _fetch(opened, request, store), scan=True,
+                                   emit=context.options.machine)).records
+    finally:
+        store.close()
+    if not context.options.machine and request.kind is not None:
+        deleted = sum(1 for r in records if r["deleted"])
+        context.ui.note(f"{len(records)} message(s) stored in {request.path}"
+                        + (f", {deleted} deleted from the server" if request.delete else ""))
+
+
+def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Record]:
+    rows = list(listing(opened, Plan(request.query)))
+    if request.kind == "output" and len(rows) > 1:  # before any RETR: nothing fetched or written
+        raise UsageError(f"--output FILE takes one message; use --output-dir (the selection has "
+                         f"{len(rows)})")
+    uid_of = {r.number: r.uid for r in rows}
+    sinks: dict[int, stores.MessageSink] = {}
+    stored: dict[int, str] = {}
+
+    def open_sink(n: int) -> stores.MessageSink:
+        sinks[n] = store.open(n, uid_of.get(n))
+        return sinks[n]
+
+    def finish(n: int, _sink: object) -> None:
+        stored[n] = sinks.pop(n).commit()
+
+    # A bar for several messages into a store (never over a message written to stdout).
+    total = sum(r.size for r in rows) if request.kind is not None and len(rows) > 1 else 0
+    records: list[Record] = []
+    try:
+        with opened.context.ui.progress(total, "retrieving") as progress:
+            for done in opened.session.retr_many([r.number for r in rows], open_sink,
+                                                 finish=finish, delete=request.delete):
+                records.append({"number": done.number, "size": done.octets,
+                                "uid": uid_of.get(done.number),
+                                "stored": stored.get(done.number), "deleted": done.deleted})
+                if progress is not None:
+                    progress(done.octets)
+    except BaseException:
+        for sink in sinks.values():
+            sink.discard()
+        raise
+    store.sync()  # the stored messages' directory entries, durable before QUIT
+    return records

@@ -1,0 +1,108 @@
+"""``popctl shell``: one POP3 session for many commands, so that dele then rset really undoes.
+
+The loop reads lines, answers ``help``, ``trace on|off``, raw POP3 commands and ``quit`` itself,
+and hands every other line to ``dispatch``, which the command line supplies: it parses the words
+as the command line would and runs the command in the shell's session. Deletions are committed
+when the shell quits; a script on stdin stops at its first error and closes without QUIT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shlex
+import sys
+from collections.abc import Callable
+
+from popctl.app.context import RunContext
+from popctl.app.runner import connect
+from popctl.errors import ExitCode, PopctlError, RemoteProtocolError, TransportError, UsageError
+from popctl.session import Session
+
+SHELL_HELP = """\
+Commands (same options as on the command line; one session for all of them):
+  stat | list | uidl | top | retr | dele | rset | noop | capa   e.g.  list --larger-than 1M
+  LAST, NOOP, STAT, ... (upper case) or  raw LINE               send a POP3 command as typed
+  trace on|off                                                  show the dialogue on stderr
+  help                                                          this text
+  quit | exit | Ctrl-D                                          QUIT: commit deletions, leave
+Deletions take effect only when you quit; rset undoes them before that."""
+
+SHELL_COMMANDS = ("stat", "list", "uidl", "top", "retr", "dele", "rset", "noop", "capa")
+
+# Runs one command line (its words) in the shell's context; returns its exit status and the
+# error it failed with, already reported.
+Dispatch = Callable[[RunContext, list[str]], tuple[int, PopctlError | None]]
+
+
+class ShellStopped(PopctlError):
+    """A shell script failed; the error was already reported."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__("shell stopped; the session was closed without QUIT, so nothing "
+                         "was deleted")
+        self.exit_code = ExitCode(code)
+
+
+def shell(context: RunContext, dispatch: Dispatch) -> None:
+    ui = context.ui
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - gives input() line editing and history
+    with connect(context) as opened:
+        inside = context._replace(shell=opened)
+        if interactive:
+            ui.note(f"connected; {opened.session.stat().count} message(s). Type help.")
+        while True:
+            try:
+                line = input("popctl> " if interactive else "")
+            except EOFError:
+                break
+            except KeyboardInterrupt:
+                ui.warn("")
+                continue
+            if _line(inside, opened.session, line, dispatch, interactive=interactive):
+                break
+
+
+def _line(inside: RunContext, session: Session, line: str, dispatch: Dispatch, *,
+          interactive: bool) -> bool:
+    """Do what one line says; True to quit."""
+    words = shlex.split(line, comments=True) if line.strip() else []
+    verb = words[0] if words else ""
+    ui = inside.ui
+    if verb in ("quit", "exit"):
+        return True
+    if verb == "help":
+        ui.warn(SHELL_HELP)
+    elif verb == "trace":
+        session.set_trace(ui.tracer() if words[1:] == ["on"] else None)
+    elif verb == "raw" or (verb.isupper() and verb not in SHELL_COMMANDS):
+        raw(inside, session, line.strip()[4:] if verb == "raw" else line.strip())
+    elif verb and verb not in SHELL_COMMANDS:
+        if not interactive:
+            raise UsageError(f"unknown command {verb!r}: script stopped, the session was "
+                             "closed without QUIT, so nothing was deleted")
+        ui.error(f"unknown command {verb!r}; type help")
+    elif verb:
+        code, error = dispatch(inside, words)
+        fatal = isinstance(error, TransportError | RemoteProtocolError)
+        if fatal or (not interactive and (error is not None or code != 0)):
+            raise ShellStopped(error.exit_code if error is not None else code)
+    return False
+
+
+def raw(context: RunContext, session: Session, line: str) -> None:
+    """A POP3 command as typed, and its reply as the server sent it (made printable)."""
+    data = io.BytesIO()
+    try:
+        reply = session.raw(line, data)
+    except UsageError as e:
+        context.ui.error(str(e))
+        return
+    sign = "+OK" if reply.ok else "-ERR"
+    code = f" [{reply.code}]" if reply.code else ""
+    context.ui.echo(f"{sign}{code} {reply.text}".rstrip())
+    if data.getvalue():
+        context.ui.echo(data.getvalue().decode("utf-8", "replace"), newline=False)

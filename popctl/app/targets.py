@@ -1,0 +1,199 @@
+"""Which server, as whom, with which secret: options, the environment and accounts resolved.
+
+Each setting comes from the options (the command line, else the environment), else the account
+(``--account``, ``POPCTL_ACCOUNT``, or the file's default when no host was given), else the
+built-in default (``popctl.defaults``). The secret is looked up after connecting, so that a bad
+certificate is reported before anyone is asked for a password.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from popctl import defaults
+from popctl.app.context import UI, Options, RunContext
+from popctl.errors import NoCredentialsError, UsageError
+from popctl.models import Credentials, Endpoint, TLSMode
+
+if TYPE_CHECKING:
+    from popctl.config import Account
+    from popctl.sandbox import SandboxServer
+
+# config.py (and tomllib with it) is imported only when an account is involved: a command given
+# its server on the command line or in the environment never reads the file.
+
+
+class Target(NamedTuple):
+    endpoint: Endpoint
+    credentials: Credentials  # without the secret until find_secret
+    account: Account | None = None  # the configured account in use
+    own: bool = False  # its own user, host and port: its password/token commands may be used
+
+
+def account_names(options: Options) -> tuple[str, ...]:
+    """--account (all of them), else POPCTL_ACCOUNT (one name)."""
+    if options.account:
+        return options.account
+    name = os.environ.get("POPCTL_ACCOUNT", "").strip()
+    return (name,) if name else ()
+
+
+def several_accounts(options: Options) -> list[str] | None:
+    """The accounts of a run across accounts (--all-accounts, --account twice or more)."""
+    if options.all_accounts:
+        if options.account:
+            raise UsageError("give either --account or --all-accounts, not both")
+        from popctl import config
+
+        loaded = config.load()
+        if not loaded.accounts:
+            raise UsageError(f"--all-accounts: no accounts in {loaded.path}; add one with: "
+                             "popctl account add NAME --host HOST --user USER")
+        return list(loaded.accounts)
+    names = account_names(options)
+    return list(names) if len(names) > 1 else None
+
+
+def selected_account(options: Options) -> Account | None:
+    """The account in use: --account or POPCTL_ACCOUNT; else, when no host was given at all,
+    the file's default account."""
+    names = account_names(options)
+    if options.all_accounts or len(names) > 1:
+        raise UsageError("--all-accounts and a repeated --account work with stat, list, uidl "
+                         "and dele only")
+    if not names and options.host:
+        return None  # a server named on the command line or in POPCTL_HOST: no file needed
+    from popctl import config
+
+    loaded = config.load()
+    if names:
+        return loaded.account(names[0])
+    if loaded.default is not None:
+        return loaded.accounts[loaded.default]
+    if loaded.accounts:
+        raise UsageError(f"no server given: use --account NAME ({', '.join(loaded.accounts)}), "
+                         "--host HOST (or POPCTL_HOST), or set default = \"NAME\" in "
+                         f"{loaded.path}")
+    return None
+
+
+def resolve_target(options: Options) -> Target:
+    """Endpoint and credentials (without the secret) of a real server (not the sandbox)."""
+    account = selected_account(options)
+
+    def pick(name: str) -> Any:
+        value = getattr(options, name)
+        return getattr(account, name) if value is None and account is not None else value
+
+    host = pick("host")
+    if not host:
+        raise UsageError("no server given: use --host HOST (or POPCTL_HOST), or try --sandbox")
+    fingerprint = pick("fingerprint")
+    if fingerprint is not None:
+        try:
+            defaults.normalize_fingerprint(fingerprint)
+        except ValueError as e:
+            raise UsageError(f"--fingerprint: {e}") from None
+    ca_file = options.ca_file
+    if ca_file is None and account is not None and account.ca_file is not None:
+        from popctl import config
+
+        # ~ and paths relative to the configuration file's directory
+        ca_file = os.path.join(os.path.dirname(config.config_path()),
+                               os.path.expanduser(account.ca_file))
+        if not os.path.isfile(ca_file):
+            raise UsageError(f"ca_file {ca_file} of account {account.name}: no such file")
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise UsageError(f"--ca-file {ca_file}: no such file")
+    timeout = pick("timeout") or defaults.TIMEOUT
+    endpoint = Endpoint(host=host, port=pick("port"), tls=TLSMode(pick("tls") or defaults.TLS),
+                        ca_file=ca_file, fingerprint=fingerprint,
+                        insecure=options.insecure, connect_timeout=timeout, timeout=timeout)
+    user = pick("user")
+    if not user:
+        raise UsageError("no user given: use --user NAME (or POPCTL_USER)")
+    credentials = Credentials(user=user, password=None,
+                              mechanism=pick("auth") or defaults.MECHANISM,
+                              allow_plaintext=bool(pick("allow_plaintext")))
+    own = account is not None and (user, host.lower(), endpoint.effective_port) == (
+        account.user, (account.host or "").lower(), account.effective_port)
+    return Target(endpoint, credentials, account, own)
+
+
+# --- the sandbox ----------------------------------------------------------------------------------
+
+_sandbox: SandboxServer | None = None  # one per process, whatever the number of sessions
+
+
+def sandbox_target(run: RunContext) -> Target:
+    """The bundled sample server, started on first use and stopped when the run ends."""
+    global _sandbox
+    if _sandbox is None:
+        from popctl.sandbox import SandboxServer
+
+        _sandbox = SandboxServer().start()
+        run.resources.callback(stop_sandbox)
+        host, port = _sandbox.address
+        run.ui.note(f"sandbox: sample POP3 server on {host} port {port} (user sandbox, "
+                    "password sandbox)")
+    timeout = run.options.timeout or defaults.TIMEOUT
+    endpoint = Endpoint(host="localhost", port=_sandbox.address[1], tls=TLSMode.STARTTLS,
+                        ca_file=_sandbox.ca_file, connect_timeout=timeout, timeout=timeout)
+    return Target(endpoint, Credentials("sandbox", "sandbox",
+                                        mechanism=run.options.auth or defaults.MECHANISM))
+
+
+def stop_sandbox() -> None:
+    global _sandbox
+    if _sandbox is not None:
+        _sandbox.stop()
+        _sandbox = None
+
+
+def target_of(run: RunContext) -> Target:
+    return sandbox_target(run) if run.options.sandbox else resolve_target(run.options)
+
+
+# --- the secret -----------------------------------------------------------------------------------
+
+
+def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
+    """The credentials with their secret, and where it came from: an account's
+    oauth2_token_command; else the keyring, the account's password_command, POPCTL_PASSWORD,
+    a prompt on a terminal (in that order)."""
+    credentials = target.credentials
+    if credentials.password is not None or credentials.oauth2_token is not None:
+        return credentials, None
+    from popctl import credentials as secrets
+
+    account = target.account
+    user, host = credentials.user, target.endpoint.host
+    if account is not None and not target.own and (account.password_command
+                                                   or account.oauth2_token_command):
+        ui.note(f"note: not using the password or token command of account {account.name}: "
+                "the user, host or port was overridden")
+    if (account is not None and target.own and account.oauth2_token_command
+            and credentials.mechanism.upper() in ("AUTO", "XOAUTH2", "OAUTHBEARER")):
+        token = secrets.run_command(account.oauth2_token_command, "oauth2_token_command",
+                                    account.name)
+        return credentials._replace(oauth2_token=token), "oauth2_token_command"
+    key = None
+    if account is not None:
+        key = secrets.keyring_user(user, host, target.endpoint.effective_port)
+    command = account.password_command if account is not None and target.own else None
+    found = secrets.find_password(key, command, account.name if account else None,
+                                  warn=ui.note)
+    if found is not None:
+        return credentials._replace(password=found.value), found.source
+    if ui.interactive():
+        return credentials._replace(password=ui.ask(f"Password for {user}@{host}",
+                                                    hidden=True)), "prompt"
+    if account is not None:
+        raise NoCredentialsError(
+            f"no password for account {account.name} ({key}): store one with: popctl password "
+            f"set {account.name} (or give the account a password_command, or set "
+            "POPCTL_PASSWORD)")
+    raise NoCredentialsError(
+        f"no password for {user}@{host}: set POPCTL_PASSWORD, or run popctl on a terminal "
+        "to be asked")

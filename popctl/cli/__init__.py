@@ -1,0 +1,12 @@
+"""The command line: a package of small Click modules over popctl.app.
+
+``group`` holds the ``popctl`` group and the way out of the process, ``options`` the shared
+options and the typed run context handed to commands, ``errors`` the one place where errors
+become exit codes, ``console`` the UI the application talks through; ``mailbox``, ``shell``,
+``accounts`` and ``sandbox`` hold the commands. The entry point is ``popctl.cli:main``.
+"""
+
+from popctl.cli import accounts, mailbox, sandbox, shell  # noqa: F401 - they register the commands
+from popctl.cli.group import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,100 @@
+"""The application's UI (popctl.app.context.UI) made of Click: stderr for people, stdout for
+records in the chosen format, prompts and progress bars only on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import BinaryIO
+
+import click
+
+from popctl.app.context import Options, Progress, Record, TraceHook
+
+
+def interactive() -> bool:
+    """Someone can answer: stdin and stderr are terminals."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+class Console:
+    """Talks to the person at the terminal, with the options of one command."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def note(self, text: str) -> None:
+        if not self.options.quiet:
+            click.echo(text, err=True)
+
+    def warn(self, text: str) -> None:
+        click.echo(text, err=True)
+
+    def error(self, text: str) -> None:
+        click.echo(f"Error: {text}", err=True)
+
+    def interactive(self) -> bool:
+        return interactive()
+
+    def ask(self, question: str, *, hidden: bool = False, twice: bool = False) -> str:
+        answer: str = click.prompt(question, hide_input=hidden, confirmation_prompt=twice,
+                                   err=True)
+        return answer
+
+    def confirm(self, question: str, *, default: bool = False) -> bool:
+        return click.confirm(question, default=default, err=True)
+
+    def require(self, question: str) -> None:
+        if not click.confirm(question, err=True):
+            raise click.Abort()
+
+    @property
+    def shows_progress(self) -> bool:
+        return not self.options.quiet and sys.stderr.isatty()
+
+    @contextlib.contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Progress | None]:
+        if total <= 0 or not self.shows_progress:
+            yield None
+            return
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield bar.update
+
+    def tracer(self, label: str | None = None) -> TraceHook:
+        start = time.monotonic()
+        tag = f" [{label}]" if label else ""  # several accounts' dialogues interleave
+
+        def trace(direction: str, line: str) -> None:
+            click.echo(f"{time.monotonic() - start:9.3f}{tag} {direction}: {line}", err=True)
+        return trace
+
+    # Formatters are imported when the first record is written: runner.preload has started
+    # importing them on a thread while the server was being reached.
+
+    def emit(self, records: Iterable[Record], columns: Sequence[str] | None = None) -> int:
+        from popctl import formatters
+
+        return formatters.render(records, self.options.fmt, sys.stdout, columns=columns)
+
+    def emit_one(self, record: Record) -> None:
+        from popctl import formatters
+
+        formatters.render_one(record, self.options.fmt, sys.stdout)
+
+    def show(self, records: Sequence[Record]) -> None:
+        from popctl import formatters
+
+        formatters.render(records, "table", sys.stderr)
+
+    def echo(self, text: str, *, newline: bool = True) -> None:
+        if newline:
+            click.echo(text)
+        else:  # data as the server sent it (a raw command's reply), not filtered by Click
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    @property
+    def stdout(self) -> BinaryIO:
+        return sys.stdout.buffer

@@ -1,0 +1,40 @@
+"""``popctl sandbox serve``: the bundled sample POP3 server in the foreground."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from popctl.cli.group import cli
+
+
+@cli.group()
+def sandbox() -> None:
+    """popctl's bundled sample POP3 server."""
+
+
+@sandbox.command(name="serve")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+def sandbox_serve(port: int) -> None:
+    """Run the sample server in the foreground (Ctrl-C stops it).
+
+    It listens on 127.0.0.1 only, with user "sandbox", password "sandbox", and about 50 sample
+    messages; deletions are kept in memory and never touch real mail.
+    """
+    from popctl.sandbox import SandboxServer
+
+    server = SandboxServer(port=port).start()
+    host, bound = server.address
+    click.echo(f"sandbox POP3 server on {host} port {bound}: user sandbox, password sandbox",
+               err=True)
+    if server.ca_file:
+        click.echo(f"STLS certificate (trust it with --ca-file): {server.ca_file}", err=True)
+    click.echo(f"try: popctl --host localhost --port {bound} --tls starttls --ca-file "
+               f"{server.ca_file} --user sandbox list", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.stop()
