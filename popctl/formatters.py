@@ -16,8 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
-from types import ModuleType
-from typing import TextIO
+from typing import Any, TextIO
 
 from popctl.defaults import FORMATS
 from popctl.errors import UsageError
@@ -164,57 +163,59 @@ def _render_csv(records: Iterable[Record], out: TextIO, columns: Sequence[str] |
 
 
 # --- tables ---------------------------------------------------------------------------------------
-# Laid out by tabulate ("simple" for listings, "plain" for one record), imported only when a table
-# is written. A listing is measured once over compact rows (tuples of cells, numbers kept as the
-# record's int objects), then handed to tabulate TABLE_CHUNK rows at a time with every column
-# forced to its width over the whole table: the text is the same as one tabulate call over all
-# the rows, but a 100,000-message listing never holds tabulate's formatted copies of every cell.
+# Laid out by tabulate ("simple" for listings, "plain" for one record) through its one public
+# function, imported only when a table is written. tabulate measures a cell with len(), or with
+# wcwidth when that optional package is installed: the two disagree on CJK and emoji, and neither
+# is ours to switch. So tabulate sees ASCII only: a cell with any other character goes in as a
+# stand-in of as many _SLOT characters as it takes columns on a terminal (textwidth.py), which
+# both measures count alike, and the text is put back into the finished lines.
+#
+# A listing is measured once over compact rows (tuples of cells, numbers kept as the record's int
+# objects), then handed to tabulate TABLE_CHUNK rows at a time with every column forced to its
+# width over the whole table: the text is the same as one tabulate call over all the rows, but a
+# 100,000-message listing never holds tabulate's formatted copies of every cell.
 
 TABLE_CHUNK = 2000
-
-
-def _tabulate() -> ModuleType:
-    import tabulate
-
-    if getattr(tabulate, "wcwidth", None) is None:
-        # No wcwidth (tabulate's optional extra): measure wide characters with ours, through
-        # tabulate's own hook, rather than let CJK and emoji push rows out of line.
-        from popctl import textwidth
-
-        setattr(tabulate, "wcwidth", textwidth)  # noqa: B010
-        setattr(tabulate, "WIDE_CHARS_MODE", True)  # noqa: B010
-    return tabulate
-
-
-def _width_function(module: ModuleType) -> Callable[[str], int]:
-    """tabulate's own measure of a cell: wcwidth's when tabulate uses it, else the length."""
-    wcwidth = getattr(module, "wcwidth", None)
-    if wcwidth is not None and getattr(module, "WIDE_CHARS_MODE", False):
-        wcswidth: Callable[[str], int] = wcwidth.wcswidth
-        return lambda text: len(text) if text.isascii() else max(wcswidth(text), 0)
-    return len
+# tabulate makes a column at least as wide as its header plus two (the "simple" format's rule).
+_HEADER_PADDING = 2
+# A private-use character: one column for len() and wcwidth alike, and never in a stand-in's
+# neighbourhood otherwise (a cell holding one is itself replaced by a stand-in).
+_SLOT = "\ue000"
+_SLOTS = re.compile(_SLOT + "+")
 
 
 def _number_text(value: int | float) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
 
 
-def _tabulate_chunk(tabulate: ModuleType, cells: list[list[str]], headers: list[str],
-                    aligns: list[str]) -> str:
-    def call() -> str:
-        return str(tabulate.tabulate(cells, headers=headers, tablefmt="simple",
-                                     colalign=aligns, disable_numparse=True))
+def _stand_in(cell: str, originals: list[str]) -> str:
+    """``cell`` as tabulate may see it: itself if ASCII, else a stand-in of its width (kept in
+    ``originals`` for _put_back). A cell of zero width shows nothing, and goes in empty."""
+    if cell.isascii():
+        return cell
+    from popctl.textwidth import wcswidth
 
-    wide = getattr(tabulate, "WIDE_CHARS_MODE", False)
-    if not wide or not all(c.isascii() for row in cells for c in row):
-        return call()
-    # Printable ASCII is one column a character either way; tabulate's documented switch skips
-    # wcwidth, which measures every cell twice (a third of a 1,000-row table's time).
-    setattr(tabulate, "WIDE_CHARS_MODE", False)  # noqa: B010
-    try:
-        return call()
-    finally:
-        setattr(tabulate, "WIDE_CHARS_MODE", wide)  # noqa: B010
+    width = wcswidth(cell)
+    if width:
+        originals.append(cell)
+    return _SLOT * width
+
+
+def _put_back(text: str, originals: list[str]) -> str:
+    """tabulate's lines with each stand-in replaced by its cell, in order (tabulate keeps the
+    cells' order, and separates them by at least a space)."""
+    if not originals:
+        return text
+    cells = iter(originals)
+    return _SLOTS.sub(lambda _match: next(cells), text)
+
+
+def _tabulate(rows: list[list[str]], **options: Any) -> str:
+    from tabulate import tabulate
+
+    originals: list[str] = []
+    cells = [[_stand_in(cell, originals) for cell in row] for row in rows]
+    return _put_back(tabulate(cells, disable_numparse=True, **options), originals)
 
 
 def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
@@ -232,10 +233,9 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
         rows = [tuple(_cell(record.get(key)) for key in columns) for record in records]
     if not rows:
         return 0
-    tabulate = _tabulate()
-    width = _width_function(tabulate)
-    min_padding = tabulate.MIN_PADDING
-    widths = [width(name) + min_padding for name in columns]
+    from popctl.textwidth import wcswidth  # unicodedata: only tables measure text
+
+    widths = [len(name) + _HEADER_PADDING for name in columns]
     numbers, texts = [False] * len(columns), [False] * len(columns)
     for row in rows:
         for i, cell in enumerate(row):
@@ -243,22 +243,22 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
                 continue
             if isinstance(cell, str):
                 texts[i] = True
-                cell_width = width(cell)
+                cell_width = wcswidth(cell)
             else:
                 numbers[i] = True
                 cell_width = len(_number_text(cell))  # type: ignore[arg-type]
             if cell_width > widths[i]:
                 widths[i] = cell_width
     aligns = ["right" if n and not t else "left" for n, t in zip(numbers, texts, strict=True)]
-    # tabulate makes a column at least as wide as its header plus MIN_PADDING: a header padded
-    # on the side it is aligned away from fixes each chunk's column at the whole table's width.
-    headers = [" " * (w - min_padding - width(name)) + name if align == "right"
-               else name + " " * (w - min_padding - width(name))
+    # A header padded on the side it is aligned away from fixes each chunk's column at the whole
+    # table's width.
+    headers = [" " * (w - _HEADER_PADDING - len(name)) + name if align == "right"
+               else name + " " * (w - _HEADER_PADDING - len(name))
                for name, w, align in zip(columns, widths, aligns, strict=True)]
     for start in range(0, len(rows), TABLE_CHUNK):
         cells = [["" if c is None else c if isinstance(c, str) else _number_text(c)  # type: ignore[arg-type]
                   for c in row] for row in rows[start:start + TABLE_CHUNK]]
-        text = _tabulate_chunk(tabulate, cells, headers, aligns)
+        text = _tabulate(cells, headers=headers, tablefmt="simple", colalign=aligns)
         if start:
             text = text.split("\n", 2)[2]  # the header and its rule are written once
         out.write(text + "\n")
@@ -302,7 +302,7 @@ def render_one(record: Record, fmt: str, out: TextIO) -> None:
         if record:
             pairs = [(key, _text(value, booleans=("yes", "no")).translate(_TABLE_CONTROLS)
                       .strip()) for key, value in record.items()]
-            out.write(_tabulate().tabulate(pairs, tablefmt="plain", disable_numparse=True) + "\n")
+            out.write(_tabulate([list(pair) for pair in pairs], tablefmt="plain") + "\n")
     else:
         _renderer(fmt)([record], out, None)
 
