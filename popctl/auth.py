@@ -249,9 +249,8 @@ def refuse_plaintext(credentials: Credentials, *, encrypted: bool) -> None:
     """Raise unless the credentials may cross this connection: it is encrypted, or the user
     allowed plaintext. Checked before connecting to a server without TLS, and again at login."""
     if not encrypted and not credentials.allow_plaintext:
-        raise InsecureAuthError(
-            "refusing to send credentials over a connection without TLS; use --tls implicit or "
-            "--tls starttls, or allow it explicitly with --allow-plaintext")
+        raise InsecureAuthError("refusing to send credentials over a connection without TLS",
+                                hint="plaintext")
 
 
 def choose_mechanism(credentials: Credentials, caps: Capabilities, *, encrypted: bool,

@@ -22,9 +22,19 @@ class ExitCode(IntEnum):
 
 
 class PopctlError(Exception):
-    """Base class of every error popctl raises deliberately."""
+    """Base class of every error popctl raises deliberately.
+
+    ``hint`` names what the user can do about it, as a key of the command line's table of hints
+    (``popctl/cli/hints.py``): the layers below the command line know no option names.
+    """
 
     exit_code: ExitCode = ExitCode.FAILURE
+    hint: str | None = None
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        if hint is not None:
+            self.hint = hint
 
     @property
     def message(self) -> str:

@@ -429,15 +429,14 @@ class Session:
                                    insecure=endpoint.insecure)
         info = self._transport.start_tls(context, fingerprint=endpoint.fingerprint)
         self._note(f"TLS {info.version} {info.cipher}, certificate SHA-256 {info.cert_sha256}"
-                   + ("" if info.verified else " (NOT VERIFIED: --insecure)"))
+                   + ("" if info.verified else " (NOT VERIFIED: verification is off)"))
 
     def stls(self, endpoint: Endpoint) -> None:
         """RFC 2595: upgrade to TLS, then forget and re-read the capabilities."""
         if self.capabilities.known and "STLS" not in self.capabilities:
             raise TLSError(
                 "the server does not offer STLS, so the connection cannot be encrypted "
-                "(an attacker may have removed it); refusing to continue. Use --tls implicit, "
-                "or --tls none if you really mean it")
+                "(an attacker may have removed it); refusing to continue", hint="no-stls")
         command = Command("STLS")
         self._send(command)
         reply = self._reply(command)
@@ -528,8 +527,7 @@ class Session:
                 # credentials (a login process handing the connection on, its buffer lost).
                 raise NetworkTimeoutError(
                     f"{e}; the server accepted the login but did not answer the commands sent "
-                    "with it, although it announces PIPELINING: retry with --no-pipelining"
-                ) from e
+                    "with it, although it announces PIPELINING", hint="no-pipelining") from e
             self._read_capa(capa, first_after)
             return True
         else:

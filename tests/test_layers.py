@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -168,3 +169,47 @@ KNOWN_NETWORK_BREACHES: dict[str, str] = {}
 ])
 def test_only_transport_and_sandbox_touch_the_network(module: str) -> None:
     assert not offending(module, {"socket", "ssl"})
+
+
+# --- option names belong to the command line ------------------------------------------------------
+
+OPTION_NAME = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
+
+
+def _strings(module: str) -> list[str]:
+    """The string constants of a module, but its docstrings."""
+    tree = _tree(module)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+# The bundled server has its own argparse command line (python -m popctl.sandbox).
+BELOW_THE_CLI = sorted(set(MODULES) - CLI_LAYER - APP_LAYER - {"sandbox"})
+# Known breaches, each to be fixed in its module (an error with a hint key, or the option's name
+# handed in by the caller): a strict xfail fails as soon as the module is fixed.
+KNOWN_OPTION_NAMES: dict[str, str] = {
+    "config": "the 'no account' error suggests popctl account add NAME --host HOST --user USER",
+    "query": "the --uid checks name the option",
+    "selection": "parse_header_filter labels its regular expression --header NAME",
+    "stores": "FileStore's errors name --output and --output-dir",
+}
+
+
+@pytest.mark.parametrize("module", [
+    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=KNOWN_OPTION_NAMES[m]))
+    if m in KNOWN_OPTION_NAMES else m for m in BELOW_THE_CLI])
+def test_no_option_names_below_the_cli(module: str) -> None:
+    assert [text for text in _strings(module) if OPTION_NAME.search(text)] == []
+
+
+def test_every_hint_is_in_the_table() -> None:
+    from popctl.cli.hints import HINTS
+
+    used = {node.value.value for module in MODULES for node in ast.walk(_tree(module))
+            if isinstance(node, ast.keyword) and node.arg == "hint"
+            and isinstance(node.value, ast.Constant)}
+    assert used == set(HINTS)

@@ -71,6 +71,9 @@ class UI(Protocol):
     def error(self, text: str) -> None:
         """An ``Error: ...`` line that does not end the command (one account of several)."""
 
+    def describe(self, error: BaseException) -> str:
+        """An error as people read it: with what they can do about it, in their words."""
+
     def interactive(self) -> bool:
         """Whether someone is there to answer: stdin and stderr are terminals."""
 

@@ -30,7 +30,7 @@ def probe(ui: UI, values: dict[str, Any]) -> dict[str, Any]:
                 caps, tls = session.capabilities, session.tls
                 timestamp = session.greeting.timestamp if session.greeting else None
         except (TransportError, RemoteProtocolError, ServerError) as e:
-            tried.append(f"{mode.value} port {endpoint.effective_port}: {e}")
+            tried.append(f"{mode.value} port {endpoint.effective_port}: {ui.describe(e)}")
             continue
         oauth = "oauth2_token_command" in values  # placeholders: only the choice matters
         trial = Credentials(values["user"], password=None if oauth else "x",
@@ -41,7 +41,7 @@ def probe(ui: UI, values: dict[str, Any]) -> dict[str, Any]:
             mechanism = auth.choose_mechanism(trial, caps, encrypted=tls is not None,
                                               apop_timestamp=timestamp)
         except PopctlError as e:
-            ui.note(f"probe: no usable mechanism: {e}")
+            ui.note(f"probe: no usable mechanism: {ui.describe(e)}")
         proposal: dict[str, Any] = {"tls": mode.value}
         if port is None and endpoint.effective_port != mode.default_port:
             proposal["port"] = endpoint.effective_port

@@ -193,7 +193,7 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
     records: list[Record] = []
     for name in names:
         if name in failures:
-            context.ui.error(f"{name}: {failures[name]}")
+            context.ui.error(f"{name}: {context.ui.describe(failures[name])}")
         else:
             records += [{"account": name, **row} for row in results[name]]
     if job.emit:

@@ -99,7 +99,7 @@ def raw(context: RunContext, session: Session, line: str) -> None:
     try:
         reply = session.raw(line, data)
     except UsageError as e:
-        context.ui.error(str(e))
+        context.ui.error(context.ui.describe(e))
         return
     sign = "+OK" if reply.ok else "-ERR"
     code = f" [{reply.code}]" if reply.code else ""

@@ -12,6 +12,7 @@ from typing import BinaryIO
 import click
 
 from popctl.app.context import Options, Progress, Record, TraceHook
+from popctl.cli.hints import describe
 
 
 def interactive() -> bool:
@@ -34,6 +35,9 @@ class Console:
 
     def error(self, text: str) -> None:
         click.echo(f"Error: {text}", err=True)
+
+    def describe(self, error: BaseException) -> str:
+        return describe(error)
 
     def interactive(self) -> bool:
         return interactive()

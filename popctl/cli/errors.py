@@ -13,6 +13,7 @@ from typing import TextIO
 
 import click
 
+from popctl.cli.hints import describe
 from popctl.errors import ExitCode, PopctlError
 
 # Where a write failure reaches us rather than a store: the output itself.
@@ -36,7 +37,7 @@ def exit_status(error: BaseException, *, debug: bool) -> int:
             sys.stdout = _devnull()
         return ExitCode.OK
     if isinstance(error, PopctlError):
-        _report(f"Error: {error}", debug=debug)
+        _report(f"Error: {describe(error)}", debug=debug)
         return error.exit_code
     if isinstance(error, OSError) and error.errno in _OUTPUT_ERRNOS:
         # Stores report their own failures; what reaches here is the output itself.
