@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -10,6 +11,11 @@ from popctl import defaults
 from popctl.app.context import RunContext
 from popctl.cli.group import cli
 from popctl.cli.options import common_options, output_options, pass_run
+
+
+def one_account(f: Callable[..., None]) -> Callable[..., None]:
+    """A command about the account NAME, with the output options and the run context."""
+    return click.argument("name")(output_options(pass_run(f)))
 
 
 @cli.group()
@@ -78,9 +84,7 @@ def account_list(run: RunContext) -> None:
 
 
 @account.command(name="show")
-@click.argument("name")
-@output_options
-@pass_run
+@one_account
 def account_show(run: RunContext, name: str) -> None:
     """One account's settings and whether the keyring holds its password."""
     from popctl.app import accounts
@@ -89,10 +93,8 @@ def account_show(run: RunContext, name: str) -> None:
 
 
 @account.command(name="remove")
-@click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@output_options
-@pass_run
+@one_account
 def account_remove(run: RunContext, name: str, yes: bool) -> None:
     """Remove an account from the configuration file, and its password from the keyring.
 
@@ -132,9 +134,7 @@ def password() -> None:
 
 
 @password.command(name="set")
-@click.argument("name")
-@output_options
-@pass_run
+@one_account
 def password_set(run: RunContext, name: str) -> None:
     """Store an account's password in the keyring: asked (hidden) on a terminal, else one line
     read from standard input. Never from the command line."""
@@ -144,9 +144,7 @@ def password_set(run: RunContext, name: str) -> None:
 
 
 @password.command(name="delete")
-@click.argument("name")
-@output_options
-@pass_run
+@one_account
 def password_delete(run: RunContext, name: str) -> None:
     """Delete an account's password from the keyring (nothing stored is not an error)."""
     from popctl.app import accounts
