@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import popctl
-from popctl.sandbox_mailbox import sample_mailbox
+from popctl.sandbox import sample_mailbox
 
 COMMANDS = ["account", "capa", "dele", "list", "noop", "password", "retr", "rset", "sandbox",
             "shell", "stat", "top", "uidl"]

@@ -22,9 +22,8 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from popctl import sandbox
-from popctl.sandbox import SandboxServer
-from popctl.sandbox_mailbox import sample_mailbox
+from popctl.sandbox import SandboxServer, sample_mailbox
+from popctl.sandbox import server as sandbox_server
 
 REFERENCE = datetime(2024, 3, 1, tzinfo=UTC)
 SAMPLE = sample_mailbox(reference=REFERENCE)
@@ -451,7 +450,7 @@ def test_hostile_bytes_do_not_crash_the_handler(server: SandboxServer) -> None:
 
 
 def test_idle_session_is_logged_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(sandbox_server, "IDLE_TIMEOUT", 0.2)
     with SandboxServer(SMALL, tls=False) as server, Client(server.address) as client:
         assert client.login().startswith(b"+OK")
         assert client.command("DELE 1").startswith(b"+OK")
