@@ -188,7 +188,7 @@ def _strings(module: str) -> list[str]:
 
 
 # The bundled server has its own argparse command line (python -m popctl.sandbox).
-BELOW_THE_CLI = sorted(set(MODULES) - CLI_LAYER - APP_LAYER - {"sandbox.command"})
+BELOW_THE_CLI = sorted(set(MODULES) - CLI_LAYER - {"sandbox.command"})
 # Known breaches, each to be fixed in its module (an error with a hint key, or the option's name
 # handed in by the caller): a strict xfail fails as soon as the module is fixed.
 KNOWN_OPTION_NAMES: dict[str, str] = {
@@ -196,6 +196,13 @@ KNOWN_OPTION_NAMES: dict[str, str] = {
     "query": "the --uid checks name the option",
     "selection": "parse_header_filter labels its regular expression --header NAME",
     "stores": "FileStore's errors name --output and --output-dir",
+    # The application's usage errors still word their advice themselves.
+    "app.accounts": "account add and remove name --host, --user, --yes",
+    "app.download": "retr's one-file check names --output and --output-dir",
+    "app.mailbox": "the TOP check names the header filters; dele across accounts, --yes",
+    "app.probe": "a failed probe suggests --tls, --port, --allow-plaintext",
+    "app.runner": "the --insecure warning; --account, --all-accounts, --sandbox in the shell",
+    "app.targets": "where the server, the user and the accounts come from",
 }
 
 

@@ -19,15 +19,6 @@ from popctl.app.runner import connect
 from popctl.errors import ExitCode, PopctlError, RemoteProtocolError, TransportError, UsageError
 from popctl.session import Session
 
-SHELL_HELP = """\
-Commands (same options as on the command line; one session for all of them):
-  stat | list | uidl | top | retr | dele | rset | noop | capa   e.g.  list --larger-than 1M
-  LAST, NOOP, STAT, ... (upper case) or  raw LINE               send a POP3 command as typed
-  trace on|off                                                  show the dialogue on stderr
-  help                                                          this text
-  quit | exit | Ctrl-D                                          QUIT: commit deletions, leave
-Deletions take effect only when you quit; rset undoes them before that."""
-
 SHELL_COMMANDS = ("stat", "list", "uidl", "top", "retr", "dele", "rset", "noop", "capa")
 
 # Runs one command line (its words) in the shell's context; returns its exit status and the
@@ -44,7 +35,8 @@ class ShellStopped(PopctlError):
         self.exit_code = ExitCode(code)
 
 
-def shell(context: RunContext, dispatch: Dispatch) -> None:
+def shell(context: RunContext, dispatch: Dispatch, *, help_text: str) -> None:
+    """Read commands until quit or the end of input; ``help_text`` answers ``help``."""
     ui = context.ui
     interactive = sys.stdin.isatty()
     if interactive:
@@ -62,12 +54,12 @@ def shell(context: RunContext, dispatch: Dispatch) -> None:
             except KeyboardInterrupt:
                 ui.warn("")
                 continue
-            if _line(inside, opened.session, line, dispatch, interactive=interactive):
+            if _line(inside, opened.session, line, dispatch, help_text, interactive=interactive):
                 break
 
 
-def _line(inside: RunContext, session: Session, line: str, dispatch: Dispatch, *,
-          interactive: bool) -> bool:
+def _line(inside: RunContext, session: Session, line: str, dispatch: Dispatch, help_text: str,
+          *, interactive: bool) -> bool:
     """Do what one line says; True to quit."""
     words = shlex.split(line, comments=True) if line.strip() else []
     verb = words[0] if words else ""
@@ -75,7 +67,7 @@ def _line(inside: RunContext, session: Session, line: str, dispatch: Dispatch, *
     if verb in ("quit", "exit"):
         return True
     if verb == "help":
-        ui.warn(SHELL_HELP)
+        ui.warn(help_text)
     elif verb == "trace":
         session.set_trace(ui.tracer() if words[1:] == ["on"] else None)
     elif verb == "raw" or (verb.isupper() and verb not in SHELL_COMMANDS):

@@ -11,6 +11,15 @@ from popctl.cli.group import cli
 from popctl.cli.options import State, common_options, pass_run
 from popctl.errors import PopctlError
 
+SHELL_HELP = """\
+Commands (same options as on the command line; one session for all of them):
+  stat | list | uidl | top | retr | dele | rset | noop | capa   e.g.  list --larger-than 1M
+  LAST, NOOP, STAT, ... (upper case) or  raw LINE               send a POP3 command as typed
+  trace on|off                                                  show the dialogue on stderr
+  help                                                          this text
+  quit | exit | Ctrl-D                                          QUIT: commit deletions, leave
+Deletions take effect only when you quit; rset undoes them before that."""
+
 
 @cli.command()
 @common_options
@@ -29,7 +38,7 @@ def shell(run: RunContext) -> None:
     """
     from popctl.app import shell as interact
 
-    interact.shell(run, dispatch)
+    interact.shell(run, dispatch, help_text=SHELL_HELP)
 
 
 def dispatch(inside: RunContext, words: list[str]) -> tuple[int, PopctlError | None]:
