@@ -57,6 +57,7 @@ class Settings:
     fingerprint: str | None = None
     insecure: bool | None = None
     timeout: float | None = None
+    session_timeout: float | None = None
     auth: str | None = None
     allow_plaintext: bool | None = None
     format: str | None = None
@@ -122,7 +123,13 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
     click.option("--insecure", is_flag=True, default=None,
                  help="Do not verify the server certificate at all (dangerous)."),
     click.option("--timeout", type=click.FloatRange(0.1, 3600), envvar="POPCTL_TIMEOUT",
-                 help="Seconds to wait for the connection and for each reply [default: 30]."),
+                 help="Seconds to wait for the connection, for any read, and for each reply's "
+                      "first line; after that, multi-line replies must keep coming at 1 KiB/s "
+                      "or faster [default: 30]."),
+    click.option("--session-timeout", type=click.FloatRange(0, 10**7),
+                 envvar="POPCTL_SESSION_TIMEOUT",
+                 help="Seconds the whole session may spend waiting for the server, 0 for no "
+                      "limit [default: 3600, or 120 times --timeout if more]."),
     click.option("--auth", "auth", envvar="POPCTL_AUTH",
                  help="Authentication mechanism: auto, USER, APOP, PLAIN, LOGIN, CRAM-MD5, "
                       "SCRAM-SHA-256, XOAUTH2, OAUTHBEARER [default: auto]."),
@@ -264,7 +271,8 @@ def _start_sandbox(settings: Settings) -> Target:
 
     _host, port = _sandbox_server.address
     endpoint = Endpoint(host="localhost", port=port, tls=TLSMode.STARTTLS,
-                        ca_file=_sandbox_server.ca_file, timeout=settings.timeout or 30.0)
+                        ca_file=_sandbox_server.ca_file, timeout=settings.timeout or 30.0,
+                        session_timeout=settings.session_timeout)
     return Target(endpoint, Credentials("sandbox", "sandbox", mechanism=settings.auth or "auto"))
 
 
@@ -354,7 +362,8 @@ def resolve_target(settings: Settings) -> Target:
     timeout = pick("timeout") or 30.0
     endpoint = Endpoint(host=host, port=pick("port"), tls=tls, ca_file=ca_file,
                         fingerprint=fingerprint, insecure=bool(settings.insecure),
-                        connect_timeout=timeout, timeout=timeout)
+                        connect_timeout=timeout, timeout=timeout,
+                        session_timeout=settings.session_timeout)
     user = pick("user")
     if not user:
         raise UsageError("no user given: use --user NAME (or POPCTL_USER)")

@@ -31,7 +31,8 @@ class Endpoint(NamedTuple):
     fingerprint: str | None = None  # SHA-256 of the server certificate; replaces CA checks
     insecure: bool = False  # accept any certificate: only for tests against self-signed servers
     connect_timeout: float = 15.0
-    timeout: float = 60.0  # for each read once connected
+    timeout: float = 60.0  # the read timeout, and each status line's deadline (session.py)
+    session_timeout: float | None = None  # all waiting in a session; None: the default, 0: none
 
     @property
     def effective_port(self) -> int:

@@ -215,6 +215,11 @@ class POP3Protocol:
         return tuple(self._pending)
 
     @property
+    def greeted(self) -> bool:
+        """Whether the greeting has been read."""
+        return self._greeted
+
+    @property
     def receiving(self) -> Command | None:
         """The command whose multi-line data is being read, if any."""
         return self._in_data
