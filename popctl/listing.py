@@ -153,6 +153,14 @@ class _Listing(Sequence[T]):
         self._numbers.extend(numbers)
         self._count += len(numbers)
 
+    def _text(self, raw: bytes) -> str:
+        """One line that the fast path did not take, as text to parse (the fast path's lines
+        are short by construction)."""
+        if len(raw) > MAX_LISTING_LINE:
+            raise RemoteProtocolError(
+                f"server sent a {self.what} line longer than {MAX_LISTING_LINE} octets")
+        return raw.decode("utf-8", "replace").strip()
+
     def _order_error(self, number: int, previous: int) -> RemoteProtocolError:
         if number == previous:
             return RemoteProtocolError(
@@ -239,7 +247,7 @@ class SizeListing(_Listing[MessageSize]):
         self._sizes = _append(self._sizes, sizes)
 
     def add_line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").strip()
+        line = self._text(raw)
         if line:
             entry = parse_size(line)
             self._add_numbers([entry.number])
@@ -297,7 +305,7 @@ class UidListing(_Listing[MessageUid]):
         self._blob += b"".join(uids)
 
     def add_line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").strip()
+        line = self._text(raw)
         if line:
             number, uid = parse_pair(line, "UIDL")
             self._add_numbers([check_number(number, "UIDL")])
