@@ -9,6 +9,7 @@ limit, so a regression fails with MemoryError instead of eating the machine. doc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import socket
@@ -149,10 +150,8 @@ def _tls_drip_server(listener: socket.socket, stop: threading.Event) -> None:
         tls = context.wrap_bio(incoming, outgoing, server_side=True)
         conn.settimeout(5)
         incoming.write(conn.recv(65536))
-        try:
+        with contextlib.suppress(ssl.SSLWantReadError):  # it waits for our answer: fine
             tls.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
         for octet in outgoing.read():
             if stop.wait(0.05):
                 return
@@ -196,7 +195,7 @@ def test_a_message_on_a_slow_link_still_arrives() -> None:
               send(UIDL_OK + b"+OK\r\n1 %d\r\n2 10\r\n.\r\n" % len(body)),
               expect(b"RETR 1\r\n"), send(b"+OK\r\n"), *drip(body + b".\r\n", 0.032, 8000)]
     with ScriptedServer(script, timeout=5.0) as server:
-        result, elapsed = run(server, ["retr", "1"], 1.0)
+        result, _ = run(server, ["retr", "1"], 1.0)
     assert (result.exit_code, result.stderr) == (0, ""), result.stderr
     assert result.stdout_bytes == body
 
@@ -228,7 +227,7 @@ def test_only_time_spent_waiting_for_the_server_counts() -> None:
     assert bytes(sink.data) == chunk * 7
 
 
-# --- absurd listings are the server's error --------------------------------------------------------
+# --- absurd listings are the server's error -------------------------------------------------------
 
 
 def listing_script(uidl: bytes, listing: bytes, *more: Step) -> list[Step]:
@@ -307,7 +306,7 @@ def test_a_listing_longer_than_stat_said_is_a_protocol_error() -> None:
     assert b"QUIT" not in server.received
 
 
-# --- a huge listing costs what popctl keeps --------------------------------------------------------
+# --- a huge listing costs what popctl keeps -------------------------------------------------------
 
 
 def test_a_huge_listing_takes_memory_in_proportion_to_what_is_kept() -> None:
