@@ -88,9 +88,11 @@ def check_size(size: int, number: int) -> int:
 
 def _append(values: array[int], more: Sequence[int]) -> array[int]:
     """``values`` extended by ``more``, widened to 64 bits when they do not fit in 32."""
+    length = len(values)
     try:
         values.extend(more)
-    except OverflowError:
+    except OverflowError:  # extend() kept the items before the one that did not fit
+        del values[length:]
         values = array("q", values)
         values.extend(more)
     return values
