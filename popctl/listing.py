@@ -2,10 +2,11 @@
 
 A mailbox's listing is kept in arrays, a few octets per message, rather than as a list of
 NamedTuples of ints and strings (about 300 octets per message, which let a hostile 64 MiB LIST and
-UIDL take 2.4 GB). Entries are built one at a time as they are read. The listing is checked as it
+UIDL take 2.4 GB); entries are built one at a time when asked for. The listing is checked as it
 arrives: message numbers rise strictly and stay below MAX_MESSAGE_NUMBER, sizes below
-MAX_MESSAGE_OCTETS, lines are at most MAX_LISTING_LINE long; anything else is the server breaking
-the protocol (RemoteProtocolError), reported before popctl acts on it.
+MAX_MESSAGE_OCTETS, lines are at most MAX_LISTING_LINE long; once complete, its highest number
+must be one its length can justify (``highest_allowed``). Anything else is the server breaking
+the protocol (RemoteProtocolError), reported before popctl acts on the listing.
 """
 
 from __future__ import annotations
@@ -24,9 +25,22 @@ from popctl.models import MessageSize, MessageUid
 # Message numbers index the maildrop as the session opened it. Servers keep them in 32-bit
 # integers (Dovecot's are unsigned int) and no maildrop holds two thousand million messages: a
 # larger number is a broken or hostile server (9223372036854775807 once made `uidl 1-` grow
-# to 8.8 GB). Gaps below it are legal: deleted messages, and Dovecot's pop3_deleted_flag hides
-# messages while keeping their numbers, so the count of lines cannot bound the numbers.
+# to 8.8 GB). Checked on every line as it arrives.
 MAX_MESSAGE_NUMBER: Final = 2**31 - 1
+
+# RFC 1939 numbers a session's messages 1 to N, and LIST and UIDL leave out only those deleted
+# in the session (Dovecot 2.3 even renumbers the messages its pop3_deleted_flag hides: checked,
+# hidden messages leave no gap). A server that leaves out messages that vanished under it may
+# leave a few more gaps, so a listing of L messages after D deletions may number up to
+# 2 (L + D) + NUMBER_SLACK: generous, and it keeps all work on numbers in proportion to the
+# listing (`retr 2-` expands no range beyond it). Checked once the listing is complete.
+NUMBER_SLACK: Final = 100
+
+
+def highest_allowed(listed: int, deleted: int) -> int:
+    """The highest message number a listing of ``listed`` messages may hold after ``deleted``
+    deletions in the session."""
+    return 2 * (listed + deleted) + NUMBER_SLACK
 
 # No mail system stores a message of a terabyte (Postfix's default limit is 10 MB, Gmail's
 # 50 MB): a larger LIST size is nonsense that would only mislead --larger-than and progress bars.

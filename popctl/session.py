@@ -46,6 +46,7 @@ from popctl.listing import (
     SizeListing,
     UidListing,
     check_number,
+    highest_allowed,
     parse_int,
     parse_pair,
     parse_size,
@@ -747,6 +748,12 @@ class Session:
             raise RemoteProtocolError(
                 f"server listed {len(result)} messages in its {result.what} reply, but its "
                 f"STAT said {self._stat_count}")
+        highest = highest_allowed(len(result), self._marked)
+        if result.last > highest:
+            raise RemoteProtocolError(
+                f"server listed message {result.last} in a {result.what} reply of "
+                f"{len(result)} message(s) after {self._marked} deletion(s) in this session: "
+                f"messages are numbered from 1 to their count (at most {highest} allowed)")
         return result
 
     @staticmethod

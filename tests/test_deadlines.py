@@ -248,6 +248,12 @@ ABSURD_CASES = {
                                            b"+OK\r\n1 10\r\n.\r\n"), ("uidl",),
                             f"server sent UIDL message number {TOO_BIG}, more messages than any "
                             "mailbox holds (the limit is 2147483647)"),
+    # Numbers run 1 to the count: 5000 in a listing of 2 cannot be (before: a range of 5000).
+    "number-beyond-the-count": (listing_script(UIDL_OK, b"+OK\r\n1 10\r\n5000 10\r\n.\r\n"),
+                                ("retr", "2-"),
+                                "server listed message 5000 in a LIST reply of 2 message(s) "
+                                "after 0 deletion(s) in this session: messages are numbered "
+                                "from 1 to their count (at most 104 allowed)"),
     # Before: "internal error: KeyError: 1".
     "duplicate-number": (listing_script(UIDL_OK, b"+OK\r\n1 10\r\n1 10\r\n2 10\r\n.\r\n"),
                          ("retr", "1"), "server listed message 1 twice in its LIST reply"),
