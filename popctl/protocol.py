@@ -220,6 +220,11 @@ class POP3Protocol:
         return self._greeted
 
     @property
+    def buffered(self) -> int:
+        """How many received octets are not consumed yet."""
+        return len(self._buf) - self._pos
+
+    @property
     def receiving(self) -> Command | None:
         """The command whose multi-line data is being read, if any."""
         return self._in_data

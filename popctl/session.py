@@ -373,7 +373,9 @@ class Session:
                 continue
             if not isinstance(event, Data):  # a status line or the end: the clocks restart
                 self._line_waited = self._data_waited = 0.0
-                self._data_octets = 0
+                # Data that came with the +OK counts for the reply it starts.
+                self._data_octets = (self._protocol.buffered
+                                     if self._protocol.receiving is not None else 0)
             if self._trace is not None:
                 self._trace_event(event)
             return event
