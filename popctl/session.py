@@ -419,8 +419,8 @@ class Session:
                 f"reply to {receiving.verb} from {host} too slow: less than {MIN_DATA_RATE} "
                 f"octets/s after the first {timeout:g} s (reply timeout)")
         pending = self._protocol.pending
-        what = (f"reply to {pending[0].verb}" if pending and self._protocol.greeted
-                else "greeting")
+        what = ("greeting" if not self._protocol.greeted
+                else f"reply to {pending[0].verb}" if pending else "reply")
         return NetworkTimeoutError(
             f"no complete {what} from {host} within {timeout:g} s (reply timeout)")
 
