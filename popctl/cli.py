@@ -141,7 +141,7 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
                  help="Show the POP3 dialogue on stderr (credentials redacted)."),
     click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     click.option("--quiet", "-q", is_flag=True, default=None,
-                 help="No messages or progress on stderr, only errors."),
+                 help="No messages or progress on stderr, only errors and security warnings."),
     click.option("--sandbox", is_flag=True, default=None,
                  help="Run against popctl's bundled sample server (no real mail touched)."),
     click.option("--account", "-a", "account", multiple=True, metavar="NAME",
@@ -1269,7 +1269,7 @@ _OUTPUT_OPTIONS: list[Callable[[F], F]] = [
     click.option("--json", "json_", is_flag=True, default=None, help="Same as --format json."),
     click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     click.option("--quiet", "-q", is_flag=True, default=None,
-                 help="No messages or progress on stderr, only errors."),
+                 help="No messages or progress on stderr, only errors and security warnings."),
 ]
 
 

@@ -8,7 +8,6 @@ themselves. JSON, NDJSON and the message bytes of ``retr`` are data and carry th
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable
 from typing import Final
@@ -25,9 +24,11 @@ from typing import Final
 # U+FFFD rather than a ``\x1b`` spelling: one column wide, like the character it replaces, so
 # tables keep their shape, and never doubled by a repr() of text already made safe. TAB is kept:
 # it only moves the cursor forward on the same line, and folded header lines begin with it.
+# (A pattern string: re compiles it on first use and caches it, so importing this module, which
+# every command does through errors.py, costs no compilation.)
 REPLACEMENT: Final = "\ufffd"
-UNSAFE: Final = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+UNSAFE: Final = ("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+                 "\ud800-\udfff]")
 
 
 def safe(text: str) -> str:
@@ -36,13 +37,16 @@ def safe(text: str) -> str:
     reorder what is shown. Idempotent, and the identity on printable ASCII."""
     if text.isascii() and text.isprintable():
         return text
-    return UNSAFE.sub(REPLACEMENT, text)
+    return re.sub(UNSAFE, REPLACEMENT, text)
 
 
 # --- secrets a server quotes back ---------------------------------------------------------------
 
 REDACTED: Final = "***"
 
+# A secret shorter than this also turns up inside ordinary words ("tok" in "token"), where it
+# does not show which letters were the secret: it is hidden only where it stands alone.
+_MIN_ANYWHERE: Final = 6
 # A base64 piece shorter than this (18 bits of the secret) would also turn up by chance in
 # base64 a server sends for other reasons (a SCRAM nonce, a challenge).
 _MIN_BASE64_PIECE: Final = 4
@@ -57,6 +61,8 @@ def base64_pieces(secret: bytes) -> list[str]:
     counts; the first and last group of each mix in the bytes around the secret and are left out
     (the whole base64 word around a piece is hidden, so they go too).
     """
+    import base64
+
     pieces = []
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + secret).decode("ascii")
@@ -69,7 +75,10 @@ def base64_pieces(secret: bytes) -> list[str]:
 
 class Redactor:
     """Replaces a secret (as typed in any letter case, as ``safe`` shows it, and inside any
-    base64 word) with ``***`` in server text. A Redactor without secrets returns text as is."""
+    base64 word) with ``***`` in server text. A Redactor without secrets returns text as is.
+
+    A secret of fewer than 6 characters is hidden where it stands alone, not inside a longer
+    word."""
 
     __slots__ = ("_pattern",)
 
@@ -83,8 +92,10 @@ class Redactor:
             encoded.update(base64_pieces(secret.encode("utf-8", "surrogatepass")))
         alternatives = []
         if plain:
-            words = sorted(plain, key=len, reverse=True)  # the longest first: all of it hidden
-            alternatives.append("(?P<plain>(?i:" + "|".join(map(re.escape, words)) + "))")
+            words = [re.escape(word) if len(word) >= _MIN_ANYWHERE
+                     else rf"(?<!\w){re.escape(word)}(?!\w)"
+                     for word in sorted(plain, key=len, reverse=True)]  # longest first
+            alternatives.append("(?P<plain>(?i:" + "|".join(words) + "))")
         if encoded:
             alternatives.append("(?P<b64>" + "|".join(map(re.escape, sorted(encoded))) + ")")
         self._pattern = re.compile("|".join(alternatives)) if alternatives else None
@@ -113,7 +124,8 @@ class Redactor:
                     spans[-1] = (spans[-1][0], end)
                     continue
             spans.append((start, end))
-        parts, last = [], 0
+        parts: list[str] = []
+        last = 0
         for start, end in spans:
             parts += (text[last:start], REDACTED)
             last = end

@@ -308,9 +308,11 @@ class Session:
             if event is NEED_DATA:
                 self._protocol.receive_data(self._transport.recv())
                 continue
-            if self._redact and isinstance(event, Reply):
-                # Where the server's text enters: every error, trace line and shell echo of
-                # this reply then shows *** for a password the server quotes back.
+            if self._redact and isinstance(event, Reply) and not event.ok:
+                # Where -ERR text enters: every error made of it then shows *** for a password
+                # the server quotes back. +OK text carries counts, sizes and UIDs, which must
+                # not change (a numeric password inside a size): it is hidden where shown
+                # (the trace, the shell's raw commands).
                 text, code = self._redact(event.text), event.code and self._redact(event.code)
                 if (text, code) != (event.text, event.code):
                     event = event._replace(text=text, code=code)
@@ -853,7 +855,7 @@ class Session:
         if reply.ok and command.multiline:
             self._data(command, sink if sink is not None else _Collector(
                 0, truncate=True, what=command.verb))
-        return reply
+        return reply._replace(text=self._redact(reply.text))  # text to show, not to parse
 
     def quit(self) -> None:
         """QUIT: the server commits this session's deletions and closes.

@@ -319,6 +319,22 @@ def test_password_in_later_replies_and_traced_data_is_hidden() -> None:
     assert_hidden(result.stderr, SECRET)
 
 
+def test_password_in_a_shell_raw_reply_is_hidden() -> None:
+    script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(f"PASS {SECRET}\r\n".encode()), send(b"+OK\r\n"),
+              expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"NOOP\r\n"),
+              send(f"+OK still {SECRET}\r\n".encode()), expect(b"NOOP\r\n"),
+              send(f"-ERR not {SECRET.lower()}\r\n".encode()), expect(b"QUIT\r\n"),
+              send(b"+OK\r\n")]
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = CliRunner().invoke(cli, [
+            "--host", "localhost", "--port", str(server.port), "--tls", "none",
+            "--allow-plaintext", "--user", "alice", "shell"], input="NOOP\nraw NOOP\nquit\n",
+            env={"POPCTL_PASSWORD": SECRET}, color=True)
+    server.assert_done()
+    assert (result.exit_code, result.stdout) == (0, "+OK still ***\n-ERR not ***\n")
+
+
 # --- 3. security warnings are not chatter ----------------------------------------------------
 
 
@@ -356,3 +372,16 @@ def test_csv_neutralises_formulas_in_server_text() -> None:
          "'=HYPERLINK(\"http://evil.example/\",\"click\")", ""],
         ["2", "30", "'-2+3", "", "'=1+2", ""],
     ]
+
+
+def test_a_numeric_password_equal_to_a_size_leaves_the_numbers_alone() -> None:
+    """+OK text carries numbers: hidden in the trace, still read as they are."""
+    script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(b"PASS 123456\r\n"), send(b"+OK\r\n"),
+              expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"STAT\r\n"),
+              send(b"+OK 2 123456\r\n"), expect(b"QUIT\r\n")]
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = run(server, "--trace", "stat", "--json", password="123456")
+    server.assert_done()
+    assert (result.exit_code, result.stdout) == (0, '{\n  "count": 2,\n  "size": 123456\n}\n')
+    assert " S: +OK 2 ***\n" in result.stderr
