@@ -258,6 +258,8 @@ class Session:
         if exc_type is None and not self._closed:
             self.quit()
         else:
+            if isinstance(exc, PopctlError):
+                self._redact_error(exc)  # e.g. a malformed listing line quoted in the message
             self.abort()
 
     def abort(self) -> None:
@@ -308,7 +310,7 @@ class Session:
             if event is NEED_DATA:
                 self._protocol.receive_data(self._transport.recv())
                 continue
-            if self._redact and isinstance(event, Reply) and not event.ok:
+            if isinstance(event, Reply) and not event.ok and self._redact:
                 # Where -ERR text enters: every error made of it then shows *** for a password
                 # the server quotes back. +OK text carries counts, sizes and UIDs, which must
                 # not change (a numeric password inside a size): it is hidden where shown

@@ -319,6 +319,18 @@ def test_password_in_later_replies_and_traced_data_is_hidden() -> None:
     assert_hidden(result.stderr, SECRET)
 
 
+def test_password_in_a_malformed_reply_quoted_by_an_error_is_hidden() -> None:
+    script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(f"PASS {SECRET}\r\n".encode()), send(b"+OK\r\n"),
+              expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"STAT\r\n"),
+              send(f"+OK 2 {SECRET}\r\n".encode()), expect_eof()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = run(server, "stat", password=SECRET)
+    server.assert_done()
+    assert (result.exit_code, result.stderr) == (
+        6, "Error: server sent STAT size '***', not a number\n")
+
+
 def test_password_in_a_shell_raw_reply_is_hidden() -> None:
     script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
               send(b"+OK\r\n"), expect(f"PASS {SECRET}\r\n".encode()), send(b"+OK\r\n"),
