@@ -47,8 +47,8 @@ REDACTED: Final = "***"
 # A secret shorter than this also turns up inside ordinary words ("tok" in "token"), where it
 # does not show which letters were the secret: it is hidden only where it stands alone.
 _MIN_ANYWHERE: Final = 6
-# A base64 piece shorter than this (18 bits of the secret) would also turn up by chance in
-# base64 a server sends for other reasons (a SCRAM nonce, a challenge).
+# A base64 piece shorter than this (4 characters, 24 bits of the secret) would turn up by chance
+# in base64 a server sends for other reasons (a SCRAM nonce, a challenge).
 _MIN_BASE64_PIECE: Final = 4
 _BASE64_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
