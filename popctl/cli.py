@@ -18,6 +18,7 @@ import click
 from click.core import ParameterSource
 
 from popctl import __version__
+from popctl.display import safe
 from popctl.errors import (
     CapabilityError,
     ExitCode,
@@ -147,7 +148,7 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
                  help="Show the POP3 dialogue on stderr (credentials redacted)."),
     click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     click.option("--quiet", "-q", is_flag=True, default=None,
-                 help="No messages or progress on stderr, only errors."),
+                 help="No messages or progress on stderr, only errors and security warnings."),
     click.option("--sandbox", is_flag=True, default=None,
                  help="Run against popctl's bundled sample server (no real mail touched)."),
     click.option("--account", "-a", "account", multiple=True, metavar="NAME",
@@ -185,9 +186,14 @@ def common_options(f: F) -> F:
 
 
 def note(settings: Settings, text: str) -> None:
-    """A human message: stderr, unless --quiet."""
+    """A human message: stderr, unless --quiet. It may quote the server (probe): made safe."""
     if not settings.quiet:
-        click.echo(text, err=True)
+        click.echo(safe(text), err=True)
+
+
+def warn(text: str) -> None:
+    """A security warning: stderr even with --quiet, which silences chatter, not risks."""
+    click.echo(safe(text), err=True)
 
 
 def _trace_printer(start: float, label: str | None = None) -> Callable[[str, str], None]:
@@ -389,7 +395,7 @@ def open_session(settings: Settings, *, scan: bool = False) -> Iterator[Session]
 
     target: Target = settings.extra.get("target") or resolve_target(settings)
     if target.endpoint.insecure and target.endpoint.tls is not TLSMode.NONE:
-        note(settings, "warning: --insecure: the server certificate is NOT verified")
+        warn("warning: --insecure: the server certificate is NOT verified")
     label = settings.extra.get("label")
     trace = _trace_printer(time.monotonic(), label) if settings.trace else None
     credentials = target.credentials
@@ -650,7 +656,7 @@ def _report(ctx: click.Context, line: str) -> None:
         import traceback
 
         traceback.print_exc()
-    click.echo(line, err=True)
+    click.echo(safe(line), err=True)
 
 
 @click.group(cls=PopctlGroup, context_settings={"help_option_names": ["-h", "--help"]},
@@ -1272,7 +1278,7 @@ _OUTPUT_OPTIONS: list[Callable[[F], F]] = [
     click.option("--json", "json_", is_flag=True, default=None, help="Same as --format json."),
     click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     click.option("--quiet", "-q", is_flag=True, default=None,
-                 help="No messages or progress on stderr, only errors."),
+                 help="No messages or progress on stderr, only errors and security warnings."),
 ]
 
 

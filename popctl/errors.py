@@ -2,11 +2,16 @@
 
 Every error popctl raises on purpose is a PopctlError; its ``exit_code`` is the documented process
 exit status the command line uses (see man/popctl.1, EXIT STATUS).
+
+An error's text is always safe to show: whatever server text went into it, ``str(error)`` has
+its control characters neutralised (display.safe), so no caller can print a raw escape sequence.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+
+from popctl.display import safe
 
 
 class ExitCode(IntEnum):
@@ -25,6 +30,11 @@ class PopctlError(Exception):
     """Base class of every error popctl raises deliberately."""
 
     exit_code: ExitCode = ExitCode.FAILURE
+
+    def __str__(self) -> str:
+        # Messages quote the server (-ERR text, CAPA, SCRAM's e=): neutralised here, where every
+        # rendering of the error (the Error: line, a --debug traceback) takes its text from.
+        return safe(super().__str__())
 
     @property
     def message(self) -> str:

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Final, NamedTuple, Protocol
 
 from popctl import auth
+from popctl.display import Redactor, safe
 from popctl.errors import (
     AuthenticationError,
     CapabilityError,
@@ -34,6 +35,7 @@ from popctl.errors import (
     NetworkTimeoutError,
     NoSuchMessageError,
     PermanentServerError,
+    PopctlError,
     RemoteProtocolError,
     ServerError,
     TemporaryServerError,
@@ -256,6 +258,9 @@ class Session:
         self._closed = False
         self._marked = 0  # DELEs answered +OK since login or the last RSET: what QUIT commits
         self._prefetched: _Scan | None = None  # UIDL and LIST read with the login (see login)
+        # From login on: hides the password or token wherever the server quotes it back
+        # (status lines, challenges, traced data, the mechanism's own errors).
+        self._redact = Redactor()
         self.greeting: Greeting | None = None
         self.capabilities = Capabilities(known=False)
         self.login_capabilities = Capabilities(known=False)  # as offered before login
@@ -295,6 +300,8 @@ class Session:
         if exc_type is None and not self._closed:
             self.quit()
         else:
+            if isinstance(exc, PopctlError):
+                self._redact_error(exc)  # e.g. a malformed listing line quoted in the message
             self.abort()
 
     def abort(self) -> None:
@@ -330,13 +337,13 @@ class Session:
 
     def _note(self, text: str) -> None:
         if self._trace is not None:
-            self._trace("*", text)
+            self._trace("*", safe(text))
 
     def _send(self, *commands: Command) -> None:
         data = b"".join(self._protocol.send(c) for c in commands)
         if self._trace is not None:
             for command in commands:
-                self._trace("C", command.redacted())
+                self._trace("C", safe(command.redacted()))
         self._write(data)
 
     def _write(self, data: bytes) -> None:
@@ -376,6 +383,14 @@ class Session:
                 # Data that came with the +OK counts for the reply it starts.
                 self._data_octets = (self._protocol.buffered
                                      if self._protocol.receiving is not None else 0)
+            if isinstance(event, Reply) and not event.ok and self._redact:
+                # Where -ERR text enters: every error made of it then shows *** for a password
+                # the server quotes back. +OK text carries counts, sizes and UIDs, which must
+                # not change (a numeric password inside a size): it is hidden where shown
+                # (the trace, the shell's raw commands).
+                text, code = self._redact(event.text), event.code and self._redact(event.code)
+                if (text, code) != (event.text, event.code):
+                    event = event._replace(text=text, code=code)
             if self._trace is not None:
                 self._trace_event(event)
             return event
@@ -424,21 +439,24 @@ class Session:
         return NetworkTimeoutError(
             f"no complete {what} from {host} within {timeout:g} s (reply timeout)")
 
-    def _trace_event(self, event: Event) -> None:
+    def _trace_server(self, line: str) -> None:
         assert self._trace is not None
+        self._trace("S", self._redact(safe(line)))
+
+    def _trace_event(self, event: Event) -> None:
         if isinstance(event, Reply):
             sign = "+OK" if event.ok else "-ERR"
             code = f" [{event.code}]" if event.code else ""
-            self._trace("S", f"{sign}{code} {event.text}".rstrip())
+            self._trace_server(f"{sign}{code} {event.text}".rstrip())
         elif isinstance(event, Greeting):
-            self._trace("S", f"{'+OK' if event.ok else '-ERR'} {event.text}".rstrip())
+            self._trace_server(f"{'+OK' if event.ok else '-ERR'} {event.text}".rstrip())
         elif isinstance(event, Challenge):
-            self._trace("S", f"+ {event.data}".rstrip())
+            self._trace_server(f"+ {event.data}".rstrip())
         elif isinstance(event, Data):
             for line in event.data.splitlines():
-                self._trace("S", line.decode("utf-8", "replace"))
+                self._trace_server(line.decode("utf-8", "replace"))
         elif isinstance(event, EndOfData):
-            self._trace("S", ".")
+            self._trace_server(".")
 
     def _reply(self, command: Command) -> Reply:
         event = self._next()
@@ -589,9 +607,14 @@ class Session:
         """
         self.login_capabilities = self.capabilities
         self._prefetched = None
-        name = auth.choose_mechanism(
-            credentials, self.capabilities, encrypted=self.encrypted,
-            apop_timestamp=self.greeting.timestamp if self.greeting else None)
+        self._redact = Redactor((credentials.password, credentials.oauth2_token))
+        try:
+            name = auth.choose_mechanism(
+                credentials, self.capabilities, encrypted=self.encrypted,
+                apop_timestamp=self.greeting.timestamp if self.greeting else None)
+        except PopctlError as e:
+            self._redact_error(e)  # it may list CAPA's SASL line
+            raise
         self._note(f"authenticating as {credentials.user} with {name}")
         capa_read = False
         prefetch = self._scan_requests() if scan and self.pipelining else []
@@ -628,6 +651,14 @@ class Session:
         if prefetch:
             self._prefetched = self._read_scan(prefetch)
         return name
+
+    def _redact_error(self, error: BaseException) -> None:
+        """Hide the secret in ``error``'s message, in place (the traceback stays whole): for
+        errors quoting server text that did not arrive as a status line."""
+        if self._redact and error.args and isinstance(error.args[0], str):
+            message = self._redact(error.args[0])
+            if message != error.args[0]:
+                error.args = (message, *error.args[1:])
 
     def _call_auth(self, command: Command) -> Reply:
         self._send(command)
@@ -702,8 +733,9 @@ class Session:
             else:
                 try:
                     response = mechanism.respond(challenge)
-                except Exception:
+                except Exception as e:
                     self._write(self._protocol.send_auth_response("*"))
+                    self._redact_error(e)  # it may quote the challenge (SCRAM's e=)
                     raise
             line = base64.b64encode(response).decode()
             self._write(self._protocol.send_auth_response(line))
@@ -988,7 +1020,7 @@ class Session:
         if reply.ok and command.multiline:
             self._data(command, sink if sink is not None else _Collector(
                 0, truncate=True, what=command.verb))
-        return reply
+        return reply._replace(text=self._redact(reply.text))  # text to show, not to parse
 
     def quit(self) -> None:
         """QUIT: the server commits this session's deletions and closes.
