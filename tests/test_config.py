@@ -132,13 +132,13 @@ def test_unknown_key() -> None:
     assert error_of(ACCOUNT + "\n# typo below\nhots = 'x'\n") == (
         "/etc/c.toml:6: unknown key 'hots' in account 'work' (known: host, port, user, tls, "
         "auth, timeout, ca_file, fingerprint, password_command, oauth2_token_command, "
-        "allow_plaintext)")
+        "password_command_timeout, allow_plaintext)")
 
 
 def test_unknown_top_level_key() -> None:
     assert error_of('defualt = "work"\n' + ACCOUNT) == (
-        "/etc/c.toml:1: unknown key 'defualt' (expected default = \"NAME\" and [accounts.NAME] "
-        "tables)")
+        "/etc/c.toml:1: unknown key 'defualt' (expected default = \"NAME\", "
+        "password_command_timeout and [accounts.NAME] tables)")
 
 
 @pytest.mark.parametrize(("line", "message"), [
