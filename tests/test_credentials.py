@@ -4,8 +4,14 @@ fail backend), and the password and token commands run for real through /bin/sh.
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
+import pty
+import select
 import signal
+import subprocess
+import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +286,30 @@ def test_a_file_wide_timeout_is_checked_too() -> None:
     code, _, err, _ = popctl("--account", "work", "stat")
     assert (code, err) == (2, f"Error: {path}:1: password_command_timeout: expected a number of "
                               "seconds from 0.1 to 3600\n")
+
+
+def test_a_stopped_prompt_leaves_the_terminal_as_it_was() -> None:
+    """A command stopped while it had echo off (a passphrase prompt) would leave it off."""
+    write_config(account("work", 'password_command = "stty -echo; sleep 30"',
+                         "password_command_timeout = 0.5"))
+    master, slave = pty.openpty()
+    terminal = os.dup(slave)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "popctl", "--all-accounts", "stat"], stdin=slave,
+            stdout=slave, stderr=slave, start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        shown = b""
+        while process.poll() is None or select.select([master], [], [], 0.2)[0]:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    shown += os.read(master, 4096)
+                except OSError:
+                    break
+        assert process.wait(timeout=30) == 7, shown
+        assert b"did not finish within 0.5 s" in shown
+        assert termios.tcgetattr(terminal)[3] & termios.ECHO, "echo left off"
+    finally:
+        os.close(master)
+        os.close(terminal)
