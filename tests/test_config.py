@@ -7,6 +7,7 @@ import grp
 import os
 import pwd
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -454,3 +455,28 @@ def test_absurdly_deep_toml_is_a_config_error(opening: str, closing: str) -> Non
     assert run_cli("account", "list") == (
         2, "", f"Error: {path}: TOML nested too deeply (arrays or inline tables inside one "
                "another, hundreds of levels down): not a popctl configuration\n")
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("[" + ".".join(["a"] * 100_000) + "]\nx = 1\n", 1),  # 0.1.0: 26 s of CPU
+    ('# ok\n\n' + ".".join(["a"] * 3_000) + " = 1\n", 3),  # 100,000: 0.1.0 passed 24 GB
+    ('x = { ' + ".".join(["a"] * 3_000) + " = 1 }\n", 1),
+], ids=["table-name", "dotted-key", "inline-table-key"])
+def test_absurdly_dotted_keys_are_refused_before_tomllib_chews_on_them(text: str,
+                                                                       line: int) -> None:
+    path = Path(os.environ["POPCTL_CONFIG"])
+    path.write_text(text)
+    start = time.monotonic()
+    assert run_cli("account", "list") == (
+        2, "", f"Error: {path}:{line}: a key or table name of more than 64 dotted parts: not a "
+               "popctl configuration\n")
+    assert time.monotonic() - start < 5
+
+
+def test_dots_in_strings_and_comments_are_not_key_parts(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("# " + "." * 200 + "\n[accounts.work]  # it's \"here\"\nhost = 'h" + ".x" * 100
+                    + "'\nuser = \"u" + ".y" * 100 + "\"\npassword_command = '''\n"
+                    + "echo " + "." * 100 + "'''\n")
+    loaded = config.load(path)
+    assert loaded.accounts["work"].host == "h" + ".x" * 100
