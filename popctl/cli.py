@@ -236,14 +236,15 @@ def _credentials(settings: Settings, target: Target) -> Credentials:
             and credentials.mechanism.upper() in ("AUTO", "XOAUTH2", "OAUTHBEARER")):
         settings.extra["secret_source"] = "oauth2_token_command"
         token = secrets.run_command(account.oauth2_token_command, "oauth2_token_command",
-                                    account.name)
+                                    account.name, account.password_command_timeout)
         return credentials._replace(oauth2_token=token)
     key = None
     if account is not None:
         key = secrets.keyring_user(user, host, target.endpoint.effective_port)
     command = account.password_command if account is not None and target.own else None
     found = secrets.find_password(key, command, account.name if account else None,
-                                  warn=lambda text: note(settings, text))
+                                  warn=lambda text: note(settings, text),
+                                  timeout=account.password_command_timeout if account else None)
     if found is not None:
         settings.extra["secret_source"] = found.source
         return credentials._replace(password=found.value)
@@ -321,7 +322,7 @@ def _selected_account(settings: Settings) -> Account | None:
     if names:
         return loaded.account(names[0])
     if loaded.default is not None:
-        return loaded.accounts[loaded.default]
+        return loaded.account(loaded.default)
     if loaded.accounts:
         raise UsageError(f"no server given: use --account NAME ({', '.join(loaded.accounts)}), "
                          "--host HOST (or POPCTL_HOST), or set default = \"NAME\" in "
@@ -1175,7 +1176,22 @@ def shell(**kwargs: Any) -> None:
             except KeyboardInterrupt:
                 click.echo("", err=True)
                 continue
-            words = shlex.split(line, comments=True) if line.strip() else []
+            first = line.split(None, 1)[0] if line.strip() else "#"
+            if first.startswith("#"):  # a blank line or a comment
+                continue
+            if first == "raw" or (first.isupper() and first not in SHELL_COMMANDS):
+                # Sent as typed: quotes are the POP3 argument's own (APOP, PASS), not shell's.
+                _shell_raw(session, line.strip()[4:] if first == "raw" else line.strip())
+                continue
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError as e:  # an unbalanced quote, a trailing backslash
+                problem = f"cannot split that line: {str(e).lower()}"
+                if not interactive:
+                    raise UsageError(f"{problem}: script stopped, the session was closed "
+                                     "without QUIT, so nothing was deleted") from None
+                click.echo(f"Error: {problem}; nothing was done", err=True)
+                continue
             if not words:
                 continue
             verb = words[0]
@@ -1187,10 +1203,6 @@ def shell(**kwargs: Any) -> None:
             if verb == "trace":
                 on = words[1:] == ["on"]
                 session.set_trace(_trace_printer(time.monotonic()) if on else None)
-                continue
-            if verb == "raw" or (verb.isupper() and verb not in SHELL_COMMANDS):
-                text = line.strip()[4:] if verb == "raw" else line.strip()
-                _shell_raw(session, text)
                 continue
             if verb not in SHELL_COMMANDS:
                 if not interactive:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 pytest_plugins = ["tests.fixtures_dovecot", "tests.fixtures_servers"]
@@ -9,8 +12,9 @@ pytest_plugins = ["tests.fixtures_dovecot", "tests.fixtures_servers"]
 
 @pytest.fixture(autouse=True)
 def _isolated_user_state(tmp_path_factory: pytest.TempPathFactory,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads or writes the real user's config, cache or keyring."""
+                         monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reads or writes the real user's config, cache or keyring. Files are made with
+    umask 022 whatever the runner's: popctl refuses a configuration others could write."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
@@ -21,3 +25,8 @@ def _isolated_user_state(tmp_path_factory: pytest.TempPathFactory,
                  "POPCTL_ACCOUNT", "POPCTL_CA_FILE", "POPCTL_AUTH", "POPCTL_FINGERPRINT",
                  "POPCTL_TIMEOUT", "PYTHON_KEYRING_BACKEND"):
         monkeypatch.delenv(name, raising=False)
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
