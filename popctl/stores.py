@@ -15,9 +15,23 @@ Decisions:
 * stdout, file and directory stores keep the bytes exactly as received (CRLF line ends).
 * Maildir and mbox convert CRLF to LF (as every local delivery agent does); lone CRs are kept.
 * Files are created mode 0600, directories 0700.
-* DirectoryStore names files ``<uid>.eml``, the UID escaped to ``[A-Za-z0-9._-]`` (``%XX`` for
-  every other byte, and for a dot that is first, last or follows a dot), ``msg-<number>.eml``
-  without a UID. A file of the same name is replaced atomically: same UID, same message.
+* A file name never stands for two messages (issue 11: a UID is not a message's identity;
+  popa3d gives two messages one UID, a server without UIDL has only message numbers, which
+  every run starts again at 1). DirectoryStore never replaces a file: a name is taken with
+  link(), which fails if the name exists. It prefers ``<uid>.eml``, the UID escaped to
+  ``[A-Za-z0-9._-]`` (``%XX`` for every other byte, and for a dot that is first, last or
+  follows a dot; over 200 characters, shortened with ``~`` and a hash), one name per UID.
+  If that name holds other bytes, the message goes to ``<uid>~<hash>.eml`` (``<hash>``: 16 hex
+  digits of the SHA-256 of the message), and without a UID to ``msg~<hash>.eml``: names that
+  do not collide across runs and that the same message finds again. A name that already holds
+  the same bytes (an earlier run stored the message and did not delete it: killed, or run
+  without --delete) is where the message is stored: nothing is written, and it is safe to
+  delete. Within one run each message gets its own file, even identical ones (``~2``, ...).
+* Every store is checked when made with an unnamed file (O_TMPFILE): a named probe, still
+  the fallback, could be stranded by SIGKILL. Such ``.popctl-[probe-]<pid>-*.tmp`` files of
+  processes that are gone (same user, this host) are removed when a directory is checked.
+* --mbox and its dotlock are opened with O_NOFOLLOW and must belong to our user: a link or a
+  file planted in a shared directory is refused, never appended to or taken over.
 * Maildir names are ``<secs>.M<usecs>P<pid>Q<seq>R<random>.<host>`` (cr.yp.to/proto/maildir.html),
   the host with ``/`` and ``:`` written ``\\057`` and ``\\072``; delivered by link() into new/.
 * mbox is mboxrd: ``From <sender> <asctime UTC>``, the sender from the first Return-Path header

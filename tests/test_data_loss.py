@@ -27,8 +27,9 @@ from click.testing import CliRunner, Result
 
 from popctl.cli import cli
 from popctl.stores import MboxStore, StoreError
-from tests.scripted_server import ScriptedServer, Step, close, expect, send
+from tests.scripted_server import ScriptedServer, Step, close, expect, expect_eof, send
 from tests.stored import stored_messages
+from tests.test_bad_input import tiny_fs  # noqa: F401  (a fixture: a 64 KiB tmpfs)
 
 PASSWORD = "s3cret"
 M1 = b"Subject: one\r\n\r\nbody one\r\n"
@@ -359,3 +360,29 @@ def test_output_file_never_writes_through_a_symbolic_link(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.stderr
     assert victim.read_bytes() == b"precious\n"
     assert not link.is_symlink() and link.read_bytes() == M1
+
+
+# --- a full disk, with colliding names and without UIDL ------------------------------------
+
+BIG1 = b"Subject: big one\r\n\r\n" + (b"a" * 78 + b"\r\n") * 500
+BIG2 = b"Subject: big two\r\n\r\n" + (b"b" * 78 + b"\r\n") * 500  # each about 40 KB
+
+
+@pytest.mark.parametrize("uids", [[b"u", b"u"], None], ids=["shared-uid", "no-uidl"])
+def test_full_disk_with_colliding_names(tiny_fs: Path,  # noqa: F811
+                                        uids: list[bytes] | None) -> None:
+    """A 64 KiB file system holding an earlier run's message under the name the first of two
+    40 KB messages prefers: that one is stored beside it, the second does not fit. Nothing
+    is replaced, nothing partial is left, no QUIT: the server keeps both."""
+    earlier = retr_into(tiny_fs, [M1], [b"u"] if uids else None)
+    assert earlier.exit_code == 0, earlier.stderr
+    kept = eml(tiny_fs)
+    script = retr_script([BIG1, BIG2], uids, deleted=[])[:-2]  # up to the RETRs' replies
+    with ScriptedServer([*script, expect(b"DELE 1\r\n"), expect_eof()], timeout=3.0) as server:
+        result = run(server, "retr", "--all", "--output-dir", str(tiny_fs), "--delete")
+    server.assert_done()  # no DELE 2, no QUIT: DELE 1 is rolled back
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot ") and result.stderr.count("\n") == 1
+    assert result.stderr.endswith(": No space left on device\n"), result.stderr
+    assert stored_messages("output-dir", tiny_fs) == sorted([M1, BIG1])
+    assert {name: data for name, data in eml(tiny_fs).items() if name in kept} == kept
