@@ -184,7 +184,7 @@ def _remove_stale_temporaries(directory: str) -> None:
         return
     uid = os.geteuid()
     for entry in entries:
-        match = _OWN_TEMPORARY.fullmatch(entry.name)
+        match = _OWN_TEMPORARY.fullmatch(entry.name) if entry.name[:8] == ".popctl-" else None
         if match is None or int(match.group(1)) == os.getpid():
             continue
         try:
@@ -402,6 +402,7 @@ class _TempFileSink(_SinkBase):
         self._link = link
         self._convert = _CRLFToLF() if to_lf else None
         self._buffer = bytearray()
+        self._action = "write"  # what commit is doing, for its error message
         # Unnamed until committed (O_TMPFILE) where the system allows: a process killed
         # mid-message (SIGKILL, a crash, power loss) then leaves no temporary file behind.
         # Readable too: a directory store compares it with a file already under its name.
@@ -429,23 +430,27 @@ class _TempFileSink(_SinkBase):
         self._check_writable()
         if self._convert is not None:
             self._buffer += self._convert.finish()
-        action = "write"
+        self._action = "write"
         try:
             _write_all(self._fd, self._buffer)
-            action = "sync"
-            os.fsync(self._fd)
-            action = "move into place"
             result = self._place()
         except OSError as exc:
             self.discard()
-            raise _os_error(action, self._final, exc) from None
+            raise _os_error(self._action, self._final, exc) from None
         self._finished("committed")  # named: from now on never removed
         self._result = result
         self._store._entry_added(os.path.dirname(result) or ".")
         return self._result
 
+    def _sync(self) -> None:
+        """Make the data durable: before the file gets a name, never after."""
+        self._action = "sync"
+        os.fsync(self._fd)
+        self._action = "move into place"
+
     def _place(self) -> str:
-        """Give the complete, synced file its name; return it."""
+        """Sync the complete file and give it its name; return it."""
+        self._sync()
         placed = self._anonymous is not None and self._name_unnamed()
         self._close()  # may report a delayed write error (NFS)
         if placed:
@@ -540,26 +545,27 @@ class _DirectorySink(_TempFileSink):
     def _place(self) -> str:
         store = self._directory_store
         size = os.fstat(self._fd).st_size
+        synced = False
         for name in store.names(self._base, self._content_hash):
             path = os.path.join(store.directory, name)
             if path in store.claimed:
                 continue  # another message of this run: never two messages under one name
+            if os.path.lexists(path):
+                if _same_content(path, self._fd, size):
+                    return self._found(path)
+                continue
+            if not synced:  # (a copy found already stored costs no fsync of ours)
+                self._sync()
+                synced = True
             try:
                 if self._anonymous is not None:
                     self._link_unnamed(path)
                 else:
                     self._link_named(path)
-            except FileExistsError:
-                if not _same_content(path, self._fd, size):
-                    continue
-                store.claimed.add(path)  # already stored, byte for byte: drop our copy
-                self._close()
-                if self._anonymous is None:
-                    with contextlib.suppress(OSError):
-                        os.unlink(self._temp)
-                self._anonymous = None
-                self._temp = self._final = path
-                return path
+            except FileExistsError:  # made meanwhile, by another process
+                if _same_content(path, self._fd, size):
+                    return self._found(path)
+                continue
             store.claimed.add(path)
             self._final = path
             try:
@@ -577,6 +583,17 @@ class _DirectorySink(_TempFileSink):
             return path
         raise OSError(errno.EEXIST, f"no free name among {MAX_COPIES} copies of "
                       f"{os.path.basename(self._final)}")
+
+    def _found(self, path: str) -> str:
+        """The message is stored at ``path`` already, byte for byte: drop our copy."""
+        self._directory_store.claimed.add(path)
+        self._close()
+        if self._anonymous is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp)
+        self._anonymous = None
+        self._temp = self._final = path
+        return path
 
     def _content_hash(self) -> str:
         """16 hex digits of the SHA-256 of the bytes written (read back: only needed when the
@@ -895,7 +912,7 @@ class MboxStore(_StoreBase):
 
     def _acquire(self) -> None:
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -911,7 +928,7 @@ class MboxStore(_StoreBase):
             # Never through a symbolic link: one planted in a shared directory would have us
             # append (or create) wherever its owner chose (fs.protected_symlinks=0).
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                               | os.O_NOFOLLOW | os.O_NONBLOCK, _FILE_MODE)
+                               | os.O_NOFOLLOW, _FILE_MODE)
             st = os.fstat(self._fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP and os.path.islink(self.path):
@@ -988,8 +1005,7 @@ class MboxStore(_StoreBase):
         symbolic link or a file of another user (whose note could aim the cut at any offset):
         the file read is the file written, through one descriptor."""
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK
-                         | os.O_CLOEXEC)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return False
         lines = self._stale_own_lock(fd)
