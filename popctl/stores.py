@@ -587,7 +587,8 @@ class _DirectorySink(_TempFileSink):
     def _found(self, path: str) -> str:
         """The message is stored at ``path`` already, byte for byte: drop our copy."""
         self._directory_store.claimed.add(path)
-        self._close()
+        with contextlib.suppress(OSError):  # our copy is dropped: its errors do not matter
+            self._close()
         if self._anonymous is None:
             with contextlib.suppress(OSError):
                 os.unlink(self._temp)
@@ -630,7 +631,6 @@ def _same_content(path: str, fd: int, size: int) -> bool:
         return True
     finally:
         os.close(other)
-
 
 
 def _create_with(path: str, content: bytes) -> int:

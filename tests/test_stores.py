@@ -197,6 +197,20 @@ def test_directory_store_keeps_every_message_once_per_file(
         assert len(os.listdir(tmp)) == len(messages)
 
 
+def test_directory_store_without_o_tmpfile(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the file system has no O_TMPFILE: named temporary files, the same names, and
+    nothing left behind (nor the probe)."""
+    monkeypatch.setattr("popctl.stores._try_unnamed", lambda *args, **kwargs: None)
+    for _ in range(2):
+        with DirectoryStore(tmp_path) as store:
+            paths = [feed(store.open(n, uid), [body]) for n, (uid, body) in enumerate(
+                [("u", b"one\r\n"), ("u", b"two\r\n"), (None, b"three\r\n")], 1)]
+        assert paths == [str(tmp_path / "u.eml"), str(tmp_path / f"u~{_h(b'two' + CRLF)}.eml"),
+                         str(tmp_path / f"msg~{_h(b'three' + CRLF)}.eml")]
+    assert len(listing(tmp_path)) == 3  # no temporary file, no probe, nothing twice
+
+
 @pytest.mark.parametrize(("uid", "name"), [
     ("../x", "%2E%2E%2Fx.eml"),
     ("a/b", "a%2Fb.eml"),
