@@ -25,6 +25,7 @@ from popctl.errors import (
     NoCredentialsError,
     PopctlError,
     RemoteProtocolError,
+    ShortMessageError,
     TransportError,
     UsageError,
 )
@@ -965,6 +966,8 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
                 raise UsageError(f"--output FILE takes one message; use --output-dir (the "
                                  f"selection has {len(rows)})")
             uid_of = {r.number: r.uid for r in rows}
+            listed = {r.number: r.size for r in rows}
+            listed_order: dict[object, int] = {r.number: i for i, r in enumerate(rows)}
             sinks: dict[int, Any] = {}
 
             def open_sink(n: int) -> Any:
@@ -981,9 +984,10 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
             try:
                 with bar as progress:
                     for done in session.retr_many([r.number for r in rows], open_sink,
-                                                  finish=finish, delete=delete):
+                                                  finish=finish, delete=delete, sizes=listed):
                         record: dict[str, object] = {
                             "number": done.number, "size": done.octets,
+                            "listed_size": listed.get(done.number), "short": done.short,
                             "uid": uid_of.get(done.number), "stored": stored.get(done.number),
                             "deleted": done.deleted}
                         records.append(record)
@@ -996,12 +1000,35 @@ def retr(output: str | None, output_dir: str | None, maildir: str | None, mbox: 
             store.sync()  # the stored messages' directory entries, durable before QUIT
     finally:
         store.close()
+    records.sort(key=lambda r: listed_order[r["number"]])  # deleted ones came after DELE
     if machine:
         emit(settings, records)
     elif targets:
         deleted = sum(1 for r in records if r["deleted"])
         note(settings, f"{len(records)} message(s) stored in {targets[0]}"
                        + (f", {deleted} deleted from the server" if delete else ""))
+    _report_short(records, delete=delete, stdout=not targets)
+
+
+def _report_short(records: list[dict[str, object]], *, delete: bool, stdout: bool) -> None:
+    """Exit 6 if a message arrived with fewer octets than LIST announced (cut short?): one
+    ``Error:`` line per message, and a summary when there are several."""
+    lines = []
+    for r in records:
+        if not r["short"]:
+            continue
+        where = ("what was written to standard output may be incomplete" if stdout
+                 else f"the copy in {r['stored']} may be incomplete")
+        lines.append(f"message {r['number']} arrived short: {r['size']} of the "
+                     f"{r['listed_size']} octets LIST announced; "
+                     + (f"kept on the server ({where})" if delete else where))
+    if len(lines) == 1:
+        raise ShortMessageError(lines[0])
+    if lines:
+        for line in lines:
+            click.echo(f"Error: {line}", err=True)
+        raise ShortMessageError(f"{len(lines)} messages arrived shorter than LIST announced"
+                                + ("; they were kept on the server" if delete else ""))
 
 
 @cli.command()

@@ -99,6 +99,14 @@ class RemoteProtocolError(PopctlError):
     exit_code = ExitCode.PROTOCOL
 
 
+class ShortMessageError(PopctlError):
+    """A message arrived with fewer octets than LIST announced (cut short?), so it was kept on
+    the server. Exit 6 like a protocol error, but the session itself is sound (the shell goes
+    on)."""
+
+    exit_code = ExitCode.PROTOCOL
+
+
 class ServerError(PopctlError):
     """The server answered -ERR.
 

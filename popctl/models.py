@@ -149,3 +149,4 @@ class Retrieved(NamedTuple):
     number: int
     octets: int  # bytes written to the sink
     deleted: bool = False  # marked for deletion (committed only by QUIT)
+    short: bool = False  # fewer octets than LIST announced (truncated?): never deleted

@@ -20,7 +20,7 @@ import binascii
 import builtins
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Final, NamedTuple, Protocol
 
@@ -946,11 +946,15 @@ class Session:
 
     def retr_many(self, messages: Iterable[int], open_sink: Callable[[int], Sink], *,
                   finish: Callable[[int, Sink], None] | None = None,
-                  delete: bool = False) -> Iterator[Retrieved]:
+                  delete: bool = False,
+                  sizes: Mapping[int, int] | None = None) -> Iterator[Retrieved]:
         """Pipelined RETR. For each message: ``open_sink(n)``, the data, ``finish(n, sink)``.
 
         With ``delete``, DELE n is sent only after ``finish`` returned (it must make the copy
-        durable); if ``finish`` raises, nothing more is sent and the error propagates.
+        durable); if ``finish`` raises, nothing more is sent and the error propagates. A
+        message that arrived with fewer octets than ``sizes`` (its LIST size) says is
+        ``short``: it is never deleted, as a transfer cut short is what that looks like. More
+        octets are normal (mpopd lists LF sizes, mailutils adds a header).
         """
         counters: dict[int, _CountingSink] = {}
 
@@ -971,10 +975,11 @@ class Session:
             counter = counters[n]
             if finish is not None:
                 finish(n, counter.sink)
-            if delete:
+            short = sizes is not None and counter.octets < sizes.get(n, 0)
+            if delete and not short:
                 self._pushed.append(_Request(Command("DELE", (str(n),)), number=n))
             else:
-                yield Retrieved(n, counters.pop(n).octets)
+                yield Retrieved(n, counters.pop(n).octets, short=short)
 
     def dele(self, messages: int | Iterable[int]) -> builtins.list[int]:
         """Mark messages deleted (pipelined). Committed only by QUIT; all-or-nothing on error."""
