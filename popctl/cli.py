@@ -142,7 +142,8 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
     click.option("--quiet", "-q", is_flag=True, default=None,
                  help="No messages or progress on stderr, only errors."),
     click.option("--sandbox", is_flag=True, default=None,
-                 help="Run against popctl's bundled sample server (no real mail touched)."),
+                 help="Run against popctl's bundled sample server (no real mail touched; "
+                      "its own server and login, so not with --host, --user, --account, ...)."),
     click.option("--account", "-a", "account", multiple=True, metavar="NAME",
                  help="Use this account of the configuration file (repeatable for stat, list, "
                       "uidl, dele) [default: POPCTL_ACCOUNT, else the file's default]."),

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from popctl import config
 from popctl.cli import cli
-from tests.scripted_server import ScriptedServer, expect, send
+from tests.scripted_server import ScriptedServer, Step, expect, send
 
 AMBIGUOUS = "is ambiguous: use 'min' for minutes or 'mo' for months"
 SANDBOX_HAS_NO_ACCOUNTS = "Error: --sandbox has no accounts: drop --all-accounts and --account\n"
@@ -120,7 +120,7 @@ def test_help_and_man_page_say_what_the_units_are() -> None:
     assert ("bytes, or a number with k, M, G or T (1024-based, any case: 5m is 5M); decimals "
             "allowed: 500k, 1.5M, 2G.") in help_text
     man = (Path(__file__).parent.parent / "man" / "popctl.1").read_text()
-    assert ".B mo\n(months of 30 days)" in man
+    assert ".B mo\nmonths of 30 days" in man
     assert "minutes, never months" not in man
 
 
@@ -173,7 +173,7 @@ HUGE = 2**63 - 1
 CAPA = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nPIPELINING\r\n.\r\n"
 
 
-def _huge_listing_script() -> list:  # type: ignore[type-arg]
+def _huge_listing_script() -> list[Step]:
     return [
         send(b"+OK POP3 ready\r\n"), expect(b"CAPA\r\n"), send(CAPA),
         expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
