@@ -151,13 +151,51 @@ _COMMON_OPTIONS: list[Callable[[F], F]] = [
     click.option("--quiet", "-q", is_flag=True, default=None,
                  help="No messages or progress on stderr, only errors and security warnings."),
     click.option("--sandbox", is_flag=True, default=None,
-                 help="Run against popctl's bundled sample server (no real mail touched)."),
+                 help="Run against popctl's bundled sample server (no real mail touched; "
+                      "its own server and login, so not with --host, --user, --account, ...)."),
     click.option("--account", "-a", "account", multiple=True, metavar="NAME",
                  help="Use this account of the configuration file (repeatable for stat, list, "
                       "uidl, dele) [default: POPCTL_ACCOUNT, else the file's default]."),
     click.option("--all-accounts", is_flag=True, default=None,
                  help="Run stat, list, uidl or dele for every configured account at once."),
 ]
+
+
+_OPTION_NAMES = (*(name for name in _SETTINGS if name != "extra"), "json_")
+# What --sandbox would otherwise ignore without a word: it brings its own server and login.
+_NOT_WITH_SANDBOX = ("host", "port", "user", "tls", "ca_file", "fingerprint", "insecure",
+                     "allow_plaintext", "account", "all_accounts")
+
+
+def _given(ctx: click.Context) -> set[str]:
+    """The common options typed on this command line, before or after the subcommand (not
+    those from the environment): the ones a command that cannot use them must refuse. Kept in
+    ``ctx.meta``, which the contexts of one invocation share; each shell line has its own."""
+    given: set[str] = ctx.meta.setdefault("popctl.given", set())
+    return given
+
+
+def _flag(name: str) -> str:
+    return "--json" if name == "json_" else "--" + name.replace("_", "-")
+
+
+def _refuse_unused(ctx: click.Context, used: Iterable[str]) -> None:
+    """Refuse the common options given before a subcommand that does not use them (``popctl
+    --all-accounts account list``): silently ignoring them would let the user believe they
+    applied."""
+    unused = sorted(_given(ctx) - set(used), key=_OPTION_NAMES.index)
+    if not unused:
+        return
+    path, parent = [], ctx
+    while parent.parent is not None:
+        path.append(parent.info_name or "")
+        parent = parent.parent
+    command = " ".join(reversed(path))
+    flag = _flag(unused[0])
+    if unused[0] in {p.name for p in ctx.command.params}:
+        raise UsageError(f"{flag} given before '{command}' does not apply to it; put it after "
+                         f"'{command}'")
+    raise UsageError(f"{flag} does not apply to '{command}'")
 
 
 def common_options(f: F) -> F:
@@ -175,7 +213,16 @@ def common_options(f: F) -> F:
             if (name in kwargs and getattr(obj, name) is not None
                     and ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT):
                 kwargs[name] = None
+        given = _given(ctx)
+        given.update(name for name in _OPTION_NAMES if kwargs.get(name) not in (None, False, ())
+                     and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE)
         _merge(obj, kwargs)
+        clash = [name for name in _NOT_WITH_SANDBOX if name in given]
+        if obj.sandbox and clash:
+            if clash[0] in ("account", "all_accounts"):
+                raise UsageError("--sandbox has no accounts: drop --all-accounts and --account")
+            raise UsageError(f"--sandbox runs popctl's own sample server, with its own login: "
+                             f"{_flag(clash[0])} cannot be combined with it")
         return f(*args, **kwargs)
 
     for option in reversed(_COMMON_OPTIONS):
@@ -561,9 +608,11 @@ def selection_options(f: F) -> F:
         click.option("--uid", "uids", multiple=True, help="Select by UIDL unique id (repeatable)."),
         click.option("--all", "all_", is_flag=True, help="Select every message."),
         click.option("--larger-than", metavar="SIZE",
-                     help="Only messages larger than SIZE (500k, 1.5M, 2G)."),
+                     help="Only messages larger than SIZE: bytes, or a number with k, M, G or "
+                          "T (1024-based, any case: 5m is 5M); decimals allowed: 500k, 1.5M, "
+                          "2G."),
         click.option("--smaller-than", metavar="SIZE",
-                     help="Only messages smaller than SIZE."),
+                     help="Only messages smaller than SIZE (as --larger-than)."),
         click.option("--from", "from_", metavar="REGEX",
                      help="Only messages whose From matches REGEX."),
         click.option("--subject", metavar="REGEX",
@@ -571,9 +620,12 @@ def selection_options(f: F) -> F:
         click.option("--header", "header", multiple=True, metavar="'NAME: REGEX'",
                      help="Only messages with a header matching 'Name: REGEX' (repeatable)."),
         click.option("--older-than", metavar="AGE",
-                     help="Only messages dated before AGE ago (30d, 12h, 1w)."),
+                     help="Only messages dated more than AGE ago. AGE is a number and a unit: "
+                          "s, min, h, d, w, mo (30 days) or y (365 days); decimals and sums "
+                          "allowed: 90min, 1.5d, 6mo, 1d12h. A bare m is refused: write min "
+                          "or mo."),
         click.option("--newer-than", metavar="AGE",
-                     help="Only messages dated within AGE (30d, 12h, 1w)."),
+                     help="Only messages dated less than AGE ago (AGE as for --older-than)."),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -785,7 +837,8 @@ def _rows(settings: Settings, session: Session, query: Query, *, want_headers: b
     try:
         yield from query_module.run(session, query, want_headers=want_headers,
                                     sizes_only=sizes_only, cache=cache, delete=delete,
-                                    progress=bar.update if bar is not None else None)
+                                    progress=bar.update if bar is not None else None,
+                                    warn=_warner(settings))
     finally:
         if cache is not None:
             cache.save()
@@ -832,10 +885,16 @@ def uidl(**kwargs: Any) -> None:
         emit(settings, uids(settings, session))
 
 
+def _warner(settings: Settings) -> Callable[[str], None]:
+    """note(), with the account's name in a run across accounts (their lines interleave)."""
+    label = settings.extra.get("label")
+    return lambda text: note(settings, f"{label}: {text}" if label else text)
+
+
 def _one_message(session: Session, settings: Settings, query: Query) -> int:
     from popctl import query as query_module
 
-    rows = list(query_module.run(session, query, want_headers=False))
+    rows = list(query_module.run(session, query, want_headers=False, warn=_warner(settings)))
     if len(rows) != 1:
         raise UsageError(f"this command takes exactly one message; the selection has {len(rows)}")
     return rows[0].number
@@ -1293,6 +1352,7 @@ def sandbox_serve(port: int) -> None:
     """
     from popctl.sandbox import SandboxServer
 
+    _refuse_unused(click.get_current_context(), ("debug",))
     server = SandboxServer(port=port).start()
     host, bound = server.address
     click.echo(f"sandbox POP3 server on {host} port {bound}: user sandbox, password sandbox",
@@ -1327,7 +1387,9 @@ def output_options(f: F) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ours = {name: kwargs.pop(name) for name in ("format", "json_", "debug", "quiet")}
-        _merge(click.get_current_context().ensure_object(Settings), ours)
+        ctx = click.get_current_context()
+        _refuse_unused(ctx, ours)
+        _merge(ctx.ensure_object(Settings), ours)
         return f(*args, **kwargs)
 
     for option in reversed(_OUTPUT_OPTIONS):
@@ -1404,7 +1466,7 @@ def account_add(name: str, make_default: bool, probe: bool, **kwargs: Any) -> No
     settings = _settings()
     if not config.NAME.fullmatch(name):
         raise UsageError(f"bad account name {name!r}: use letters, digits, - and _ (at most 64)")
-    loaded = config.load()
+    loaded = config.load(create=True)
     loaded.ensure_absent(name)  # before any question is asked
     values = {key: value for key, value in kwargs.items() if value is not None}
     for key, question in (("host", "POP3 server"), ("user", "Login name")):
@@ -1567,6 +1629,14 @@ def account_test(name: str, **kwargs: Any) -> None:
     Example:
       popctl account test work --trace
     """
+    given = _given(click.get_current_context())
+    for option in ("account", "all_accounts"):
+        if option in given:
+            raise UsageError(f"account test takes the account as its argument: drop "
+                             f"{_flag(option)}")
+    if "sandbox" in given:
+        raise UsageError("account test tests a configured account, not the sandbox: drop "
+                         "--sandbox (popctl --sandbox capa shows the sandbox's side)")
     settings = _settings().copy(account=(name,), all_accounts=None, extra={})
     target = settings.extra["target"] = resolve_target(settings)
     with open_session(settings) as session:

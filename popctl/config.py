@@ -117,14 +117,24 @@ class Config(NamedTuple):
 # --- reading --------------------------------------------------------------------------------------
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """The configuration at ``path`` (default: config_path()); a missing file has no accounts."""
+def load(path: str | os.PathLike[str] | None = None, *, create: bool = False) -> Config:
+    """The configuration at ``path`` (default: config_path()); a missing file has no accounts.
+
+    Except the file POPCTL_CONFIG names: the user asked for that one, and reading it as empty
+    would hide a typo behind "no account" errors, so its absence is a ConfigError, unless the
+    caller is about to ``create`` it (account add).
+    """
+    named = path is None and bool(os.environ.get("POPCTL_CONFIG"))
     path = config_path() if path is None else os.fspath(path)
     try:
         with open(path, "rb") as f:
             check_trusted(path, os.fstat(f.fileno()))  # what is read, not what a name points to
             data = f.read()
     except FileNotFoundError:
+        if named and not create:
+            raise ConfigError(f"the configuration file {path} (named by POPCTL_CONFIG) does not "
+                              "exist: correct or unset POPCTL_CONFIG, or create the file with: "
+                              "popctl account add NAME --host HOST --user USER") from None
         return Config(path, {})
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the configuration: {e.strerror or e}") from None

@@ -105,7 +105,8 @@ class Row:
 
 
 def _candidates(query: Query, sizes: Sequence[MessageSize],
-                uids: Sequence[MessageUid] | None) -> list[Row]:
+                uids: Sequence[MessageUid] | None,
+                warn: Callable[[str], None] | None = None) -> list[Row]:
     # The listings stay compact (popctl/listing.py: in order, a few octets a message, looked up
     # by number without a dict of them all) and rows are built only for the messages chosen:
     # a Row per message of a 64 MiB hostile listing took over a gigabyte for `retr 1`.
@@ -113,11 +114,12 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
     uid_listing = uids if uids is None or isinstance(uids, UidListing) else UidListing.of(uids)
     chosen: set[int] | None = None
     if query.ranges:
-        numbers = selection.resolve(selection.parse_ranges(query.ranges), listing.last)
-        missing = [n for n in numbers if listing.index_of(n) < 0]
-        if missing:
-            raise NoSuchMessageError(f"message {missing[0]} does not exist or is deleted")
-        chosen = set(numbers)
+        specs = selection.parse_ranges(query.ranges)
+        # Over the listing, never over the ranges' bounds (issue 11): see selection.select.
+        chosen = set(selection.select(specs, listing.numbers()))
+        if warn is not None:
+            for line in selection.overreach(specs, listing.last):
+                warn(line)
     if query.uids:
         if uid_listing is None:
             raise UsageError("the server does not support UIDL, so --uid cannot be used")
@@ -147,7 +149,18 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
             and (smaller is None or m.size < smaller)]
 
 
-def _matches(query: Query, row: Row, now: datetime) -> bool:
+def _cutoff(now: datetime, age: timedelta | None) -> datetime | None:
+    """``now - age``, or the earliest datetime when that is before year 1 (``--older-than
+    9999999d``: nothing is that old; ``--newer-than 9999999d``: everything dated is newer)."""
+    if age is None:
+        return None
+    try:
+        return now - age
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _matches(query: Query, row: Row, older: datetime | None, newer: datetime | None) -> bool:
     from popctl import headers as header_parsing
 
     if query.sender and not query.sender.search(row.sender or ""):
@@ -158,13 +171,13 @@ def _matches(query: Query, row: Row, now: datetime) -> bool:
         values = header_parsing.header_values(row._headers or b"", name)
         if not any(pattern.search(v) for v in values):
             return False
-    if query.older_than is not None or query.newer_than is not None:
+    if older is not None or newer is not None:
         if row.date is None:
             return False  # undated mail matches no age filter: never delete on a guess
         when = datetime.fromisoformat(row.date)
-        if query.older_than is not None and not when < now - query.older_than:
+        if older is not None and not when < older:
             return False
-        if query.newer_than is not None and not when > now - query.newer_than:
+        if newer is not None and not when > newer:
             return False
     return True
 
@@ -172,7 +185,7 @@ def _matches(query: Query, row: Row, now: datetime) -> bool:
 def run(session: Session, query: Query, *, want_headers: bool,
         progress: Callable[[int], None] | None = None,
         sizes_only: bool = False, cache: HeaderCache | None = None,
-        delete: bool = False) -> Iterator[Row]:
+        delete: bool = False, warn: Callable[[str], None] | None = None) -> Iterator[Row]:
     """The selected messages, in order, each yielded as soon as it is known.
 
     Headers are fetched (pipelined) when ``want_headers`` or a header filter needs them, except
@@ -182,6 +195,8 @@ def run(session: Session, query: Query, *, want_headers: bool,
     With ``delete`` every selected message is also marked deleted, in the same pipelined
     window as the TOPs (so the query must not filter on headers: the selection is known
     before they arrive).
+
+    ``warn`` is told (one line each) of closed ranges that reach past the last message.
     """
     if delete and query.header_filters:
         raise ValueError("delete=True needs a selection that does not depend on headers")
@@ -189,7 +204,7 @@ def run(session: Session, query: Query, *, want_headers: bool,
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
-    rows = _candidates(query, sizes, uids)
+    rows = _candidates(query, sizes, uids, warn)
     del sizes  # the rows have what is needed
     if not (want_headers or query.header_filters):
         if delete and rows:
@@ -199,6 +214,7 @@ def run(session: Session, query: Query, *, want_headers: bool,
     from popctl import headers as header_parsing
 
     now = datetime.now(UTC)
+    older, newer = _cutoff(now, query.older_than), _cutoff(now, query.newer_than)
     fetch = rows
     shared: set[str] = set()
     if cache is not None and uids is not None:
@@ -223,7 +239,7 @@ def run(session: Session, query: Query, *, want_headers: bool,
                 cache.put(row.uid, row.size, row.sender, row.subject, row.date)
         if progress is not None:
             progress(1)
-        if _matches(query, row, now):
+        if _matches(query, row, older, newer):
             yield row
         row._headers = None
     next(fetched, None)  # the batch is complete: let it finish

@@ -18,12 +18,17 @@ def _isolated_user_state(tmp_path_factory: pytest.TempPathFactory,
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    # The configuration file is the XDG one, $XDG_CONFIG_HOME/popctl/config.toml, in a
+    # directory made as `account add` makes it: a POPCTL_CONFIG naming a file that does not
+    # exist is an error (popctl.config.load).
+    (home / ".config").mkdir(mode=0o700)
+    (home / ".config" / "popctl").mkdir(mode=0o700)
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))  # keyrings.alt's files
-    monkeypatch.setenv("POPCTL_CONFIG", str(home / "popctl.toml"))
-    for name in ("POPCTL_HOST", "POPCTL_PORT", "POPCTL_USER", "POPCTL_PASSWORD", "POPCTL_TLS",
-                 "POPCTL_ACCOUNT", "POPCTL_CA_FILE", "POPCTL_AUTH", "POPCTL_FINGERPRINT",
-                 "POPCTL_TIMEOUT", "PYTHON_KEYRING_BACKEND"):
+    for name in ("POPCTL_CONFIG", "POPCTL_HOST", "POPCTL_PORT", "POPCTL_USER",
+                 "POPCTL_PASSWORD", "POPCTL_TLS", "POPCTL_ACCOUNT", "POPCTL_CA_FILE",
+                 "POPCTL_AUTH", "POPCTL_FINGERPRINT", "POPCTL_TIMEOUT",
+                 "PYTHON_KEYRING_BACKEND"):
         monkeypatch.delenv(name, raising=False)
     previous = os.umask(0o022)
     try:

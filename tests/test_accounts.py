@@ -3,7 +3,7 @@ real keyring backends: keyrings.alt's file backend in the test process, keyring'
 for the headless case, and gnome-keyring's Secret Service under dbus-run-session.
 
 Users: alice and bob of tests/dovecot_server.py; "wrong" is carol with a wrong password. The
-configuration file is $POPCTL_CONFIG under the test's temporary HOME (tests/conftest.py).
+configuration file is the XDG one under the test's temporary HOME (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from keyring.backends import fail
 from keyrings.alt.file import PlaintextKeyring
 
 from popctl import cli as cli_module
+from popctl import config
 from popctl.cli import Settings, cli, resolve_target
 from popctl.errors import ConfigError, UsageError
 from tests.dovecot_server import DovecotServer
@@ -80,7 +81,7 @@ def server(dovecot_mailbox: DovecotServer) -> Iterator[DovecotServer]:
 
 
 def config_file() -> Path:
-    return Path(os.environ["POPCTL_CONFIG"])
+    return Path(config.config_path())
 
 
 def account_toml(server: DovecotServer, name: str, user: str, *, tls: str = "implicit",

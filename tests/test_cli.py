@@ -724,11 +724,13 @@ def test_capa_table_shows_the_whole_fingerprint(box: Box) -> None:
      "invalid regular expression '(' for --from: missing ), unterminated subpattern at "
      "position 0"),
     (["list", "--older-than", "3x"],
-     "invalid duration '3x': expected a number with a unit w, d, h, m or s (weeks, days, hours, "
-     "minutes, seconds), or several, e.g. 30d, 12h, 1d12h"),
+     "invalid duration '3x': expected a number and a unit: s, min, h, d, w, mo (30 days) or y "
+     "(365 days), or several, e.g. 90min, 12h, 1.5d, 6mo, 1d12h"),
     (["dele", "--newer-than", "yesterday", "--yes"],
-     "invalid duration 'yesterday': expected a number with a unit w, d, h, m or s (weeks, days, "
-     "hours, minutes, seconds), or several, e.g. 30d, 12h, 1d12h"),
+     "invalid duration 'yesterday': expected a number and a unit: s, min, h, d, w, mo (30 days) "
+     "or y (365 days), or several, e.g. 90min, 12h, 1.5d, 6mo, 1d12h"),
+    (["dele", "--older-than", "6m", "--yes"],
+     "invalid duration '6m': 'm' is ambiguous: use 'min' for minutes or 'mo' for months"),
     (["list", "--header", "Bogus"],
      "invalid header filter 'Bogus': no colon; expected 'Name: REGEX', e.g. 'X-Spam-Flag: yes'"),
 ])

@@ -64,7 +64,7 @@ def test_path_from_popctl_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 
 def test_path_from_xdg_then_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("POPCTL_CONFIG")
+    monkeypatch.delenv("POPCTL_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     assert config.config_path() == str(tmp_path / "xdg" / "popctl" / "config.toml")
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/is/ignored")
