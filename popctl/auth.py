@@ -7,9 +7,17 @@ per server challenge. The session drives it.
 from __future__ import annotations
 
 import base64
+import binascii
+import re
 from collections.abc import Callable
 
-from popctl.errors import AuthenticationError, CapabilityError, InsecureAuthError, UsageError
+from popctl.errors import (
+    AuthenticationError,
+    CapabilityError,
+    InsecureAuthError,
+    RemoteProtocolError,
+    UsageError,
+)
 from popctl.models import Capabilities, Credentials
 
 # hashlib, hmac, secrets and stringprep are imported by the mechanisms that use them: USER/PASS,
@@ -25,6 +33,10 @@ TLS_PREFERENCE = ("SCRAM-SHA-256", "PLAIN", "LOGIN", "USER", "CRAM-MD5", "APOP")
 CLEAR_PREFERENCE = ("SCRAM-SHA-256", "CRAM-MD5", "APOP", "PLAIN", "LOGIN", "USER")
 OAUTH_PREFERENCE = ("OAUTHBEARER", "XOAUTH2")
 OAUTH_MECHANISMS = frozenset(OAUTH_PREFERENCE)
+# The most PBKDF2 rounds a server may ask of SCRAM: ~0.25 s here at 1,000,000. More is a
+# server making its clients burn CPU, not a hash anyone configures (RFC 7677 suggests 4096).
+MAX_SCRAM_ITERATIONS = 1_000_000
+_SCRAM_ITERATIONS = re.compile(r"[1-9][0-9]{0,6}")  # ASCII digits only: int() takes "٣" too
 
 
 class Mechanism:
@@ -47,7 +59,7 @@ class Plain(Mechanism):
     name = "PLAIN"
 
     def __init__(self, user: str, password: str) -> None:
-        self._message = b"\0" + user.encode() + b"\0" + password.encode()
+        self._message = b"\0" + _utf8(user, "user name") + b"\0" + _utf8(password, "password")
 
     def initial_response(self) -> bytes:
         return self._message
@@ -60,7 +72,7 @@ class Login(Mechanism):
     name = "LOGIN"
 
     def __init__(self, user: str, password: str) -> None:
-        self._answers = [user.encode(), password.encode()]
+        self._answers = [_utf8(user, "user name"), _utf8(password, "password")]
 
     def respond(self, challenge: bytes) -> bytes:
         if not self._answers:
@@ -78,15 +90,15 @@ class CramMD5(Mechanism):
         import hashlib
         import hmac
 
-        digest = hmac.new(self._password.encode(), challenge, hashlib.md5).hexdigest()
-        return f"{self._user} {digest}".encode()
+        digest = hmac.new(_utf8(self._password, "password"), challenge, hashlib.md5).hexdigest()
+        return _utf8(f"{self._user} {digest}", "user name")
 
 
 class XOAuth2(Mechanism):
     name = "XOAUTH2"
 
     def __init__(self, user: str, token: str) -> None:
-        self._message = f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+        self._message = _utf8(f"user={user}\x01auth=Bearer {token}\x01\x01", "token")
 
     def initial_response(self) -> bytes:
         return self._message
@@ -103,7 +115,7 @@ class OAuthBearer(Mechanism):
 
     def __init__(self, user: str, token: str) -> None:
         authzid = user.replace("=", "=3D").replace(",", "=2C")
-        self._message = f"n,a={authzid},\x01auth=Bearer {token}\x01\x01".encode()
+        self._message = _utf8(f"n,a={authzid},\x01auth=Bearer {token}\x01\x01", "token")
 
     def initial_response(self) -> bytes:
         return self._message
@@ -165,12 +177,25 @@ class ScramSHA256(Mechanism):
 
         fields = _scram_fields(server_first)
         nonce, salt, iterations = fields.get("r", ""), fields.get("s", ""), fields.get("i", "")
-        if not nonce.startswith(self._nonce) or not salt or not iterations.isdigit():
-            raise AuthenticationError("malformed SCRAM challenge from the server", command="AUTH")
-        if not 1 <= int(iterations) <= 1_000_000:
-            raise AuthenticationError("SCRAM iteration count out of range", command="AUTH")
-        salted = hashlib.pbkdf2_hmac("sha256", self._password, base64.b64decode(salt),
-                                     int(iterations))
+        if not nonce.startswith(self._nonce) or not salt or not iterations:
+            raise RemoteProtocolError("malformed SCRAM challenge from the server (RFC 5802 "
+                                      "needs r=, s= and i=, and our nonce)")
+        try:
+            salt_bytes = base64.b64decode(salt, validate=True)
+        except binascii.Error:
+            salt_bytes = b""
+        if not salt_bytes:
+            raise RemoteProtocolError("malformed SCRAM challenge from the server: the salt is "
+                                      "not base64")
+        if not _SCRAM_ITERATIONS.fullmatch(iterations):
+            raise RemoteProtocolError("malformed SCRAM challenge from the server: the iteration "
+                                      "count is not a whole number from 1 to "
+                                      f"{MAX_SCRAM_ITERATIONS:,}")
+        rounds = int(iterations)
+        if rounds > MAX_SCRAM_ITERATIONS:
+            raise RemoteProtocolError(f"the server asks for {rounds:,} SCRAM iterations, more "
+                                      f"than popctl's limit of {MAX_SCRAM_ITERATIONS:,}")
+        salted = hashlib.pbkdf2_hmac("sha256", self._password, salt_bytes, rounds)
         client_key = hmac.digest(salted, b"Client Key", "sha256")
         stored_key = hashlib.sha256(client_key).digest()
         without_proof = f"c=biws,r={nonce}"
@@ -211,7 +236,7 @@ def _scram_fields(message: bytes) -> dict[str, str]:
 def apop_digest(timestamp: str, password: str) -> str:
     import hashlib
 
-    return hashlib.md5((timestamp + password).encode()).hexdigest()
+    return hashlib.md5(_utf8(timestamp + password, "password")).hexdigest()
 
 
 _SASL: dict[str, Callable[[str, str], Mechanism]] = {
@@ -230,6 +255,24 @@ def make_mechanism(name: str, credentials: Credentials) -> Mechanism:
     if secret is None:
         raise UsageError(f"{name} needs {'a token' if name in OAUTH_MECHANISMS else 'a password'}")
     return _SASL[name](credentials.user, secret)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; never a UnicodeEncodeError, whose message quotes the character and
+    its position in the secret (choose_mechanism refuses such secrets first; this guards the
+    mechanisms used directly)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"the {what} is not UTF-8 text; no credentials were sent") from None
 
 
 def _is_ascii(text: str | None) -> bool:
@@ -263,6 +306,12 @@ def choose_mechanism(credentials: Credentials, caps: Capabilities, *, encrypted:
         if value is not None and any(c in value for c in "\r\n\0"):
             raise UsageError(f"the {what} contains a CR, LF or NUL character; "
                              "no credentials were sent")
+        if value is not None and not _encodable(value):
+            # Bytes that are not UTF-8 (POPCTL_PASSWORD=$'\xff', a Latin-1 terminal) reach us as
+            # lone surrogates, which no mechanism can send. Neither the byte nor its position
+            # is named: either would tell a reader part of the secret.
+            raise UsageError(f"the {what} is not UTF-8 text (it holds a byte that is not part "
+                             "of a UTF-8 character); no credentials were sent")
     refuse_plaintext(credentials, encrypted=encrypted)
     wanted = credentials.mechanism.upper()
     if wanted != "AUTO":

@@ -1,7 +1,9 @@
 """The configuration file: named accounts in TOML, read with tomllib, written back atomically.
 
 Secrets never live here: a ``password`` key is refused (credentials.py says where they go).
-Every mistake in the file is one ``ConfigError`` line naming the file and the line.
+Every mistake in the file is one ``ConfigError`` line naming the file and the line. The file
+chooses commands popctl runs as the user, so, as ssh does with its own, a file others could
+have written is refused (``check_trusted``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from typing import NamedTuple
 
 from popctl.defaults import MECHANISMS, TLS_MODES, default_port, normalize_fingerprint
@@ -16,13 +19,26 @@ from popctl.errors import ConfigError
 
 # The keys an [accounts.NAME] table may hold, in the order they are written and shown.
 ACCOUNT_KEYS = ("host", "port", "user", "tls", "auth", "timeout", "ca_file", "fingerprint",
-                "password_command", "oauth2_token_command", "allow_plaintext")
+                "password_command", "oauth2_token_command", "password_command_timeout",
+                "allow_plaintext")
 # Bare TOML keys (no quoting needed, no dots) that are also safe file and keyring names.
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HEADER = re.compile(r"\s*\[(?!\[)\s*([^\]]*?)\s*\]\s*(?:#.*)?$")
 HEADER = "# popctl accounts: see popctl(1), FILES. Passwords do not belong here.\n"
 _STRING_KEYS = ("host", "user", "auth", "ca_file", "fingerprint", "password_command",
                 "oauth2_token_command")
+_SECONDS_KEYS = ("timeout", "password_command_timeout")
+# Keys the file may hold outside [accounts.NAME]: ``default``, and file-wide values of these
+# account keys, which apply to every account that does not set its own.
+FILE_WIDE_KEYS = ("password_command_timeout",)
+# tomllib's time and memory grow with the square of a dotted key's parts (10,000: 2 s and
+# 390 MB; 100,000 went past 24 GB); popctl's keys have three at most.
+MAX_KEY_PARTS = 64
+# What is not key: strings and comments (blanked, keeping their line breaks), and the
+# characters that end a key. Dots left between two of those separate a key's parts.
+_NOT_KEY = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
+                      r"|#[^\n]*")
+_KEY_END = re.compile(r"[=,{}\[\]\n]")
 
 
 def config_path() -> str:
@@ -54,6 +70,7 @@ class Account(NamedTuple):
     fingerprint: str | None = None
     password_command: str | None = None
     oauth2_token_command: str | None = None
+    password_command_timeout: float | None = None  # for the token command too
     allow_plaintext: bool | None = None
 
     @property
@@ -72,6 +89,7 @@ class Config(NamedTuple):
     accounts: dict[str, Account]  # in the order of the file
     default: str | None = None
     text: str = ""  # the file as read ("" when it does not exist)
+    password_command_timeout: float | None = None  # file-wide; see account()
 
     def ensure_absent(self, name: str) -> None:
         if name in self.accounts:
@@ -79,24 +97,40 @@ class Config(NamedTuple):
                               f"(popctl account remove {name}) or edit the file")
 
     def account(self, name: str) -> Account:
+        """The account as it applies: file-wide values filled in where it sets none
+        (``accounts`` holds the tables as written)."""
         try:
-            return self.accounts[name]
+            found = self.accounts[name]
         except KeyError:
             known = ", ".join(self.accounts) or "none"
             raise ConfigError(f"no account {name!r} in {self.path} (accounts: {known}); add it "
                               f"with: popctl account add {name} --host HOST --user USER") from None
+        if found.password_command_timeout is None and self.password_command_timeout is not None:
+            found = found._replace(password_command_timeout=self.password_command_timeout)
+        return found
 
 
 # --- reading --------------------------------------------------------------------------------------
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """The configuration at ``path`` (default: config_path()); a missing file has no accounts."""
+def load(path: str | os.PathLike[str] | None = None, *, create: bool = False) -> Config:
+    """The configuration at ``path`` (default: config_path()); a missing file has no accounts.
+
+    Except the file POPCTL_CONFIG names: the user asked for that one, and reading it as empty
+    would hide a typo behind "no account" errors, so its absence is a ConfigError, unless the
+    caller is about to ``create`` it (account add).
+    """
+    named = path is None and bool(os.environ.get("POPCTL_CONFIG"))
     path = config_path() if path is None else os.fspath(path)
     try:
         with open(path, "rb") as f:
+            check_trusted(path, os.fstat(f.fileno()))  # what is read, not what a name points to
             data = f.read()
     except FileNotFoundError:
+        if named and not create:
+            raise ConfigError(f"the configuration file {path} (named by POPCTL_CONFIG) does not "
+                              "exist: correct or unset POPCTL_CONFIG, or create the file with: "
+                              "popctl account add NAME --host HOST --user USER") from None
         return Config(path, {})
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the configuration: {e.strerror or e}") from None
@@ -108,24 +142,98 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     return parse(text, path)
 
 
+def check_trusted(path: str, st: os.stat_result) -> None:
+    """Refuse a file others could have written, as ssh refuses such a config: its
+    password_command runs as the user, its host and fingerprint say where the password goes.
+
+    Its owner must be the user or root; it must not be writable by others, nor by its group
+    unless that group is the owner's own (Debian's OpenSSH makes the same exception for umask
+    002 and user private groups); and its directory (after symbolic links) must belong to the
+    user or root and not be writable by others unless sticky (/tmp), or the file could be
+    replaced there.
+    """
+    me = os.geteuid()
+    if st.st_uid not in (0, me):
+        raise ConfigError(f"{path}: refusing a configuration that belongs to "
+                          f"{_user_name(st.st_uid)}, not to you (its password_command would run "
+                          f"as you): use a file of your own, or as root: chown {_user_name(me)} "
+                          f"{_quote(path)}")
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and not _private_group(st)):
+        who = "anyone" if st.st_mode & stat.S_IWOTH else "its group"
+        raise ConfigError(f"{path}: refusing a configuration {who} can write (it chooses the "
+                          f"commands popctl runs as you): fix with: chmod go-w {_quote(path)}")
+    directory = os.path.dirname(os.path.realpath(path))
+    try:
+        where = os.stat(directory)
+    except OSError:
+        return
+    if where.st_uid not in (0, me):
+        raise ConfigError(f"{path}: refusing a configuration in {directory}, which belongs to "
+                          f"{_user_name(where.st_uid)}, who could replace it: keep it in a "
+                          "directory of your own")
+    if where.st_mode & stat.S_IWOTH and not where.st_mode & stat.S_ISVTX:
+        raise ConfigError(f"{path}: refusing a configuration in {directory}, where anyone can "
+                          f"replace it: fix with: chmod o-w {_quote(directory)}")
+
+
+def _private_group(st: os.stat_result) -> bool:
+    """Whether the file's group has exactly one member, its owner (a user private group)."""
+    import grp
+    import pwd
+
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+        group = grp.getgrgid(st.st_gid)
+    except KeyError:
+        return False
+    members = set(group.gr_mem) | {p.pw_name for p in pwd.getpwall() if p.pw_gid == st.st_gid}
+    return members == {owner}
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
+
+
 def parse(text: str, path: str | os.PathLike[str]) -> Config:
     import tomllib  # only when there is a file: most commands without one never need it
 
     path = os.fspath(path)
+    _check_key_depth(text, path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(_syntax_error(str(e), path, text)) from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{path}: TOML nested too deeply (arrays or inline tables inside one "
+                          "another, hundreds of levels down): not a popctl configuration"
+                          ) from None
     where = _Locator(text, path)
     accounts: dict[str, Account] = {}
     default = data.pop("default", None)
     tables = data.pop("accounts", {})
-    for key in data:
+    wide: dict[str, float] = {}
+    for key, value in data.items():
         if key == "password":
             raise where.error((), key, "a password does not belong in the configuration file: "
                               "remove it, and store it with: popctl password set NAME")
-        raise where.error((), key, f"unknown key {key!r} (expected default = \"NAME\" and "
-                          "[accounts.NAME] tables)")
+        if key not in FILE_WIDE_KEYS:
+            raise where.error((), key, f"unknown key {key!r} (expected default = \"NAME\", "
+                              f"{', '.join(FILE_WIDE_KEYS)} and [accounts.NAME] tables)")
+        problem = check_value(key, value)
+        if problem:
+            raise where.error((), key, f"{key}: {problem}")
+        wide[key] = float(value)
     if not isinstance(tables, dict):
         raise where.error((), "accounts", "accounts must be a table of [accounts.NAME] tables")
     for name, table in tables.items():
@@ -142,7 +250,7 @@ def parse(text: str, path: str | os.PathLike[str]) -> Config:
         if default not in accounts:
             raise where.error((), "default", f"default account {default!r} is not defined "
                               f"(accounts: {', '.join(accounts) or 'none'})")
-    return Config(path, accounts, default, text)
+    return Config(path, accounts, default, text, **wide)
 
 
 def _account(name: str, table: dict[str, object], where: _Locator) -> Account:
@@ -163,8 +271,9 @@ def _account(name: str, table: dict[str, object], where: _Locator) -> Account:
     for key in ("host", "user"):
         if key not in values:
             raise where.error(at, None, f"account {name!r} has no {key}")
-    if isinstance(values.get("timeout"), int):
-        values["timeout"] = float(values["timeout"])  # type: ignore[arg-type]
+    for key in _SECONDS_KEYS:
+        if isinstance(values.get(key), int):
+            values[key] = float(values[key])  # type: ignore[arg-type]
     return Account(name, **values)  # type: ignore[arg-type]
 
 
@@ -179,8 +288,8 @@ def check_value(key: str, value: object) -> str | None:
             return "must be one line"
     if key == "port" and (type(value) is not int or not 1 <= value <= 65535):
         return "expected a whole number from 1 to 65535"
-    if key == "timeout" and (type(value) not in (int, float)
-                             or not 0.1 <= value <= 3600):  # type: ignore[operator]
+    if key in _SECONDS_KEYS and (type(value) not in (int, float)
+                                 or not 0.1 <= value <= 3600):  # type: ignore[operator]
         return "expected a number of seconds from 0.1 to 3600"
     if key == "allow_plaintext" and not isinstance(value, bool):
         return "expected true or false"
@@ -194,6 +303,21 @@ def check_value(key: str, value: object) -> str | None:
         except ValueError as e:
             return str(e)
     return None
+
+
+def _check_key_depth(text: str, path: str) -> None:
+    """Refuse a dotted key or table name of more than MAX_KEY_PARTS parts before tomllib
+    spends minutes and gigabytes on it."""
+    if text.count(".") <= MAX_KEY_PARTS:
+        return  # every file popctl writes, and any sane one
+    bare = _NOT_KEY.sub(lambda m: "\n" * m[0].count("\n"), text)
+    at = 0
+    for piece in _KEY_END.split(bare):
+        if piece.count(".") > MAX_KEY_PARTS:
+            line = bare.count("\n", 0, at) + 1
+            raise ConfigError(f"{path}:{line}: a key or table name of more than {MAX_KEY_PARTS} "
+                              "dotted parts: not a popctl configuration")
+        at += len(piece) + 1
 
 
 def _syntax_error(message: str, path: str, text: str) -> str:
@@ -282,6 +406,8 @@ def dump(config: Config) -> str:
     head = HEADER
     if config.default is not None:
         head += f"default = {toml_value(config.default)}\n"
+    if config.password_command_timeout is not None:
+        head += f"password_command_timeout = {toml_value(config.password_command_timeout)}\n"
     return head + "".join("\n" + account_text(a) for a in config.accounts.values())
 
 
@@ -354,7 +480,8 @@ def _write(config: Config, text: str) -> bool:
     rewritten = False
     try:
         again = parse(text, config.path)
-        ok = again.accounts == config.accounts and again.default == config.default
+        ok = (again.accounts, again.default, again.password_command_timeout) == (
+            config.accounts, config.default, config.password_command_timeout)
     except ConfigError:
         ok = False
     if not ok:

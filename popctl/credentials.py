@@ -9,6 +9,7 @@ was stored for, survives renaming the account, and is never offered to another s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -135,29 +136,69 @@ def delete_password(key: str) -> bool:
     return True
 
 
-def run_command(command: str, what: str, account: str) -> str:
+# A password or token command may wait for a person (gpg's pinentry, a hardware key's touch),
+# so the default is generous; a command still running after it is stopped, so that a hung
+# helper cannot hang popctl, or every account of a run across accounts, for ever.
+DEFAULT_COMMAND_TIMEOUT = 60.0
+# A password is one short line and an OAuth2 access token a few KiB (a JWT with claims); 16
+# times that is not a secret but a runaway command (`yes`), stopped before it eats memory.
+MAX_COMMAND_OUTPUT = 64 * 1024
+# After SIGTERM, how long the command's process group has to exit (and a curses or no-echo
+# prompt to restore the terminal) before SIGKILL.
+_TERM_GRACE = 1.0
+_POLL = 0.05  # seconds between looks at whether the command has exited
+
+
+def run_command(command: str, what: str, account: str,
+                timeout: float | None = None) -> str:
     """Run ``command`` with /bin/sh (as msmtp's passwordeval and mbsync's PassCmd do, so that
     ``pass show x | head -1`` works); its standard output's first line is the secret.
 
     Its standard error goes to ours, so its own messages reach the user. Its standard input is
     ours only on a terminal (gpg may ask there); otherwise /dev/null, so that it cannot eat a
-    script or a password popctl itself reads from a pipe.
+    script or a password popctl itself reads from a pipe. It runs in a session of its own (it
+    can prompt on that terminal, or through gpg-agent's pinentry, but has no /dev/tty), and
+    its whole process group is stopped when it outlives ``timeout`` seconds (default
+    DEFAULT_COMMAND_TIMEOUT), prints more than MAX_COMMAND_OUTPUT bytes, or popctl is
+    interrupted: nothing it started is left running. No error quotes what it printed.
     """
     import subprocess  # only accounts with a command need it (~5 ms of start-up)
 
-    stdin = None if sys.stdin is not None and sys.stdin.isatty() else subprocess.DEVNULL
+    limit = DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
+    on_terminal = sys.stdin is not None and sys.stdin.isatty()
     label = f"{what} of account {account!r}"
     try:
-        done = subprocess.run(command, shell=True, stdin=stdin, stdout=subprocess.PIPE,
-                              check=False)
+        process = subprocess.Popen(command, shell=True,
+                                   stdin=None if on_terminal else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, start_new_session=True)
     except OSError as e:
         raise SecretCommandError(f"{label} could not be run ({e.strerror or e}): {command}"
                                  ) from None
-    if done.returncode != 0:
-        how = (f"killed by signal {-done.returncode}" if done.returncode < 0
-               else f"exit status {done.returncode}")
+    terminal = _terminal_state() if on_terminal else None
+    finished = False
+    try:
+        output, problem = _read_bounded(process, limit)
+        finished = problem is None
+    finally:
+        if not finished:  # too slow, too much, or popctl itself interrupted (Ctrl-C)
+            _stop_group(process, terminal)
+        assert process.stdout is not None
+        process.stdout.close()
+    if problem == "timeout":
+        raise SecretCommandError(
+            f"{label} did not finish within {limit:g} s and was stopped: {command} (if it "
+            "waits for you, e.g. gpg's pinentry, raise password_command_timeout for the "
+            "account)")
+    if problem == "overflow":
+        raise SecretCommandError(
+            f"{label} printed more than {MAX_COMMAND_OUTPUT // 1024} KiB and was stopped: "
+            f"{command} (it must print the secret on its first line, and little else)")
+    returncode = process.returncode
+    if returncode != 0:
+        how = (f"killed by signal {-returncode}" if returncode < 0
+               else f"exit status {returncode}")
         raise SecretCommandError(f"{label} failed ({how}): {command}")
-    first = done.stdout.split(b"\n", 1)[0].rstrip(b"\r")
+    first = output.split(b"\n", 1)[0].rstrip(b"\r")
     try:
         secret = first.decode("utf-8")
     except UnicodeDecodeError:
@@ -168,13 +209,93 @@ def run_command(command: str, what: str, account: str) -> str:
     return secret
 
 
+def _read_bounded(process: Any, timeout: float) -> tuple[bytes, str | None]:
+    """The command's standard output, read until it ends and the command has exited; or what
+    went wrong: "timeout" or "overflow" (the command is then still running)."""
+    import select
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    fd = process.stdout.fileno()
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return b"", "timeout"
+        ready, _, _ = select.select([fd], [], [], min(remaining, _POLL))
+        # Read when there is data, and once more after the command has exited: what it wrote
+        # before exiting is in the pipe even if a child it left behind holds the pipe open.
+        exited = process.poll() is not None
+        ended = False
+        if ready or exited:
+            while True:
+                try:
+                    chunk = os.read(fd, MAX_COMMAND_OUTPUT + 1 - size)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    ended = True
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_COMMAND_OUTPUT:
+                    return b"", "overflow"
+        if ended and not exited:  # its output is complete: wait for it to exit, as long as left
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return b"", "timeout"
+            exited = True
+        if exited:
+            return b"".join(chunks), None
+
+
+def _stop_group(process: Any, terminal: list[Any] | None) -> None:
+    """SIGTERM to the command's whole process group, SIGKILL to what is left of it after a
+    grace period; then the terminal's settings put back (a prompt stopped with echo off would
+    leave it so)."""
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=_TERM_GRACE)
+        os.killpg(process.pid, signal.SIGKILL)  # the leader's children get no more grace
+    except (ProcessLookupError, PermissionError):
+        pass  # the whole group is gone already
+    process.wait()
+    if terminal is not None:
+        _restore_terminal(terminal)
+
+
+def _terminal_state() -> list[Any] | None:
+    import termios
+
+    try:
+        return termios.tcgetattr(sys.stdin.fileno())
+    except (termios.error, OSError, ValueError):
+        return None
+
+
+def _restore_terminal(state: list[Any]) -> None:
+    import termios
+
+    with contextlib.suppress(termios.error, OSError, ValueError):
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, state)
+
+
 class Secret(NamedTuple):
     value: str
     source: str  # "keyring", "password_command", "POPCTL_PASSWORD", "oauth2_token_command"
 
 
 def find_password(key: str | None, command: str | None, account: str | None,
-                  warn: Callable[[str], None] | None = None) -> Secret | None:
+                  warn: Callable[[str], None] | None = None,
+                  timeout: float | None = None) -> Secret | None:
     """keyring, then the account's password_command, then POPCTL_PASSWORD; None if none has
     one (the caller may then prompt)."""
     if key is not None:
@@ -182,7 +303,7 @@ def find_password(key: str | None, command: str | None, account: str | None,
         if stored is not None:
             return Secret(stored, "keyring")
     if command is not None:
-        return Secret(run_command(command, "password_command", account or "?"),
+        return Secret(run_command(command, "password_command", account or "?", timeout),
                       "password_command")
     value = os.environ.get("POPCTL_PASSWORD")
     if value:

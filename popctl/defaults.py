@@ -27,6 +27,11 @@ PLAIN_PORT: Final = 110  # pop3, upgraded with STLS or not at all
 # dead server gives up in well under a minute.
 TIMEOUT: Final = 30.0
 TIMEOUT_RANGE: Final = (0.1, 3600)  # what --timeout and an account's timeout accept
+# The default bound on a whole session's waiting: an hour, or 120 read timeouts if longer. Cron
+# jobs end; a mailbox that needs more than an hour of transfer in one run gets an error that says
+# how to raise it.
+SESSION_TIMEOUT: Final = 3600.0
+SESSION_TIMEOUT_READS: Final = 120
 # `account add --probe` tries several ports on a server nobody has used yet: never wait longer.
 PROBE_TIMEOUT: Final = 10.0
 

@@ -2,11 +2,16 @@
 
 Every error popctl raises on purpose is a PopctlError; its ``exit_code`` is the documented process
 exit status the command line uses (see man/popctl.1, EXIT STATUS).
+
+An error's text is always safe to show: whatever server text went into it, ``str(error)`` has
+its control characters neutralised (display.safe), so no caller can print a raw escape sequence.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+
+from popctl.display import safe
 
 
 class ExitCode(IntEnum):
@@ -35,6 +40,11 @@ class PopctlError(Exception):
         super().__init__(*args)
         if hint is not None:
             self.hint = hint
+
+    def __str__(self) -> str:
+        # Messages quote the server (-ERR text, CAPA, SCRAM's e=): neutralised here, where every
+        # rendering of the error (the Error: line, a --debug traceback) takes its text from.
+        return safe(super().__str__())
 
     @property
     def message(self) -> str:
@@ -95,6 +105,14 @@ class InsecureAuthError(TLSError):
 
 class RemoteProtocolError(PopctlError):
     """The server sent something that is not POP3."""
+
+    exit_code = ExitCode.PROTOCOL
+
+
+class ShortMessageError(PopctlError):
+    """A message arrived with fewer octets than LIST announced (cut short?), so it was kept on
+    the server. Exit 6 like a protocol error, but the session itself is sound (the shell goes
+    on)."""
 
     exit_code = ExitCode.PROTOCOL
 

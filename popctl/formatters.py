@@ -2,11 +2,12 @@
 
 One renderer per format, chosen by name from a registry. json, ndjson and csv write each record
 as it arrives (ndjson also flushes it); only the table, which must measure its columns, waits for
-all of them. Machine formats carry values exactly; only the table shortens long text and replaces
-control characters. Values are str, int, float, bool, None, lists of those, or dicts (in table and
-CSV cells a dict is compact JSON). Bytes are never written raw: in every format they are decoded as
-UTF-8, with invalid sequences replaced by U+FFFD, and so are lone surrogates in str values, so JSON
-output is always valid UTF-8.
+all of them. JSON and NDJSON carry values exactly; the table shortens long text and replaces
+control and bidirectional characters (display.safe); CSV puts a ``'`` before text that a
+spreadsheet would run as a formula. Values are str, int, float, bool, None, lists of those, or
+dicts (in table and CSV cells a dict is compact JSON). Bytes are never written raw: in every
+format they are decoded as UTF-8, with invalid sequences replaced by U+FFFD, and so are lone
+surrogates in str values, so JSON output is always valid UTF-8.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import date, datetime
 from typing import Any, TextIO
 
 from popctl.defaults import FORMATS
+from popctl.display import safe
 from popctl.errors import UsageError
 
 __all__ = ["FORMATS", "MAX_CELL_WIDTH", "human_size", "render", "render_one"]
@@ -31,10 +33,26 @@ MAX_CELL_WIDTH = 60
 Record = Mapping[str, object]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# What a table must not pass to a terminal: C0/C1 controls and DEL (ESC and U+009B start escape
-# sequences). Line breaks and tabs would break the row, so they become spaces.
-_TABLE_CONTROLS: dict[int, str] = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
-_TABLE_CONTROLS.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): " "})
+# Line breaks and tabs would break a table's row, so they become spaces; display.safe then
+# replaces what a terminal must not get (C0/C1 controls, DEL, bidirectional controls).
+_TABLE_SPACES: dict[int, str] = {ord("\t"): " ", ord("\n"): " ", ord("\r"): " "}
+
+# OWASP "CSV injection": a spreadsheet runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), +cmd|...); a leading ' makes it text. Only text values: numbers stay numbers.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _table_text(text: str) -> str:
+    if text.isascii() and text.isprintable():  # nearly every cell: nothing to replace
+        return text.strip()
+    return safe(text.translate(_TABLE_SPACES)).strip()
+
+
+def _csv_cell(value: object) -> str:
+    text = _text(value)
+    if text.startswith(_FORMULA_START) and not isinstance(value, int | float | bool):
+        return "'" + text
+    return text
 
 
 # --- values ---------------------------------------------------------------------------------------
@@ -111,7 +129,7 @@ def _cell(value: object, *, shorten: bool = True) -> object:
     (in listings, not in a single record) shortened."""
     if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value
-    text = _text(value, booleans=("yes", "no")).translate(_TABLE_CONTROLS).strip()
+    text = _table_text(_text(value, booleans=("yes", "no")))
     if shorten and len(text) > MAX_CELL_WIDTH:
         text = text[:MAX_CELL_WIDTH - 1] + "…"
     return text
@@ -157,7 +175,7 @@ def _render_csv(records: Iterable[Record], out: TextIO, columns: Sequence[str] |
         if keys is None:
             keys = list(record)
             writer.writerow(keys)
-        writer.writerow([_text(record.get(key)) for key in keys])
+        writer.writerow([_csv_cell(record.get(key)) for key in keys])
         count += 1
     return count
 
@@ -300,9 +318,9 @@ def render_one(record: Record, fmt: str, out: TextIO) -> None:
         out.write(_json(record, indent=2) + "\n")
     elif fmt == "table":
         if record:
-            pairs = [(key, _text(value, booleans=("yes", "no")).translate(_TABLE_CONTROLS)
-                      .strip()) for key, value in record.items()]
-            out.write(_tabulate([list(pair) for pair in pairs], tablefmt="plain") + "\n")
+            pairs = [[key, _table_text(_text(value, booleans=("yes", "no")))]
+                     for key, value in record.items()]
+            out.write(_tabulate(pairs, tablefmt="plain") + "\n")
     else:
         _renderer(fmt)([record], out, None)
 

@@ -33,7 +33,8 @@ class Endpoint(NamedTuple):
     fingerprint: str | None = None  # SHA-256 of the server certificate; replaces CA checks
     insecure: bool = False  # accept any certificate: only for tests against self-signed servers
     connect_timeout: float = defaults.TIMEOUT
-    timeout: float = defaults.TIMEOUT  # for each read once connected
+    timeout: float = defaults.TIMEOUT  # read timeout, and each status line's deadline (session.py)
+    session_timeout: float | None = None  # all waiting in a session; None: the default, 0: none
 
     @property
     def effective_port(self) -> int:
@@ -150,3 +151,4 @@ class Retrieved(NamedTuple):
     number: int
     octets: int  # bytes written to the sink
     deleted: bool = False  # marked for deletion (committed only by QUIT)
+    short: bool = False  # fewer octets than LIST announced (truncated?): never deleted

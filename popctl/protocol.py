@@ -12,6 +12,7 @@ from collections import deque
 from enum import Enum
 from typing import Final, NamedTuple
 
+from popctl.display import safe
 from popctl.errors import ConnectionClosedError, LocalProtocolError, RemoteProtocolError
 
 # RFC 2449 section 4: a command line is at most 255 octets including the CRLF.
@@ -170,9 +171,10 @@ Event = Greeting | Reply | Challenge | Data | EndOfData | _Sentinel
 
 
 def _clean(raw: bytes) -> str:
-    """Server text made safe to show: invalid UTF-8 and control characters become U+FFFD."""
-    text = raw.decode("utf-8", "replace")
-    return "".join(c if c >= " " or c == "\t" else "\ufffd" for c in text).strip()
+    """Server text made safe to show (display.safe): invalid UTF-8, control characters and
+    bidirectional controls become U+FFFD. Status lines are text for people; the numbers and UIDs
+    they carry are printable ASCII, which this leaves alone."""
+    return safe(raw.decode("utf-8", "replace")).strip()
 
 
 def parse_status(line: bytes) -> tuple[bool, str, str | None]:
@@ -213,6 +215,16 @@ class POP3Protocol:
     @property
     def pending(self) -> tuple[Command, ...]:
         return tuple(self._pending)
+
+    @property
+    def greeted(self) -> bool:
+        """Whether the greeting has been read."""
+        return self._greeted
+
+    @property
+    def buffered(self) -> int:
+        """How many received octets are not consumed yet."""
+        return len(self._buf) - self._pos
 
     @property
     def receiving(self) -> Command | None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from popctl import selection
 from popctl.errors import NoSuchMessageError, UsageError
+from popctl.listing import SizeListing, UidListing
 from popctl.models import MessageSize, MessageUid
 from popctl.session import Session
 
@@ -104,30 +104,30 @@ class Row:
         return record
 
 
-def _candidates(query: Query, sizes: list[MessageSize],
-                uids: list[MessageUid] | None) -> list[Row]:
-    uid_of = {u.number: u.uid for u in uids} if uids is not None else {}
-    # A list in message order, not a dict by number: 100,000 messages cost less than 300 octets
-    # each (issue 5), and LIST gives them in order.
-    rows = [Row(m.number, m.size, uid_of.get(m.number)) for m in sizes]
-    del uid_of
-    if any(a.number >= b.number for a, b in pairwise(rows)):
-        rows.sort(key=lambda r: r.number)
+def _candidates(query: Query, sizes: Sequence[MessageSize],
+                uids: Sequence[MessageUid] | None,
+                warn: Callable[[str], None] | None = None) -> list[Row]:
+    # The listings stay compact (popctl/listing.py: in order, a few octets a message, looked up
+    # by number without a dict of them all) and rows are built only for the messages chosen:
+    # a Row per message of a 64 MiB hostile listing took over a gigabyte for `retr 1`.
+    listing = sizes if isinstance(sizes, SizeListing) else SizeListing.of(sizes)
+    uid_listing = uids if uids is None or isinstance(uids, UidListing) else UidListing.of(uids)
     chosen: set[int] | None = None
     if query.ranges:
-        present = {r.number for r in rows}
-        numbers = selection.resolve(selection.parse_ranges(query.ranges),
-                                    rows[-1].number if rows else 0)
-        missing = [n for n in numbers if n not in present]
-        if missing:
-            raise NoSuchMessageError(f"message {missing[0]} does not exist or is deleted")
-        chosen = set(numbers)
+        specs = selection.parse_ranges(query.ranges)
+        # Over the listing, never over the ranges' bounds (issue 11): see selection.select.
+        chosen = set(selection.select(specs, listing.numbers()))
+        if warn is not None:
+            for line in selection.overreach(specs, listing.last):
+                warn(line)
     if query.uids:
-        if uids is None:
+        if uid_listing is None:
             raise UsageError("the server does not support UIDL, so --uid cannot be used")
+        wanted = set(query.uids)
         by_uid: dict[str, list[int]] = {}
-        for entry in uids:
-            by_uid.setdefault(entry.uid, []).append(entry.number)
+        for number, uid in zip(uid_listing.numbers(), uid_listing.uids(), strict=True):
+            if uid in wanted:
+                by_uid.setdefault(uid, []).append(number)
         unknown = [u for u in query.uids if u not in by_uid]
         if unknown:
             raise NoSuchMessageError(f"no message has UID {unknown[0]!r}; nothing was done")
@@ -140,15 +140,27 @@ def _candidates(query: Query, sizes: list[MessageSize],
                              "server, so it does not say which one; select by number; "
                              "nothing was done")
         chosen = (chosen or set()) | {by_uid[u][0] for u in query.uids}
-    selected = rows if chosen is None else [r for r in rows if r.number in chosen]
-    if query.larger_than is not None:
-        selected = [r for r in selected if r.size > query.larger_than]
-    if query.smaller_than is not None:
-        selected = [r for r in selected if r.size < query.smaller_than]
-    return selected
+    entries: Iterable[MessageSize | None] = (
+        listing if chosen is None else (listing.get(n) for n in sorted(chosen)))
+    larger, smaller = query.larger_than, query.smaller_than
+    return [Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
+            for m in entries
+            if m is not None and (larger is None or m.size > larger)
+            and (smaller is None or m.size < smaller)]
 
 
-def _matches(query: Query, row: Row, now: datetime) -> bool:
+def _cutoff(now: datetime, age: timedelta | None) -> datetime | None:
+    """``now - age``, or the earliest datetime when that is before year 1 (``--older-than
+    9999999d``: nothing is that old; ``--newer-than 9999999d``: everything dated is newer)."""
+    if age is None:
+        return None
+    try:
+        return now - age
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _matches(query: Query, row: Row, older: datetime | None, newer: datetime | None) -> bool:
     from popctl import headers as header_parsing
 
     if query.sender and not query.sender.search(row.sender or ""):
@@ -159,13 +171,13 @@ def _matches(query: Query, row: Row, now: datetime) -> bool:
         values = header_parsing.header_values(row._headers or b"", name)
         if not any(pattern.search(v) for v in values):
             return False
-    if query.older_than is not None or query.newer_than is not None:
+    if older is not None or newer is not None:
         if row.date is None:
             return False  # undated mail matches no age filter: never delete on a guess
         when = datetime.fromisoformat(row.date)
-        if query.older_than is not None and not when < now - query.older_than:
+        if older is not None and not when < older:
             return False
-        if query.newer_than is not None and not when > now - query.newer_than:
+        if newer is not None and not when > newer:
             return False
     return True
 
@@ -213,7 +225,8 @@ class Plan:
 
 
 def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None = None,
-        cache: HeaderCache | None = None) -> Iterator[Row]:
+        cache: HeaderCache | None = None, warn: Callable[[str], None] | None = None
+        ) -> Iterator[Row]:
     """The selected messages, in order, each yielded as soon as it is known.
 
     Headers are fetched (pipelined) when the plan shows them or a header filter needs them,
@@ -222,13 +235,15 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
 
     With ``plan.delete`` every selected message is also marked deleted, in the same pipelined
     window as the TOPs.
+
+    ``warn`` is told (one line each) of closed ranges that reach past the last message.
     """
     query, delete = plan.query, plan.delete
     if not plan.scan:
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
-    rows = _candidates(query, sizes, uids)
+    rows = _candidates(query, sizes, uids, warn)
     del sizes  # the rows have what is needed
     if not plan.reads_headers:
         if delete and rows:
@@ -238,6 +253,7 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
     from popctl import headers as header_parsing
 
     now = datetime.now(UTC)
+    older, newer = _cutoff(now, query.older_than), _cutoff(now, query.newer_than)
     fetch = rows
     shared: set[str] = set()
     if cache is not None and uids is not None:
@@ -262,7 +278,7 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
                 cache.put(row.uid, row.size, row.sender, row.subject, row.date)
         if progress is not None:
             progress(1)
-        if _matches(query, row, now):
+        if _matches(query, row, older, newer):
             yield row
         row._headers = None
     next(fetched, None)  # the batch is complete: let it finish

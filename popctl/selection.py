@@ -19,11 +19,12 @@ __all__ = [
     "Single",
     "Span",
     "compile_regex",
+    "overreach",
     "parse_duration",
     "parse_header_filter",
     "parse_ranges",
     "parse_size",
-    "resolve",
+    "select",
 ]
 
 # Longer digit strings are refused before int() sees them: nobody has 10**18 messages or needs a
@@ -120,27 +121,64 @@ def _messages(count: int) -> str:
     return f"the mailbox has {count} message{'s' if count != 1 else ''}"
 
 
-def resolve(ranges: Sequence[RangeSpec], count: int) -> list[int]:
-    """The sorted, distinct message numbers that ``ranges`` select in a mailbox of ``count``.
+def select(ranges: Sequence[RangeSpec], numbers: Sequence[int]) -> list[int]:
+    """The distinct message numbers of the listing ``numbers`` (ascending) that ``ranges``
+    select, in listing order.
 
-    Ranges and ``last:N`` are clipped to the mailbox silently (``10-`` selects nothing in a
-    mailbox of 5); a single number beyond it raises NoSuchMessageError, since the user named a
-    message that is not there.
+    The work is linear in the listing and in the ranges, never in the range bounds: a LIST
+    holding message 2**63 - 1 must not make ``1-`` count to it (issue 11). A range selects the
+    listed messages within it and is clipped to the mailbox (``10-`` selects nothing in a
+    mailbox of 5; overreach() says when a closed range reaches past it); ``last:N`` is the N
+    last listed messages. A single number not in the listing raises NoSuchMessageError: the
+    user named a message that is not there.
     """
-    chosen: set[int] = set()
+    highest = numbers[-1] if numbers else 0
+    present = set(numbers) if any(isinstance(s, Single) for s in ranges) else set()
+    spans: list[tuple[int, int]] = []
     for spec in ranges:
         match spec:
             case Single(number):
-                if number > count:
+                if number > highest:
                     raise NoSuchMessageError(
-                        f"message {number} does not exist ({_messages(count)})")
-                chosen.add(number)
+                        f"message {number} does not exist ({_messages(highest)})")
+                if number not in present:
+                    raise NoSuchMessageError(f"message {number} does not exist or is deleted")
+                spans.append((number, number))
             case Span(first, last):
-                end = count if last is None else min(last, count)
-                chosen.update(range(first, end + 1))
+                spans.append((first, highest if last is None else min(last, highest)))
             case Last(n):
-                chosen.update(range(max(1, count - n + 1), count + 1))
-    return sorted(chosen)
+                if numbers:
+                    spans.append((numbers[max(0, len(numbers) - n)], highest))
+    spans = [span for span in spans if span[0] <= span[1]]
+    if not spans:
+        return []
+    spans.sort()
+    chosen: list[int] = []
+    i = 0
+    for number in numbers:  # both ascending: one merge-like walk
+        while i < len(spans) and spans[i][1] < number:
+            i += 1
+        if i == len(spans):
+            break
+        if spans[i][0] <= number and (not chosen or chosen[-1] != number):
+            chosen.append(number)
+    return chosen
+
+
+def overreach(ranges: Sequence[RangeSpec], highest: int) -> list[str]:
+    """A warning for each closed range that reaches past the last message, ``highest``: the
+    user named an end that is not there (``299-305`` of 300 messages selects 299-300). Open
+    ranges (``10-``) and ``last:N`` mean "up to the end" and are never warned about."""
+    where = f"the last message ({highest if highest else 'the mailbox is empty'})"
+    notes = []
+    for spec in ranges:
+        if isinstance(spec, Span) and spec.last is not None and spec.last > highest:
+            if spec.first > highest:
+                notes.append(f"warning: range {spec} is past {where}: it selects nothing")
+            else:
+                part = str(highest) if spec.first == highest else f"{spec.first}-{highest}"
+                notes.append(f"warning: range {spec} reaches past {where}; selected {part}")
+    return notes
 
 
 # --- sizes and durations --------------------------------------------------------------------------
@@ -182,42 +220,77 @@ def parse_size(text: str) -> int:
     return numerator // denominator  # rounded down to whole bytes
 
 
-_DURATION_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
-                   "m": timedelta(minutes=1), "s": timedelta(seconds=1)}
-_DURATION = re.compile(r"(?:[0-9]+\s*[wdhms]\s*)+", re.ASCII)
-_DURATION_PART = re.compile(r"([0-9]+)\s*([wdhms])", re.ASCII)
-_DURATION_ACCEPTED = ("expected a number with a unit w, d, h, m or s (weeks, days, hours, "
-                      "minutes, seconds), or several, e.g. 30d, 12h, 1d12h")
+# Every unit by each name it may be written with (any case). A bare "m" is none of them: it read
+# as minutes, so `--older-than 6m` meant six minutes to a user who meant six months (issue 16).
+# Months and years have fixed lengths, as in systemd.time(7) and Prometheus, not calendar ones:
+# 6mo is 180 days whatever today's date, and a fraction (1.5mo) means what it says.
+_SECOND = timedelta(seconds=1)
+_DURATION_UNITS: dict[str, timedelta] = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), _SECOND),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), timedelta(minutes=1)),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), timedelta(hours=1)),
+    **dict.fromkeys(("d", "day", "days"), timedelta(days=1)),
+    **dict.fromkeys(("w", "week", "weeks"), timedelta(weeks=1)),
+    **dict.fromkeys(("mo", "month", "months"), timedelta(days=30)),
+    **dict.fromkeys(("y", "yr", "yrs", "year", "years"), timedelta(days=365)),
+}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*",
+                            re.ASCII | re.IGNORECASE)
+_DURATION_ACCEPTED = ("expected a number and a unit: s, min, h, d, w, mo (30 days) or y "
+                      "(365 days), or several, e.g. 90min, 12h, 1.5d, 6mo, 1d12h")
+_MICROSECONDS = {unit: value // timedelta(microseconds=1)
+                 for unit, value in _DURATION_UNITS.items()}
+_MAX_MICROSECONDS = timedelta.max // timedelta(microseconds=1)
 
 
 def parse_duration(text: str) -> timedelta:
-    """A length of time from ``30d``, ``2h``, ``15m``, ``45s``, ``1w`` or a combination such as
-    ``1d12h``. Units are lower case (``m`` is minutes, never months), each used at most once;
-    zero (``0d``) is allowed, negative values are not."""
+    """A length of time from ``30d``, ``12h``, ``90min``, ``45s``, ``1w``, ``6mo``, ``1y``, a
+    decimal such as ``1.5d``, or a sum such as ``1d12h``; units may be spelt out (``6 months``)
+    and are read in any case.
+
+    ``mo`` is 30 days and ``y`` 365 days. A bare ``m`` is refused: say ``min`` or ``mo``. Each
+    unit is used at most once; zero (``0d``) is allowed, negative values are not; a fraction
+    is rounded down to whole microseconds.
+    """
     stripped = text.strip()
-    if not _DURATION.fullmatch(stripped):
-        if stripped.startswith("-") and _DURATION.fullmatch(stripped[1:]):
-            raise UsageError(f"invalid duration {text!r}: durations cannot be negative")
-        if _DURATION.fullmatch(stripped.lower()):
-            raise UsageError(f"invalid duration {text!r}: units are lower case "
-                             "(w, d, h, m for minutes, s)")
-        if re.fullmatch(r"[0-9]+", stripped):
-            raise UsageError(f"invalid duration {text!r}: the number needs a unit; "
-                             f"{_DURATION_ACCEPTED}")
-        raise UsageError(f"invalid duration {text!r}: {_DURATION_ACCEPTED}")
-    total = timedelta()
-    seen: set[str] = set()
-    for digits, unit in _DURATION_PART.findall(stripped):
+    total = 0  # microseconds, exactly: no float rounding of 1.1d
+    seen: set[timedelta] = set()
+    position = 0
+    while position < len(stripped) or position == 0:
+        match = _DURATION_PART.match(stripped, position)
+        if match is None:
+            if position == 0 and stripped[:1] == "-" and _is_duration(stripped[1:]):
+                raise UsageError(f"invalid duration {text!r}: durations cannot be negative")
+            raise UsageError(f"invalid duration {text!r}: {_DURATION_ACCEPTED}")
+        number, word = match.groups()
+        unit = _DURATION_UNITS.get(word.lower())
+        if unit is None:
+            if word.lower() == "m":
+                raise UsageError(f"invalid duration {text!r}: {word!r} is ambiguous: use "
+                                 "'min' for minutes or 'mo' for months")
+            if not word and match.end() == len(stripped):
+                raise UsageError(f"invalid duration {text!r}: the number needs a unit; "
+                                 f"{_DURATION_ACCEPTED}")
+            raise UsageError(f"invalid duration {text!r}: {_DURATION_ACCEPTED}")
         if unit in seen:
-            raise UsageError(f"invalid duration {text!r}: the unit {unit!r} appears twice")
+            raise UsageError(f"invalid duration {text!r}: the unit {word!r} appears twice")
         seen.add(unit)
-        try:
-            if len(digits) > _MAX_DIGITS:
-                raise OverflowError
-            total += int(digits) * _DURATION_UNITS[unit]
-        except OverflowError:
-            raise UsageError(f"invalid duration {text!r}: too long") from None
-    return total
+        if len(number) > 2 * _MAX_DIGITS:
+            raise UsageError(f"invalid duration {text!r}: too long")
+        whole, _, fraction = number.partition(".")
+        total += int(whole + fraction or "0") * _MICROSECONDS[word.lower()] // 10 ** len(fraction)
+        if total > _MAX_MICROSECONDS:
+            raise UsageError(f"invalid duration {text!r}: too long")
+        position = match.end()
+    return timedelta(microseconds=total)
+
+
+def _is_duration(text: str) -> bool:
+    try:
+        parse_duration(text)
+    except UsageError:
+        return False
+    return True
 
 
 # --- regular expressions --------------------------------------------------------------------------

@@ -4,6 +4,13 @@ Batches (headers, retrieval, deletion, listings) are pipelined (RFC 2449) in a b
 when the server announces PIPELINING, and sent one at a time otherwise. Leaving the ``with``
 block normally sends QUIT, which commits deletions; leaving it by an exception closes the
 connection without QUIT, so the server rolls back every deletion of this session.
+
+Every wait for the server is bounded three ways (the clocks count only time spent waiting for the
+server, never time spent writing what arrived, so a slow disk or pager is not the server's
+fault): no read waits longer than the read timeout ``T``; a status line (the greeting, +OK/-ERR,
+a SASL challenge) is complete within ``T`` of waiting; the data of a multi-line reply arrives at
+MIN_DATA_RATE octets/s on average once ``T`` of grace is spent. The session as a whole waits at
+most its session timeout (``default_session_timeout``), TLS handshakes and sending included.
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Final, NamedTuple, Protocol
 
 from popctl import auth
+from popctl.defaults import SESSION_TIMEOUT, SESSION_TIMEOUT_READS
+from popctl.display import Redactor, safe
 from popctl.errors import (
     AuthenticationError,
     CapabilityError,
@@ -26,11 +36,23 @@ from popctl.errors import (
     NetworkTimeoutError,
     NoSuchMessageError,
     PermanentServerError,
+    PopctlError,
     RemoteProtocolError,
     ServerError,
     TemporaryServerError,
     TLSError,
     TransportError,
+)
+from popctl.listing import (
+    MAX_MESSAGE_NUMBER,
+    ListingSink,
+    SizeListing,
+    UidListing,
+    check_number,
+    highest_allowed,
+    parse_int,
+    parse_pair,
+    parse_size,
 )
 from popctl.models import (
     Capabilities,
@@ -71,8 +93,22 @@ MAX_IN_FLIGHT_BYTES: Final = 32 * 1024
 # A header block larger than this is a broken or hostile server; the rest is read and dropped.
 MAX_HEADER_BYTES: Final = 256 * 1024
 
-# A whole LIST, UIDL or CAPA reply kept in memory: 100,000 messages' UIDL is about 3 MB.
+# A whole LIST, UIDL or CAPA reply read: 100,000 messages' UIDL is about 3 MB. LIST and UIDL
+# are parsed as they arrive into arrays (popctl/listing.py), a few octets per message.
 MAX_LISTING_BYTES: Final = 64 * 1024 * 1024
+
+# The slowest average, in octets per second, at which the data of a multi-line reply may arrive
+# once its grace (the read timeout) is spent: a 9.6 kbit/s link still passes, a server dripping a
+# line every half second does not (it is cut after about the read timeout), and a 200 MB RETR is
+# allowed 200,000 s. What bounds a server sending just above it is the session timeout.
+MIN_DATA_RATE: Final = 1024
+
+# The default bound on a whole session's waiting is defaults.SESSION_TIMEOUT, or
+# defaults.SESSION_TIMEOUT_READS read timeouts if longer.
+
+# A read that timed out after waiting this share of the read timeout or more is reported as
+# the server's silence ("no answer ... (read timeout)"), not as a reply past its deadline.
+_SILENCE_SHARE: Final = 0.9
 
 # RFC 1939 makes TOP optional (mpopd has none): without it, headers cost whole messages.
 NO_TOP: Final = ("the server does not support TOP, so headers cannot be read without "
@@ -138,7 +174,7 @@ class _Request(NamedTuple):
 
 class _Listing(NamedTuple):
     reply: Reply
-    collector: _Collector
+    sink: ListingSink
 
 
 _Scan = tuple[_Listing, _Listing]  # UIDL's and LIST's
@@ -191,25 +227,28 @@ def server_error(reply: Reply, default: type[ServerError] = ServerError,
                command=reply.command.verb, code=code, text=reply.text)
 
 
-def _parse_int(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 19 or int(text) > 2**63 - 1:
-        raise RemoteProtocolError(f"server sent {what} {text[:30]!r}, not a number")
-    return int(text)
-
-
-def _parse_pair(line: str, what: str) -> tuple[int, str]:
-    words = line.split()
-    if len(words) < 2:
-        raise RemoteProtocolError(f"malformed {what} line from the server: {line[:80]!r}")
-    return _parse_int(words[0], f"{what} message number"), words[1]
+def default_session_timeout(timeout: float) -> float:
+    """The session timeout when none is given, for a read timeout of ``timeout`` seconds."""
+    return max(SESSION_TIMEOUT, SESSION_TIMEOUT_READS * timeout)
 
 
 class Session:
     """An open POP3 connection. Use ``Session.connect`` and a ``with`` block."""
 
     def __init__(self, transport: Transport, *, trace: TraceHook | None = None,
-                 pipelining: bool | None = None) -> None:
+                 pipelining: bool | None = None, session_timeout: float | None = None) -> None:
         self._transport = transport
+        # The clocks (see the module docstring): seconds spent waiting for the server, in the
+        # whole session, for the status line awaited, for the multi-line reply being read.
+        self._timeout: float = transport.timeout
+        if session_timeout is None:
+            session_timeout = default_session_timeout(self._timeout)
+        self._session_timeout = session_timeout  # 0: no bound
+        self._waited = 0.0
+        self._line_waited = 0.0
+        self._data_waited = 0.0
+        self._data_octets = 0
+        self._stat_count: int | None = None  # STAT's count, while it bounds a listing
         self._protocol = POP3Protocol()
         self._trace = trace
         self._force_pipelining = pipelining
@@ -217,6 +256,9 @@ class Session:
         self._closed = False
         self._marked = 0  # DELEs answered +OK since login or the last RSET: what QUIT commits
         self._prefetched: _Scan | None = None  # UIDL and LIST read with the login (see login)
+        # From login on: hides the password or token wherever the server quotes it back
+        # (status lines, challenges, traced data, the mechanism's own errors).
+        self._redact = Redactor()
         self.greeting: Greeting | None = None
         self.capabilities = Capabilities(known=False)
         self.login_capabilities = Capabilities(known=False)  # as offered before login
@@ -228,10 +270,13 @@ class Session:
     def connect(cls, endpoint: Endpoint, *, trace: TraceHook | None = None,
                 pipelining: bool | None = None) -> Session:
         """Connect, negotiate TLS as ``endpoint`` says, read the greeting and CAPA."""
+        started = time.monotonic()
         transport = Transport.connect(endpoint.host, endpoint.effective_port,
                                       connect_timeout=endpoint.connect_timeout,
                                       timeout=endpoint.timeout)
-        session = cls(transport, trace=trace, pipelining=pipelining)
+        session = cls(transport, trace=trace, pipelining=pipelining,
+                      session_timeout=endpoint.session_timeout)
+        session._waited = time.monotonic() - started
         try:
             session._note(f"connected to {endpoint.host} port {endpoint.effective_port}")
             if endpoint.tls is TLSMode.IMPLICIT:
@@ -253,6 +298,8 @@ class Session:
         if exc_type is None and not self._closed:
             self.quit()
         else:
+            if isinstance(exc, PopctlError):
+                self._redact_error(exc)  # e.g. a malformed listing line quoted in the message
             self.abort()
 
     def abort(self) -> None:
@@ -288,40 +335,126 @@ class Session:
 
     def _note(self, text: str) -> None:
         if self._trace is not None:
-            self._trace("*", text)
+            self._trace("*", safe(text))
 
     def _send(self, *commands: Command) -> None:
         data = b"".join(self._protocol.send(c) for c in commands)
         if self._trace is not None:
             for command in commands:
-                self._trace("C", command.redacted())
-        self._transport.send(data)
+                self._trace("C", safe(command.redacted()))
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        wait = self._allowed(self._timeout)
+        started = time.monotonic()
+        try:
+            self._transport.send(data, wait)
+        except NetworkTimeoutError as e:
+            self._waited += time.monotonic() - started
+            if wait < self._timeout:
+                raise self._session_expired() from e
+            raise
+        self._waited += time.monotonic() - started
+
+    def _allowed(self, wait: float) -> float:
+        """``wait``, or less if the session timeout comes first (then raise if it has)."""
+        if not self._session_timeout:
+            return wait
+        left = self._session_timeout - self._waited
+        if left <= 0:
+            raise self._session_expired()
+        return min(wait, left)
+
+    def _session_expired(self) -> NetworkTimeoutError:
+        return NetworkTimeoutError(
+            f"waited more than {self._session_timeout:g} s in all for {self._transport.host} "
+            "(session timeout", hint="session-timeout")
 
     def _next(self) -> Event:
         while True:
             event = self._protocol.next_event()
             if event is NEED_DATA:
-                self._protocol.receive_data(self._transport.recv())
+                self._receive()
                 continue
+            if not isinstance(event, Data):  # a status line or the end: the clocks restart
+                self._line_waited = self._data_waited = 0.0
+                # Data that came with the +OK counts for the reply it starts.
+                self._data_octets = (self._protocol.buffered
+                                     if self._protocol.receiving is not None else 0)
+            if isinstance(event, Reply) and not event.ok and self._redact:
+                # Where -ERR text enters: every error made of it then shows *** for a password
+                # the server quotes back. +OK text carries counts, sizes and UIDs, which must
+                # not change (a numeric password inside a size): it is hidden where shown
+                # (the trace, the shell's raw commands).
+                text, code = self._redact(event.text), event.code and self._redact(event.code)
+                if (text, code) != (event.text, event.code):
+                    event = event._replace(text=text, code=code)
             if self._trace is not None:
                 self._trace_event(event)
             return event
 
-    def _trace_event(self, event: Event) -> None:
+    def _receive(self) -> None:
+        """One read, bounded by whichever deadline comes first (see the module docstring)."""
+        timeout = self._timeout
+        receiving = self._protocol.receiving
+        if receiving is None:
+            left = timeout - self._line_waited
+        else:
+            left = timeout + self._data_octets / MIN_DATA_RATE - self._data_waited
+        if left <= 0:
+            raise self._too_slow(receiving)
+        wait = self._allowed(min(timeout, left))
+        started = time.monotonic()
+        try:
+            data = self._transport.recv(wait)
+        except NetworkTimeoutError as e:
+            self._count_wait(time.monotonic() - started, receiving, 0)
+            if wait < min(timeout, left):
+                raise self._session_expired() from e
+            if wait >= _SILENCE_SHARE * timeout:
+                raise  # the server fell silent: "no answer ... (read timeout)"
+            raise self._too_slow(receiving) from e
+        self._count_wait(time.monotonic() - started, receiving, len(data))
+        self._protocol.receive_data(data)
+
+    def _count_wait(self, seconds: float, receiving: Command | None, octets: int) -> None:
+        self._waited += seconds
+        if receiving is None:
+            self._line_waited += seconds
+        else:
+            self._data_waited += seconds
+            self._data_octets += octets
+
+    def _too_slow(self, receiving: Command | None) -> NetworkTimeoutError:
+        host, timeout = self._transport.host, self._timeout
+        if receiving is not None:
+            return NetworkTimeoutError(
+                f"reply to {receiving.verb} from {host} too slow: less than {MIN_DATA_RATE} "
+                f"octets/s after the first {timeout:g} s (reply timeout)")
+        pending = self._protocol.pending
+        what = ("greeting" if not self._protocol.greeted
+                else f"reply to {pending[0].verb}" if pending else "reply")
+        return NetworkTimeoutError(
+            f"no complete {what} from {host} within {timeout:g} s (reply timeout)")
+
+    def _trace_server(self, line: str) -> None:
         assert self._trace is not None
+        self._trace("S", self._redact(safe(line)))
+
+    def _trace_event(self, event: Event) -> None:
         if isinstance(event, Reply):
             sign = "+OK" if event.ok else "-ERR"
             code = f" [{event.code}]" if event.code else ""
-            self._trace("S", f"{sign}{code} {event.text}".rstrip())
+            self._trace_server(f"{sign}{code} {event.text}".rstrip())
         elif isinstance(event, Greeting):
-            self._trace("S", f"{'+OK' if event.ok else '-ERR'} {event.text}".rstrip())
+            self._trace_server(f"{'+OK' if event.ok else '-ERR'} {event.text}".rstrip())
         elif isinstance(event, Challenge):
-            self._trace("S", f"+ {event.data}".rstrip())
+            self._trace_server(f"+ {event.data}".rstrip())
         elif isinstance(event, Data):
             for line in event.data.splitlines():
-                self._trace("S", line.decode("utf-8", "replace"))
+                self._trace_server(line.decode("utf-8", "replace"))
         elif isinstance(event, EndOfData):
-            self._trace("S", ".")
+            self._trace_server(".")
 
     def _reply(self, command: Command) -> Reply:
         event = self._next()
@@ -334,6 +467,7 @@ class Session:
         elif event.ok and command.verb == "RSET":
             self._marked = 0
             self._prefetched = None
+            self._stat_count = None  # the messages unmarked are listed again
         return event
 
     def _data(self, command: Command, sink: Sink) -> None:
@@ -427,7 +561,18 @@ class Session:
     def _start_tls(self, endpoint: Endpoint) -> None:
         context = make_tls_context(endpoint.ca_file, fingerprint=endpoint.fingerprint,
                                    insecure=endpoint.insecure)
-        info = self._transport.start_tls(context, fingerprint=endpoint.fingerprint)
+        # One deadline for the whole handshake: the read timeout (less if the session's is near).
+        wait = self._allowed(self._timeout)
+        started = time.monotonic()
+        try:
+            info = self._transport.start_tls(context, fingerprint=endpoint.fingerprint,
+                                             timeout=wait)
+        except NetworkTimeoutError as e:
+            if wait < self._timeout:
+                raise self._session_expired() from e
+            raise
+        finally:
+            self._waited += time.monotonic() - started
         self._note(f"TLS {info.version} {info.cipher}, certificate SHA-256 {info.cert_sha256}"
                    + ("" if info.verified else " (NOT VERIFIED: verification is off)"))
 
@@ -459,9 +604,14 @@ class Session:
         """
         self.login_capabilities = self.capabilities
         self._prefetched = None
-        name = auth.choose_mechanism(
-            credentials, self.capabilities, encrypted=self.encrypted,
-            apop_timestamp=self.greeting.timestamp if self.greeting else None)
+        self._redact = Redactor((credentials.password, credentials.oauth2_token))
+        try:
+            name = auth.choose_mechanism(
+                credentials, self.capabilities, encrypted=self.encrypted,
+                apop_timestamp=self.greeting.timestamp if self.greeting else None)
+        except PopctlError as e:
+            self._redact_error(e)  # it may list CAPA's SASL line
+            raise
         self._note(f"authenticating as {credentials.user} with {name}")
         capa_read = False
         prefetch = self._scan_requests() if scan and self.pipelining else []
@@ -498,6 +648,14 @@ class Session:
         if prefetch:
             self._prefetched = self._read_scan(prefetch)
         return name
+
+    def _redact_error(self, error: BaseException) -> None:
+        """Hide the secret in ``error``'s message, in place (the traceback stays whole): for
+        errors quoting server text that did not arrive as a status line."""
+        if self._redact and error.args and isinstance(error.args[0], str):
+            message = self._redact(error.args[0])
+            if message != error.args[0]:
+                error.args = (message, *error.args[1:])
 
     def _call_auth(self, command: Command) -> Reply:
         self._send(command)
@@ -563,7 +721,7 @@ class Session:
             try:
                 challenge = base64.b64decode(event.data, validate=True)
             except binascii.Error:
-                self._transport.send(self._protocol.send_auth_response("*"))
+                self._write(self._protocol.send_auth_response("*"))
                 raise RemoteProtocolError(
                     "the server sent a SASL challenge that is not base64") from None
             if held_back is not None and not challenge:
@@ -571,11 +729,12 @@ class Session:
             else:
                 try:
                     response = mechanism.respond(challenge)
-                except Exception:
-                    self._transport.send(self._protocol.send_auth_response("*"))
+                except Exception as e:
+                    self._write(self._protocol.send_auth_response("*"))
+                    self._redact_error(e)  # it may quote the challenge (SCRAM's e=)
                     raise
             line = base64.b64encode(response).decode()
-            self._transport.send(self._protocol.send_auth_response(line))
+            self._write(self._protocol.send_auth_response(line))
             if self._trace is not None:
                 self._trace("C", "***" if line else "")
 
@@ -603,14 +762,45 @@ class Session:
         words = reply.text.split()
         if len(words) < 2:
             raise RemoteProtocolError(f"malformed STAT reply: {reply.text[:80]!r}")
-        return MailboxStat(_parse_int(words[0], "STAT count"), _parse_int(words[1], "STAT size"))
+        count = parse_int(words[0], "STAT count")
+        if count > MAX_MESSAGE_NUMBER:
+            raise RemoteProtocolError(
+                f"server sent STAT count {count}, more messages than any mailbox holds (the "
+                f"limit is {MAX_MESSAGE_NUMBER})")
+        self._stat_count = count
+        return MailboxStat(count, parse_int(words[1], "STAT size"))
 
-    def list(self, messages: Iterable[int] | None = None) -> builtins.list[MessageSize]:
-        """Sizes of all messages (one LIST) or of the given ones (pipelined LIST n)."""
+    def _listed(self, listing: _Listing) -> SizeListing | UidListing:
+        """A LIST or UIDL reply's listing, checked against the last STAT: a listing can only
+        shrink after it (deletions), never grow (RSET forgets the count)."""
+        result = listing.sink.finish()
+        if self._stat_count is not None and len(result) > self._stat_count:
+            raise RemoteProtocolError(
+                f"server listed {len(result)} messages in its {result.what} reply, but its "
+                f"STAT said {self._stat_count}")
+        highest = highest_allowed(len(result), self._marked)
+        if result.last > highest:
+            raise RemoteProtocolError(
+                f"server listed message {result.last} in a {result.what} reply of "
+                f"{len(result)} message(s) after {self._marked} deletion(s) in this session: "
+                f"messages are numbered from 1 to their count (at most {highest} allowed)")
+        return result
+
+    @staticmethod
+    def _listing_request(verb: str) -> _Request:
+        listing = SizeListing() if verb == "LIST" else UidListing()
+        return _Request(Command(verb), ListingSink(listing, MAX_LISTING_BYTES))
+
+    def list(self, messages: Iterable[int] | None = None) -> Sequence[MessageSize]:
+        """Sizes of all messages (one LIST, kept compact) or of the given ones (pipelined
+        LIST n)."""
         if messages is None:
-            collector = _Collector(MAX_LISTING_BYTES, truncate=False, what="LIST")
-            self._call(Command("LIST"), collector)
-            return [self._size_entry(line) for line in collector.lines() if line]
+            request = self._listing_request("LIST")
+            assert isinstance(request.sink, ListingSink)
+            reply = self._call(request.command, request.sink)
+            sizes = self._listed(_Listing(reply, request.sink))
+            assert isinstance(sizes, SizeListing)
+            return sizes
         result = []
         for request, reply in self._batch(
                 _Request(Command("LIST", (str(n),)), number=n) for n in messages):
@@ -625,30 +815,34 @@ class Session:
 
     @staticmethod
     def _size_entry(line: str) -> MessageSize:
-        number, size = _parse_pair(line, "LIST")
-        return MessageSize(number, _parse_int(size, "LIST size"))
+        return parse_size(line)
 
-    def uidl(self, messages: Iterable[int] | None = None) -> builtins.list[MessageUid]:
-        """Unique ids of all messages (one UIDL) or of the given ones (pipelined UIDL n)."""
+    def uidl(self, messages: Iterable[int] | None = None) -> Sequence[MessageUid]:
+        """Unique ids of all messages (one UIDL, kept compact) or of the given ones (pipelined
+        UIDL n)."""
         if messages is None:
-            collector = _Collector(MAX_LISTING_BYTES, truncate=False, what="UIDL")
-            self._call(Command("UIDL"), collector, error=CapabilityError)
-            return [MessageUid(*_parse_pair(line, "UIDL")) for line in collector.lines() if line]
+            request = self._listing_request("UIDL")
+            assert isinstance(request.sink, ListingSink)
+            reply = self._call(request.command, request.sink, error=CapabilityError)
+            uids = self._listed(_Listing(reply, request.sink))
+            assert isinstance(uids, UidListing)
+            return uids
         result = []
         for request, reply in self._batch(
                 _Request(Command("UIDL", (str(n),)), number=n) for n in messages):
             if not reply.ok:
                 raise server_error(reply, NoSuchMessageError, f"UIDL {request.number}")
-            entry = MessageUid(*_parse_pair(reply.text, "UIDL"))
+            number, uid = parse_pair(reply.text, "UIDL")
+            entry = MessageUid(check_number(number, "UIDL"), uid)
             if entry.number != request.number:
                 raise RemoteProtocolError(f"asked UIDL {request.number}, server answered for "
                                           f"message {entry.number}")
             result.append(entry)
         return result
 
-    def scan(self) -> tuple[builtins.list[MessageSize], builtins.list[MessageUid] | None]:
+    def scan(self) -> tuple[SizeListing, UidListing | None]:
         """LIST and UIDL together, in one round trip when pipelining (none if they came with
-        the login); UIDs None without UIDL."""
+        the login); UIDs None without UIDL. Both kept compact (popctl/listing.py)."""
         scanned, self._prefetched = self._prefetched, None
         if scanned is None:
             self._settle()
@@ -659,21 +853,20 @@ class Session:
         uidl, listing = scanned
         if not listing.reply.ok:
             raise server_error(listing.reply)
-        sizes = [self._size_entry(line) for line in listing.collector.lines() if line]
+        sizes = self._listed(listing)
+        assert isinstance(sizes, SizeListing)
         if not uidl.reply.ok:
             return sizes, None
-        return sizes, [MessageUid(*_parse_pair(line, "UIDL"))
-                       for line in uidl.collector.lines() if line]
+        uids = self._listed(uidl)
+        assert isinstance(uids, UidListing)
+        return sizes, uids
 
-    @staticmethod
-    def _scan_requests() -> builtins.list[_Request]:
+    @classmethod
+    def _scan_requests(cls) -> builtins.list[_Request]:
         # UIDL first: GNU mailutils adds an X-UIDL header to each message when it first
         # computes its UID, and its LIST before that counts the message without it; after it,
         # LIST gives the octets RETR will send, in this session and the next.
-        return [_Request(Command("UIDL"), _Collector(MAX_LISTING_BYTES, truncate=False,
-                                                     what="UIDL")),
-                _Request(Command("LIST"), _Collector(MAX_LISTING_BYTES, truncate=False,
-                                                     what="LIST"))]
+        return [cls._listing_request("UIDL"), cls._listing_request("LIST")]
 
     def _read_scan(self, requests: builtins.list[_Request], *, sent: bool = True) -> _Scan:
         """The replies to _scan_requests() (sent already, or one at a time if not ``sent``)."""
@@ -682,7 +875,7 @@ class Session:
             if not sent:
                 self._send(request.command)
             reply = self._reply(request.command)
-            assert isinstance(request.sink, _Collector)
+            assert isinstance(request.sink, ListingSink)
             if reply.ok:
                 self._data(request.command, request.sink)
             got.append(_Listing(reply, request.sink))
@@ -749,11 +942,15 @@ class Session:
 
     def retr_many(self, messages: Iterable[int], open_sink: Callable[[int], Sink], *,
                   finish: Callable[[int, Sink], None] | None = None,
-                  delete: bool = False) -> Iterator[Retrieved]:
+                  delete: bool = False,
+                  sizes: Mapping[int, int] | None = None) -> Iterator[Retrieved]:
         """Pipelined RETR. For each message: ``open_sink(n)``, the data, ``finish(n, sink)``.
 
         With ``delete``, DELE n is sent only after ``finish`` returned (it must make the copy
-        durable); if ``finish`` raises, nothing more is sent and the error propagates.
+        durable); if ``finish`` raises, nothing more is sent and the error propagates. A
+        message that arrived with fewer octets than ``sizes`` (its LIST size) says is
+        ``short``: it is never deleted, as a transfer cut short is what that looks like. More
+        octets are normal (mpopd lists LF sizes, mailutils adds a header).
         """
         counters: dict[int, _CountingSink] = {}
 
@@ -774,10 +971,11 @@ class Session:
             counter = counters[n]
             if finish is not None:
                 finish(n, counter.sink)
-            if delete:
+            short = sizes is not None and counter.octets < sizes.get(n, 0)
+            if delete and not short:
                 self._pushed.append(_Request(Command("DELE", (str(n),)), number=n))
             else:
-                yield Retrieved(n, counters.pop(n).octets)
+                yield Retrieved(n, counters.pop(n).octets, short=short)
 
     def dele(self, messages: int | Iterable[int]) -> builtins.list[int]:
         """Mark messages deleted (pipelined). Committed only by QUIT; all-or-nothing on error."""
@@ -805,7 +1003,7 @@ class Session:
         """RFC 1460 LAST: the highest message number accessed (few servers still have it)."""
         reply = self._call(Command("LAST"), error=CapabilityError)
         words = reply.text.split()
-        return _parse_int(words[0] if words else "", "LAST")
+        return parse_int(words[0] if words else "", "LAST")
 
     def raw(self, line: str, sink: Sink | None = None) -> Reply:
         """Send one command line as typed (the shell's escape hatch); -ERR is returned, not
@@ -823,7 +1021,7 @@ class Session:
         if reply.ok and command.multiline:
             self._data(command, sink if sink is not None else _Collector(
                 0, truncate=True, what=command.verb))
-        return reply
+        return reply._replace(text=self._redact(reply.text))  # text to show, not to parse
 
     def quit(self) -> None:
         """QUIT: the server commits this session's deletions and closes.

@@ -15,9 +15,23 @@ Decisions:
 * stdout, file and directory stores keep the bytes exactly as received (CRLF line ends).
 * Maildir and mbox convert CRLF to LF (as every local delivery agent does); lone CRs are kept.
 * Files are created mode 0600, directories 0700.
-* DirectoryStore names files ``<uid>.eml``, the UID escaped to ``[A-Za-z0-9._-]`` (``%XX`` for
-  every other byte, and for a dot that is first, last or follows a dot), ``msg-<number>.eml``
-  without a UID. A file of the same name is replaced atomically: same UID, same message.
+* A file name never stands for two messages (issue 11: a UID is not a message's identity;
+  popa3d gives two messages one UID, a server without UIDL has only message numbers, which
+  every run starts again at 1). DirectoryStore never replaces a file: a name is taken with
+  link(), which fails if the name exists. It prefers ``<uid>.eml``, the UID escaped to
+  ``[A-Za-z0-9._-]`` (``%XX`` for every other byte, and for a dot that is first, last or
+  follows a dot; over 200 characters, shortened with ``~`` and a hash), one name per UID.
+  If that name holds other bytes, the message goes to ``<uid>~<hash>.eml`` (``<hash>``: 16 hex
+  digits of the SHA-256 of the message), and without a UID to ``msg~<hash>.eml``: names that
+  do not collide across runs and that the same message finds again. A name that already holds
+  the same bytes (an earlier run stored the message and did not delete it: killed, or run
+  without --delete) is where the message is stored: nothing is written, and it is safe to
+  delete. Within one run each message gets its own file, even identical ones (``~2``, ...).
+* Every store is checked when made with an unnamed file (O_TMPFILE): a named probe, still
+  the fallback, could be stranded by SIGKILL. Such ``.popctl-[probe-]<pid>-*.tmp`` files of
+  processes that are gone (same user, this host) are removed when a directory is checked.
+* --mbox and its dotlock are opened with O_NOFOLLOW and must belong to our user: a link or a
+  file planted in a shared directory is refused, never appended to or taken over.
 * Maildir names are ``<secs>.M<usecs>P<pid>Q<seq>R<random>.<host>`` (cr.yp.to/proto/maildir.html),
   the host with ``/`` and ``:`` written ``\\057`` and ``\\072``; delivered by link() into new/.
 * mbox is mboxrd: ``From <sender> <asctime UTC>``, the sender from the first Return-Path header
@@ -40,6 +54,7 @@ import secrets
 import stat
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import BinaryIO, Final, Protocol, Self
 
@@ -131,18 +146,57 @@ def _temp_name(prefix: str = ".popctl-") -> str:
     return f"{prefix}{os.getpid()}-{secrets.token_hex(6)}.tmp"
 
 
+# The names _temp_name() gives: a probe, or a message being written where O_TMPFILE is missing.
+_OWN_TEMPORARY: Final = re.compile(r"\.popctl-(?:probe-)?([0-9]{1,10})-[0-9a-f]{12}\.tmp")
+
+
 def _check_directory(path: str) -> None:
-    """Fail unless ``path`` is a directory we can create files in (tried for real)."""
+    """Fail unless ``path`` is a directory we can create files in (tried for real, with an
+    unnamed file where the system allows: a process killed during the test leaves nothing).
+    Then remove what killed popctl runs left there (see _remove_stale_temporaries)."""
     try:
         st = os.stat(path)
         if not stat.S_ISDIR(st.st_mode):
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-        probe = os.path.join(path, _temp_name(".popctl-probe-"))
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+        fd = _try_unnamed(path)
+        if fd is None:
+            probe = os.path.join(path, _temp_name(".popctl-probe-"))
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+            with contextlib.suppress(FileNotFoundError):  # removed by another host's cleanup
+                os.unlink(probe)
         os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise _os_error("write to", path, exc) from None
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(directory: str) -> None:
+    """Remove the ``.popctl-[probe-]<pid>-<hex>.tmp`` files of popctl processes that are gone.
+
+    A probe is empty; a message's temporary file (where O_TMPFILE is missing) is either linked
+    under its final name already or still on the server, since nothing is deleted before it is
+    named: neither is worth keeping. Only regular files of our own user whose process does not
+    exist on this host are touched (best effort: any failure leaves the file).
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    uid = os.geteuid()
+    for entry in entries:
+        match = _OWN_TEMPORARY.fullmatch(entry.name) if entry.name[:8] == ".popctl-" else None
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
+                continue
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        except OSError:
+            continue  # alive but another user's, or unreadable: not ours to judge
 
 
 class _StoreBase:
@@ -338,7 +392,7 @@ class _TempFileSink(_SinkBase):
     """Writes into a temporary file in ``temp_dir``; commit fsyncs it and moves it to ``final``.
 
     With ``to_lf`` CRLF becomes LF; with ``link`` (Maildir) the move is link() + unlink(), so an
-    existing file is never replaced, else os.replace().
+    existing file is never replaced, else os.replace(). Subclasses choose the name in _place.
     """
 
     def __init__(self, store: _StoreBase, temp_dir: str, final: str, *, to_lf: bool = False,
@@ -348,12 +402,14 @@ class _TempFileSink(_SinkBase):
         self._link = link
         self._convert = _CRLFToLF() if to_lf else None
         self._buffer = bytearray()
+        self._action = "write"  # what commit is doing, for its error message
         # Unnamed until committed (O_TMPFILE) where the system allows: a process killed
         # mid-message (SIGKILL, a crash, power loss) then leaves no temporary file behind.
-        self._anonymous = _open_unnamed(temp_dir)
+        # Readable too: a directory store compares it with a file already under its name.
+        self._anonymous = _open_unnamed(temp_dir, os.O_RDWR)
         try:
             self._fd = self._anonymous if self._anonymous is not None else os.open(
-                self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+                self._temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
         except OSError as exc:
             raise _os_error("create", self._temp, exc) from None
         super().__init__(store)
@@ -374,28 +430,41 @@ class _TempFileSink(_SinkBase):
         self._check_writable()
         if self._convert is not None:
             self._buffer += self._convert.finish()
-        action = "write"
+        self._action = "write"
         try:
             _write_all(self._fd, self._buffer)
-            action = "sync"
-            os.fsync(self._fd)
-            action = "move into place"
-            placed = self._anonymous is not None and self._name_unnamed()
-            fd, self._fd = self._fd, -1
-            os.close(fd)  # may report a delayed write error (NFS)
-            if placed:
-                pass
-            elif self._link:
-                self._link_into_place()
-            else:
-                os.replace(self._temp, self._final)
+            result = self._place()
         except OSError as exc:
             self.discard()
-            raise _os_error(action, self._final, exc) from None
-        self._finished("committed")  # renamed: from now on never removed
-        self._result = self._final
-        self._store._entry_added(os.path.dirname(self._final) or ".")
+            raise _os_error(self._action, self._final, exc) from None
+        self._finished("committed")  # named: from now on never removed
+        self._result = result
+        self._store._entry_added(os.path.dirname(result) or ".")
         return self._result
+
+    def _sync(self) -> None:
+        """Make the data durable: before the file gets a name, never after."""
+        self._action = "sync"
+        os.fsync(self._fd)
+        self._action = "move into place"
+
+    def _place(self) -> str:
+        """Sync the complete file and give it its name; return it."""
+        self._sync()
+        placed = self._anonymous is not None and self._name_unnamed()
+        self._close()  # may report a delayed write error (NFS)
+        if placed:
+            pass
+        elif self._link:
+            self._link_into_place()
+        else:
+            os.replace(self._temp, self._final)
+        return self._final
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     def _name_unnamed(self) -> bool:
         """Give the complete, synced O_TMPFILE file a name: its final one when no file has it
@@ -425,35 +494,143 @@ class _TempFileSink(_SinkBase):
         finally:
             os.close(directory)
 
-    def _link_into_place(self) -> None:
+    def _link_named(self, name: str) -> None:
+        """Link the named temporary file to ``name`` (FileExistsError if taken), falling back
+        to rename() where the file system has no hard links."""
         try:
-            os.link(self._temp, self._final)
+            os.link(self._temp, name)
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
                 raise
-            if os.path.lexists(self._final):  # rename() would replace it
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),
-                                      self._final) from None
-            os.rename(self._temp, self._final)
+            if os.path.lexists(name):  # rename() would replace it
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name) from None
+            os.rename(self._temp, name)
+            self._temp = name  # moved: nothing left to remove
             return
-        # The message is delivered; a left-over tmp/ file is cleaned up by Maildir readers.
-        with contextlib.suppress(OSError):
-            os.unlink(self._temp)
+
+    def _link_into_place(self) -> None:
+        self._link_named(self._final)
+        if self._temp != self._final:
+            # The message is delivered; a left-over tmp/ file is cleaned up by Maildir readers.
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp)
 
     def discard(self) -> None:
         if self._state != "open":
             return
         self._buffer.clear()
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with contextlib.suppress(OSError):
+            self._close()
+        self._fd = -1
         # Already gone, or nothing more can be done: it has a hidden temporary name. (An
         # unnamed file has none: closing it was enough.)
         if self._anonymous is None and self._temp != self._final:
             with contextlib.suppress(OSError):
                 os.unlink(self._temp)
         self._finished("discarded")
+
+
+class _DirectorySink(_TempFileSink):
+    """A message of a DirectoryStore: named on commit by the first of its candidate names
+    (DirectoryStore.names) that no message of this run took and that is either free (the file
+    is linked there: link() never replaces a file) or a regular file holding the same bytes
+    (the message is stored already; our copy is dropped)."""
+
+    def __init__(self, store: DirectoryStore, uid: str | None) -> None:
+        self._directory_store = store
+        self._base = uid_filename(uid).removesuffix(".eml") if uid else None
+        super().__init__(store, store.directory,
+                         os.path.join(store.directory, f"{self._base or 'msg'}.eml"))
+
+    def _place(self) -> str:
+        store = self._directory_store
+        size = os.fstat(self._fd).st_size
+        synced = False
+        for name in store.names(self._base, self._content_hash):
+            path = os.path.join(store.directory, name)
+            if path in store.claimed:
+                continue  # another message of this run: never two messages under one name
+            if os.path.lexists(path):
+                if _same_content(path, self._fd, size):
+                    return self._found(path)
+                continue
+            if not synced:  # (a copy found already stored costs no fsync of ours)
+                self._sync()
+                synced = True
+            try:
+                if self._anonymous is not None:
+                    self._link_unnamed(path)
+                else:
+                    self._link_named(path)
+            except FileExistsError:  # made meanwhile, by another process
+                if _same_content(path, self._fd, size):
+                    return self._found(path)
+                continue
+            store.claimed.add(path)
+            self._final = path
+            try:
+                self._close()  # may report a delayed write error (NFS)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                store.claimed.discard(path)
+                raise
+            if self._anonymous is None and self._temp != path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._temp)
+            self._anonymous = None
+            self._temp = path  # named: discard() must not remove it
+            return path
+        raise OSError(errno.EEXIST, f"no free name among {MAX_COPIES} copies of "
+                      f"{os.path.basename(self._final)}")
+
+    def _found(self, path: str) -> str:
+        """The message is stored at ``path`` already, byte for byte: drop our copy."""
+        self._directory_store.claimed.add(path)
+        with contextlib.suppress(OSError):  # our copy is dropped: its errors do not matter
+            self._close()
+        if self._anonymous is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp)
+        self._anonymous = None
+        self._temp = self._final = path
+        return path
+
+    def _content_hash(self) -> str:
+        """16 hex digits of the SHA-256 of the bytes written (read back: only needed when the
+        preferred name is taken, or there is no UID)."""
+        digest = hashlib.sha256()
+        offset = 0
+        while chunk := os.pread(self._fd, _COMPARE_CHUNK, offset):
+            digest.update(chunk)
+            offset += len(chunk)
+        return digest.hexdigest()[:16]
+
+
+_COMPARE_CHUNK: Final = 1 << 20  # bytes read at a time when comparing or hashing a file
+
+
+def _same_content(path: str, fd: int, size: int) -> bool:
+    """Whether ``path`` is a regular file (not followed if a symbolic link) holding exactly the
+    ``size`` bytes of ``fd``; if so it is fsync'd, as our own copy would have been."""
+    try:
+        other = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # a symbolic link, gone meanwhile, unreadable: not a copy to rely on
+    try:
+        st = os.fstat(other)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+        offset = 0
+        while offset < size:
+            ours = os.pread(fd, min(_COMPARE_CHUNK, size - offset), offset)
+            if not ours or os.pread(other, len(ours), offset) != ours:
+                return False
+            offset += len(ours)
+        os.fsync(other)
+        return True
+    finally:
+        os.close(other)
 
 
 def _create_with(path: str, content: bytes) -> int:
@@ -484,6 +661,15 @@ def _open_unnamed(directory: str, access: int = os.O_WRONLY,
                   mode: int = _FILE_MODE) -> int | None:
     """An unnamed file in ``directory`` (Linux O_TMPFILE, named later through /proc/self/fd),
     or None where the kernel, the file system or a missing /proc does not allow it."""
+    try:
+        return _try_unnamed(directory, access, mode)
+    except OSError as exc:
+        raise _os_error("create a file in", directory, exc) from None
+
+
+def _try_unnamed(directory: str, access: int = os.O_WRONLY,
+                 mode: int = _FILE_MODE) -> int | None:
+    """As _open_unnamed, raising OSError."""
     flag = getattr(os, "O_TMPFILE", 0)
     if not flag or not os.path.isdir("/proc/self/fd"):
         return None
@@ -492,7 +678,7 @@ def _open_unnamed(directory: str, access: int = os.O_WRONLY,
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             return None  # not supported here: a named temporary file it is
-        raise _os_error("create a file in", directory, exc) from None
+        raise
 
 
 class FileStore(_StoreBase):
@@ -524,18 +710,23 @@ class FileStore(_StoreBase):
 
 _SAFE_UID_BYTES: Final = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-_MAX_NAME: Final = 200
+_MAX_NAME: Final = 200  # an escaped UID longer than this is shortened (NAME_MAX is 255 bytes)
+# Further names tried for one message when its preferred name holds another: ``~N`` is needed
+# only for byte-identical copies within one run (or a 64-bit hash collision).
+MAX_COPIES: Final = 10_000
 
 
-def uid_filename(uid: str | None, number: int) -> str:
-    """``<uid>.eml`` with the UID made safe as a file name, or ``msg-<number>.eml``.
+def uid_filename(uid: str) -> str:
+    """``<uid>.eml``, the UID made safe as a file name, one name per UID (injective).
 
     Bytes outside ``[A-Za-z0-9._-]`` become ``%XX`` (of the UTF-8 encoding), and so does a dot
     that is first, last or follows a dot, so a name never starts with a dot or contains ``..``
-    or ``/``. Distinct UIDs give distinct names; an overlong one is shortened with a hash.
+    or ``/``. An escaped UID over 200 characters is cut to its first 150, followed by ``~`` and
+    32 hex digits of the SHA-256 of the UID: escaping never writes ``~``, so a shortened name is
+    never another UID's.
     """
     if not uid:
-        return f"msg-{number}.eml"
+        raise ValueError("an empty UID has no file name")
     raw = uid.encode("utf-8", "surrogateescape")
     parts: list[str] = []
     for i, byte in enumerate(raw):
@@ -547,25 +738,43 @@ def uid_filename(uid: str | None, number: int) -> str:
             parts.append(f"%{byte:02X}")
     name = "".join(parts)
     if len(name) > _MAX_NAME:
-        name = f"{name[:150]}-{hashlib.sha256(raw).hexdigest()[:16]}"
+        name = f"{name[:150]}~{hashlib.sha256(raw).hexdigest()[:32]}"
     return f"{name}.eml"
 
 
 class DirectoryStore(_StoreBase):
-    """One file per message in an existing directory: ``<uid>.eml``, bytes exact (CRLF kept).
+    """One file per message in an existing directory, bytes exact (CRLF kept); never replaces
+    a file. The names a message may take, in order (see ``names``)::
 
-    A file of the same name (same UID: the same message) is replaced atomically.
+        <uid>.eml  <uid>~<hash>.eml  <uid>~<hash>~2.eml ...   (with a UID: uid_filename)
+                   msg~<hash>.eml    msg~<hash>~2.eml ...     (without UIDL)
+
+    ``<hash>`` is 16 hex digits of the SHA-256 of the message. It takes the first name that no
+    message of this run took and that is free, or that holds the same bytes already (stored by
+    an earlier run, then not deleted: killed, or run without --delete), which is then reported
+    as where it is stored. ``~`` never appears in an escaped UID, so these names never collide
+    with another UID's preferred name.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         super().__init__()
         self.directory = os.fspath(directory)
         _check_directory(self.directory)
+        self.claimed: set[str] = set()  # paths a message of this run is stored under
 
     def open(self, number: int, uid: str | None) -> MessageSink:
         self._check_open()
-        final = os.path.join(self.directory, uid_filename(uid, number))
-        return _TempFileSink(self, self.directory, final)
+        return _DirectorySink(self, uid)
+
+    @staticmethod
+    def names(base: str | None, content_hash: Callable[[], str]) -> Iterator[str]:
+        """The candidate names of a message whose escaped UID is ``base`` (None: no UID)."""
+        if base is not None:
+            yield f"{base}.eml"
+        stem = f"{base or 'msg'}~{content_hash()}"
+        yield f"{stem}.eml"
+        for copy in range(2, MAX_COPIES + 1):
+            yield f"{stem}~{copy}.eml"
 
 
 # --- Maildir ---------------------------------------------------------------------------------
@@ -703,7 +912,7 @@ class MboxStore(_StoreBase):
 
     def _acquire(self) -> None:
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -716,14 +925,23 @@ class MboxStore(_StoreBase):
         directory = os.path.dirname(self.path) or "."
         created = not os.path.lexists(self.path)
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               _FILE_MODE)
+            # Never through a symbolic link: one planted in a shared directory would have us
+            # append (or create) wherever its owner chose (fs.protected_symlinks=0).
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                               | os.O_NOFOLLOW, _FILE_MODE)
             st = os.fstat(self._fd)
         except OSError as exc:
+            if exc.errno == errno.ELOOP and os.path.islink(self.path):
+                raise StoreError(f"cannot use {self.path} as an mbox: it is a symbolic link; "
+                                 "give the path of the file itself", path=self.path) from None
             raise _os_error("open", self.path, exc) from None
         if not stat.S_ISREG(st.st_mode):
             raise StoreError(f"cannot use {self.path} as an mbox: not a regular file",
                              path=self.path)
+        if st.st_uid != os.geteuid():
+            # Planted by another user where we may write, or theirs: not ours to append to.
+            raise StoreError(f"cannot use {self.path} as an mbox: it belongs to another user "
+                             f"(uid {st.st_uid})", path=self.path)
         self._key = (st.st_dev, st.st_ino)
         _held_mboxes.add(self._key)
         deadline = time.monotonic() + self.lock_timeout
@@ -783,37 +1001,54 @@ class MboxStore(_StoreBase):
 
     def _take_over_stale_dotlock(self) -> bool:
         """True if the dotlock was left by a popctl on this host that is gone (killed): its
-        torn record is cut off and the lock is ours. False for any other lock."""
+        torn record is cut off and the lock is ours. False for any other lock, and for a
+        symbolic link or a file of another user (whose note could aim the cut at any offset):
+        the file read is the file written, through one descriptor."""
         try:
-            with open(self.lock_path, "rb") as f:
-                lines = f.read(4096).decode("ascii").splitlines()
-        except (OSError, UnicodeDecodeError):
-            return False
-        if len(lines) < 2 or lines[1] != f"popctl {_nodename()}" or not lines[0].isdigit():
-            return False
-        try:
-            os.kill(int(lines[0]), 0)
-            return False  # alive (or not ours to signal): not stale
-        except ProcessLookupError:
-            pass
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
+            return False
+        lines = self._stale_own_lock(fd)
+        if lines is None:
+            os.close(fd)
             return False
         # "append START END", whole: a process killed between the overwrite and the cut of
         # _write_lock_note can leave the tail of a longer note after its own, and no tail of
         # such a line can start with the word "append".
         words = lines[2].split(" ") if len(lines) > 2 else []
         if len(words) == 3 and words[0] == "append" and all(w.isdigit() for w in words[1:]):
-            self._cut_torn_record(int(words[1]), int(words[2]))
-        try:
-            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            return False
+            try:
+                self._cut_torn_record(int(words[1]), int(words[2]))
+            except BaseException:
+                os.close(fd)
+                raise
         # We hold the fcntl lock, so no other popctl is doing this; the lock file stays in
         # place (never unlinked and re-created), so no other program sees it go.
         self._dotlocked = True
         self._lock_fd = fd
         self._write_lock_note()
         return True
+
+    @staticmethod
+    def _stale_own_lock(fd: int) -> list[str] | None:
+        """The lines of the dotlock open on ``fd`` if it is a regular file of our user saying
+        ``<pid>``, ``popctl <host>`` for this host and a process that is gone; else None."""
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return None
+            lines = os.pread(fd, 4096, 0).decode("ascii").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if len(lines) < 2 or lines[1] != f"popctl {_nodename()}" or not lines[0].isdigit():
+            return None
+        try:
+            os.kill(int(lines[0]), 0)
+            return None  # alive (or not ours to signal): not stale
+        except ProcessLookupError:
+            return lines
+        except OSError:
+            return None
 
     def _cut_torn_record(self, start: int, end: int) -> None:
         """Truncate back to ``start`` if an append of ``start``..``end`` stopped half-way and

@@ -1,7 +1,8 @@
 """A blocking TCP/TLS byte pipe: connect, send, receive, upgrade to TLS. Knows nothing of POP3.
 
 The only module that touches ``socket`` and ``ssl``. Every OSError and ssl.SSLError becomes one
-of our TransportError subclasses, with the original chained.
+of our TransportError subclasses, with the original chained. Each operation waits at most the
+time it is given (the session hands out what is left of its deadlines; see session.py).
 """
 
 from __future__ import annotations
@@ -49,8 +50,17 @@ class Transport:
     def __init__(self, sock: socket.socket, host: str, timeout: float) -> None:
         self._sock: socket.socket = sock
         self.host = host
-        self.timeout = timeout
+        self.timeout = timeout  # the read timeout: the longest silence tolerated
+        self._sock_timeout: float | None = sock.gettimeout()
         self.tls: TLSInfo | None = None
+
+    def _wait_at_most(self, seconds: float | None) -> None:
+        """Bound the next socket operation (a TLS handshake included) by ``seconds``."""
+        if seconds is None:
+            seconds = self.timeout
+        if seconds != self._sock_timeout:
+            self._sock.settimeout(seconds)
+            self._sock_timeout = seconds
 
     @classmethod
     def connect(cls, host: str, port: int, *, connect_timeout: float,
@@ -73,12 +83,19 @@ class Transport:
         sock.settimeout(timeout)
         return cls(sock, host, timeout)
 
-    def start_tls(self, context: ssl.SSLContext, *, fingerprint: str | None = None) -> TLSInfo:
-        """Handshake as client; check the pinned fingerprint before anything else is sent."""
+    def start_tls(self, context: ssl.SSLContext, *, fingerprint: str | None = None,
+                  timeout: float | None = None) -> TLSInfo:
+        """Handshake as client; check the pinned fingerprint before anything else is sent.
+
+        The whole handshake takes at most ``timeout`` (default: the read timeout): CPython's
+        handshake counts the socket timeout as one deadline for all its reads and writes, so a
+        server dripping its certificate a byte at a time cannot stretch it.
+        """
         import hashlib
         import hmac
         import ssl
 
+        self._wait_at_most(timeout)
         try:
             tls_sock = context.wrap_socket(self._sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as e:
@@ -86,7 +103,8 @@ class Transport:
             raise TLSError(f"TLS certificate of {self.host} rejected: {reason}; "
                            "nothing was sent") from e
         except TimeoutError as e:
-            raise NetworkTimeoutError(f"TLS handshake with {self.host} timed out") from e
+            raise NetworkTimeoutError(f"TLS handshake with {self.host} not complete after "
+                                      f"{self._sock_timeout:g} s (handshake timeout)") from e
         except (ssl.SSLError, OSError) as e:
             raise TLSError(f"TLS handshake with {self.host} failed: {e}") from e
         self._sock = tls_sock
@@ -106,7 +124,9 @@ class Transport:
         )
         return self.tls
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """All of ``data`` within ``timeout`` (default: the read timeout), as one deadline."""
+        self._wait_at_most(timeout)
         try:
             self._sock.sendall(data)
         except TimeoutError as e:
@@ -115,8 +135,11 @@ class Transport:
             raise ConnectionClosedError(f"connection to {self.host} lost while sending: "
                                         f"{e.strerror or e}") from e
 
-    def recv(self) -> bytes:
-        """Some bytes, or b"" when the server closed the connection."""
+    def recv(self, timeout: float | None = None) -> bytes:
+        """Some bytes, or b"" when the server closed the connection; waits at most ``timeout``
+        (default: the read timeout). The error names the read timeout: a caller passing a
+        shorter wait, for a deadline of its own, words that error itself."""
+        self._wait_at_most(timeout)
         if _QUICKACK is not None:
             # Servers that write a reply in several small segments otherwise wait for our
             # delayed ACK (Nagle): ~40 ms per reply on Linux.

@@ -7,6 +7,11 @@ that docs/RELIABILITY.md reports. The CI version is tests/test_kill.py (10 kills
 
     python3 scripts/kill_test.py                      # 100 kills per store, seed 1
     python3 scripts/kill_test.py --runs 500 --seed 7 --kinds mbox
+    python3 scripts/kill_test.py --kinds no-uidl shared-uids   # issue 11: colliding names
+
+``no-uidl`` and ``shared-uids`` run --output-dir against tests/quirky_server.py (a server
+without UIDL, or one giving several messages one UID), never emptying the directory, so every
+run meets the file names of all the earlier ones.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.dovecot_server import start_dovecot
 from tests.kill_harness import Campaign
+from tests.quirky_server import QuirkyServer
 
 
 def main() -> int:
@@ -31,7 +37,7 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=2, help="large messages in the box")
     parser.add_argument("--large-size", type=int, default=2 << 20, help="octets (2 MiB)")
     parser.add_argument("--kinds", nargs="+", default=["maildir", "output-dir", "mbox"],
-                        choices=["maildir", "output-dir", "mbox"])
+                        choices=["maildir", "output-dir", "mbox", "no-uidl", "shared-uids"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="popctl-kill-", dir="/tmp") as tmp:
         root = Path(tmp)
@@ -41,9 +47,17 @@ def main() -> int:
             for index, kind in enumerate(args.kinds):
                 server.reset("alice")
                 started = time.monotonic()
-                figures = Campaign(server, kind, root / kind, seed=args.seed + index,
-                                   messages=args.messages, large=args.large,
-                                   large_size=args.large_size).run(args.runs)
+                if kind in ("no-uidl", "shared-uids"):
+                    with QuirkyServer(kind) as quirky:  # type: ignore[arg-type]
+                        figures = Campaign(quirky, "output-dir", root / kind,
+                                           seed=args.seed + index, messages=args.messages,
+                                           large=args.large, large_size=args.large_size,
+                                           keep=True).run(args.runs)
+                        figures.kind = f"output-dir, {kind}"
+                else:
+                    figures = Campaign(server, kind, root / kind, seed=args.seed + index,
+                                       messages=args.messages, large=args.large,
+                                       large_size=args.large_size).run(args.runs)
                 print(f"{figures.line()} ({time.monotonic() - started:.0f} s; an uninterrupted "
                       f"run took {figures.run_seconds:.2f} s)", flush=True)
                 totals["runs"] += figures.runs

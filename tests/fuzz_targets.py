@@ -108,12 +108,14 @@ class FakeTransport:
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = chunks
         self.tls = None
+        self.host = "fake"
+        self.timeout = 30.0
         self.sent = bytearray()
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, timeout: float | None = None) -> None:
         self.sent += data
 
-    def recv(self) -> bytes:
+    def recv(self, timeout: float | None = None) -> bytes:
         return self._chunks.pop(0) if self._chunks else b""
 
     def close(self) -> None:

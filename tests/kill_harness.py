@@ -14,12 +14,17 @@ prints figures). Each campaign, for one store kind against a real Dovecot:
    complete copies of delivered messages (duplicates allowed);
 3. every ``epoch`` runs, and at the end, lets a run finish: the server is then empty and every
    message delivered is stored. Then the store is emptied and a new epoch begins (so that the
-   copies killed runs leave behind do not pile up without end).
+   copies killed runs leave behind do not pile up without end), unless ``keep`` is given: then
+   every later run meets the file names of all the earlier ones.
 
 For an mbox, a kill during the append of a record (the only moment the mbox is written) can
 leave a torn last record and popctl's dotlock; the next popctl run cuts it off and takes the
 lock over. The campaign checks the store as that next run will find it (opening and closing a
 MboxStore, which does exactly that) and counts the repairs.
+
+The server is a private Dovecot, or tests/quirky_server.py (issue 11: a server without UIDL,
+or one that gives several messages one UID), where an output directory's file names collide
+within a run and across the killed runs.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 
 from popctl.stores import MboxStore
 from tests.dovecot_server import DovecotServer
+from tests.quirky_server import QuirkyServer
 from tests.stored import stored_messages
 
 USER = "alice"
@@ -71,9 +77,12 @@ def digest(data: bytes) -> str:
 
 
 class Campaign:
-    def __init__(self, server: DovecotServer, kind: str, workdir: Path, *, seed: int,
-                 messages: int = 60, large: int = 2, large_size: int = 2 << 20) -> None:
+    def __init__(self, server: DovecotServer | QuirkyServer, kind: str, workdir: Path, *,
+                 seed: int,
+                 messages: int = 60, large: int = 2, large_size: int = 2 << 20,
+                 keep: bool = False) -> None:
         self.server = server
+        self.keep = keep  # never empty the store: every epoch adds to what is there
         self.kind = kind
         self.workdir = workdir
         self.rng = random.Random(seed)
@@ -117,6 +126,8 @@ class Campaign:
             self.server.deliver(USER, data)
 
     def server_digests(self) -> list[str]:
+        if isinstance(self.server, QuirkyServer):
+            return [digest(m) for m in self.server.messages()]  # once the session ended
         self.server._wait_for_mail_processes(10.0)  # a session may still be ending
         maildir = self.server.maildir(USER)
         files = [*(maildir / "new").iterdir(), *(maildir / "cur").iterdir()]
@@ -131,10 +142,11 @@ class Campaign:
     # --- running popctl -------------------------------------------------------------------
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "popctl", "--host", "localhost", "--port",
-                str(self.server.port), "--tls", "starttls", "--ca-file", self.server.ca_file,
-                "--user", USER, "--timeout", "30", "-q", "retr", "--all", f"--{self.kind}",
-                str(self.store), "--delete"]
+        connect = (self.server.options() if isinstance(self.server, QuirkyServer) else
+                   ["--host", "localhost", "--port", str(self.server.port), "--tls",
+                    "starttls", "--ca-file", self.server.ca_file])
+        return [sys.executable, "-m", "popctl", *connect, "--user", USER, "--timeout", "30",
+                "-q", "retr", "--all", f"--{self.kind}", str(self.store), "--delete"]
 
     def _start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "POPCTL_PASSWORD": self.server.users[USER]}
@@ -191,11 +203,18 @@ class Campaign:
         self._local = local
 
     def finish_epoch(self) -> None:
-        """A run to the end: the server is empty, everything is stored; then start afresh."""
+        """A run to the end: the server is empty, everything is stored; then start afresh
+        (with ``keep``, on top of what is stored: the next messages are numbered from 1 again
+        and meet the earlier ones' file names)."""
         self.run_to_end()
         self.check()
         assert self.server_digests() == [], "a finished run left messages on the server"
         assert set(self._local) == set(self.delivered)
+        if self.keep:
+            self.figures.delivered = len(self.delivered)
+            self.figures.stored = len(set(self._local))
+            self.figures.duplicates = len(self._local) - len(set(self._local))
+            return
         self.figures.delivered += len(self.delivered)
         self.figures.stored += len(set(self._local))
         self.figures.duplicates += len(self._local) - len(set(self._local))

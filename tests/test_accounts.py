@@ -3,7 +3,7 @@ real keyring backends: keyrings.alt's file backend in the test process, keyring'
 for the headless case, and gnome-keyring's Secret Service under dbus-run-session.
 
 Users: alice and bob of tests/dovecot_server.py; "wrong" is carol with a wrong password. The
-configuration file is $POPCTL_CONFIG under the test's temporary HOME (tests/conftest.py).
+configuration file is the XDG one under the test's temporary HOME (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from click.testing import CliRunner, Result
 from keyring.backends import fail
 from keyrings.alt.file import PlaintextKeyring
 
+from popctl import config
 from popctl.app.context import Options
 from popctl.app.targets import resolve_target
 from popctl.cli import cli
@@ -82,7 +83,7 @@ def server(dovecot_mailbox: DovecotServer) -> Iterator[DovecotServer]:
 
 
 def config_file() -> Path:
-    return Path(os.environ["POPCTL_CONFIG"])
+    return Path(config.config_path())
 
 
 def account_toml(server: DovecotServer, name: str, user: str, *, tls: str = "implicit",

@@ -61,14 +61,17 @@ SIZES = {
     "99999999999999999999999G": "invalid size '99999999999999999999999G': too large (the "
                                 "limit is 2**63 - 1 bytes)",
 }
-DURATION_HELP = ("expected a number with a unit w, d, h, m or s (weeks, days, hours, minutes, "
-                 "seconds), or several, e.g. 30d, 12h, 1d12h")
+DURATION_HELP = ("expected a number and a unit: s, min, h, d, w, mo (30 days) or y (365 days), "
+                 "or several, e.g. 90min, 12h, 1.5d, 6mo, 1d12h")
 DURATIONS = {
     "5x": f"invalid duration '5x': {DURATION_HELP}",
     "30": f"invalid duration '30': the number needs a unit; {DURATION_HELP}",
     "-1d": "invalid duration '-1d': durations cannot be negative",
     "": f"invalid duration '': {DURATION_HELP}",
     "9999999999999d": "invalid duration '9999999999999d': too long",
+    # minutes or months? (issue 16: `--older-than 6m` meant six minutes)
+    "6m": "invalid duration '6m': 'm' is ambiguous: use 'min' for minutes or 'mo' for months",
+    "6M": "invalid duration '6M': 'M' is ambiguous: use 'min' for minutes or 'mo' for months",
 }
 REGEXES = {
     ("--from", "("): "invalid regular expression '(' for --from: missing ), unterminated "

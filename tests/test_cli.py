@@ -36,7 +36,7 @@ PASSWORD = "bob-secret"
 ENV = {"POPCTL_PASSWORD": PASSWORD}
 MIB = 1024 * 1024
 # The keys of retr's report, in the order popctl(1) and docs/JSON.md give.
-RETR_KEYS = ["number", "size", "uid", "stored", "deleted"]
+RETR_KEYS = ["number", "size", "listed_size", "short", "uid", "stored", "deleted"]
 
 dovecot = pytest.mark.dovecot
 
@@ -496,8 +496,9 @@ def test_retr_into_maildir_json_report(box: Box, tmp_path: Path) -> None:
     assert [sorted(r) for r in report] == [sorted(RETR_KEYS)] * 2
     for record, n in zip(report, (1, 3), strict=True):
         stored = Path(record.pop("stored"))
-        assert record == {"number": n, "uid": box.uid(n), "size": len(box.messages[n - 1]),
-                          "deleted": True}
+        size = len(box.messages[n - 1])
+        assert record == {"number": n, "uid": box.uid(n), "size": size, "listed_size": size,
+                          "short": False, "deleted": True}
         assert stored.parent == maildir / "new"
         assert stored.read_bytes() == box.messages[n - 1].replace(b"\r\n", b"\n")
     after = box.record(2)
@@ -525,9 +526,10 @@ def test_retr_output_dir(box: Box, tmp_path: Path) -> None:
     report = box.run("retr", "1", "--output-dir", str(tmp_path), "--json")
     stored = str(tmp_path / f"{uids[0]}.eml")
     assert (report.exit_code, report.stderr) == (0, "")
-    assert json.loads(report.stdout) == [{"number": 1, "uid": uids[0],
-                                          "size": len(box.messages[0]), "stored": stored,
-                                          "deleted": False}]
+    size = len(box.messages[0])
+    assert json.loads(report.stdout) == [{"number": 1, "uid": uids[0], "size": size,
+                                          "listed_size": size, "short": False,
+                                          "stored": stored, "deleted": False}]
     assert Path(stored).read_bytes() == box.messages[0]
     assert box.count() == 3
 
@@ -547,7 +549,8 @@ def test_retr_mbox(box: Box, tmp_path: Path) -> None:
     assert (result.exit_code, result.stderr) == (0, "")
     assert list(csv.DictReader(io.StringIO(result.stdout))) == [
         {"number": str(n), "uid": box.uid(n), "size": str(len(box.messages[n - 1])),
-         "stored": str(mbox), "deleted": "false"} for n in (1, 2)]
+         "listed_size": str(len(box.messages[n - 1])), "short": "false", "stored": str(mbox),
+         "deleted": "false"} for n in (1, 2)]
     text = mbox.read_bytes()
     separators = re.findall(rb"^From \S+ .+$", text, flags=re.MULTILINE)
     assert len(separators) == 2
@@ -721,11 +724,13 @@ def test_capa_table_shows_the_whole_fingerprint(box: Box) -> None:
      "invalid regular expression '(' for --from: missing ), unterminated subpattern at "
      "position 0"),
     (["list", "--older-than", "3x"],
-     "invalid duration '3x': expected a number with a unit w, d, h, m or s (weeks, days, hours, "
-     "minutes, seconds), or several, e.g. 30d, 12h, 1d12h"),
+     "invalid duration '3x': expected a number and a unit: s, min, h, d, w, mo (30 days) or y "
+     "(365 days), or several, e.g. 90min, 12h, 1.5d, 6mo, 1d12h"),
     (["dele", "--newer-than", "yesterday", "--yes"],
-     "invalid duration 'yesterday': expected a number with a unit w, d, h, m or s (weeks, days, "
-     "hours, minutes, seconds), or several, e.g. 30d, 12h, 1d12h"),
+     "invalid duration 'yesterday': expected a number and a unit: s, min, h, d, w, mo (30 days) "
+     "or y (365 days), or several, e.g. 90min, 12h, 1.5d, 6mo, 1d12h"),
+    (["dele", "--older-than", "6m", "--yes"],
+     "invalid duration '6m': 'm' is ambiguous: use 'min' for minutes or 'mo' for months"),
     (["list", "--header", "Bogus"],
      "invalid header filter 'Bogus': no colon; expected 'Name: REGEX', e.g. 'X-Spam-Flag: yes'"),
 ])

@@ -3,13 +3,18 @@ and writing it back (atomic, 0600, other accounts and comments kept)."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
+import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from popctl import auth, config
+from popctl.cli import cli
 from popctl.config import Account, Config
 from popctl.errors import ConfigError, ExitCode
 from popctl.models import TLSMode
@@ -59,7 +64,7 @@ def test_path_from_popctl_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 
 def test_path_from_xdg_then_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("POPCTL_CONFIG")
+    monkeypatch.delenv("POPCTL_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     assert config.config_path() == str(tmp_path / "xdg" / "popctl" / "config.toml")
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/is/ignored")
@@ -132,13 +137,13 @@ def test_unknown_key() -> None:
     assert error_of(ACCOUNT + "\n# typo below\nhots = 'x'\n") == (
         "/etc/c.toml:6: unknown key 'hots' in account 'work' (known: host, port, user, tls, "
         "auth, timeout, ca_file, fingerprint, password_command, oauth2_token_command, "
-        "allow_plaintext)")
+        "password_command_timeout, allow_plaintext)")
 
 
 def test_unknown_top_level_key() -> None:
     assert error_of('defualt = "work"\n' + ACCOUNT) == (
-        "/etc/c.toml:1: unknown key 'defualt' (expected default = \"NAME\" and [accounts.NAME] "
-        "tables)")
+        "/etc/c.toml:1: unknown key 'defualt' (expected default = \"NAME\", "
+        "password_command_timeout and [accounts.NAME] tables)")
 
 
 @pytest.mark.parametrize(("line", "message"), [
@@ -297,3 +302,181 @@ def test_a_failed_write_leaves_the_file_and_no_temp(tmp_path: Path,
         config.add_account(config.load(path), Account("home", host="h", user="u"))
     assert path.read_text() == GOOD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
+# --- issue 11: a file-wide command timeout, files others could write, absurd nesting ----------
+
+
+def test_a_file_wide_timeout_applies_where_an_account_sets_none(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('# mine\npassword_command_timeout = 120\ndefault = "a"\n\n'
+                    '[accounts.a]\nhost = "h"\nuser = "u"\n\n'
+                    '[accounts.b]\nhost = "h"\nuser = "u"\npassword_command_timeout = 5\n')
+    loaded = config.load(path)
+    assert loaded.password_command_timeout == 120.0
+    assert loaded.accounts["a"].password_command_timeout is None  # as written
+    assert loaded.account("a").password_command_timeout == 120.0  # as it applies
+    assert loaded.account("b").password_command_timeout == 5.0
+    # Writing keeps the file-wide key where it was, and does not copy it into a new table.
+    assert config.add_account(loaded, Account("c", host="h", user="u")) is False
+    text = path.read_text()
+    assert text.startswith('# mine\npassword_command_timeout = 120\n')
+    assert text.endswith('[accounts.c]\nhost = "h"\nuser = "u"\n')
+    assert config.dump(config.load(path)).startswith(
+        config.HEADER + 'default = "a"\npassword_command_timeout = 120.0\n')
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+NOBODY = 65534
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def command_config(path: Path, marker: Path) -> None:
+    """An account whose password_command leaves ``marker`` behind when it runs."""
+    path.write_text('[accounts.work]\nhost = "localhost"\nport = 9\nuser = "me"\ntls = "none"\n'
+                    f'allow_plaintext = true\npassword_command = "touch {marker}; echo pw"\n')
+
+
+def test_a_config_anyone_can_write_is_refused_and_its_command_never_runs(
+        tmp_path: Path) -> None:
+    path, marker = Path(os.environ["POPCTL_CONFIG"]), tmp_path / "ran"
+    command_config(path, marker)
+    path.chmod(0o666)
+    assert run_cli("--all-accounts", "stat") == (
+        2, "", f"Error: {path}: refusing a configuration anyone can write (it chooses the "
+               f"commands popctl runs as you): fix with: chmod go-w {path}\n")
+    assert not marker.exists()
+    path.chmod(0o644)  # the fix the line gives: now it runs (and the closed port fails)
+    code, _, _ = run_cli("--all-accounts", "stat")
+    assert code == 4 and marker.exists()
+
+
+@ROOT_ONLY
+def test_a_config_its_group_can_write_is_refused(tmp_path: Path) -> None:
+    path, marker = Path(os.environ["POPCTL_CONFIG"]), tmp_path / "ran"
+    command_config(path, marker)
+    os.chown(path, -1, 4242424)  # a group of no one: not the owner's private group
+    path.chmod(0o664)
+    assert run_cli("account", "list", "--json") == (
+        2, "", f"Error: {path}: refusing a configuration its group can write (it chooses the "
+               f"commands popctl runs as you): fix with: chmod go-w {path}\n")
+
+
+def test_a_group_writable_config_in_a_private_group_is_used() -> None:
+    """Debian's umask 002 with user private groups: group-writable, but the group is you."""
+    me = pwd.getpwuid(os.geteuid())
+    primary = grp.getgrgid(me.pw_gid)
+    alone = {p.pw_name for p in pwd.getpwall() if p.pw_gid == me.pw_gid} | set(primary.gr_mem)
+    if alone != {me.pw_name}:
+        pytest.skip(f"group {primary.gr_name} is not a private group here")
+    path = Path(os.environ["POPCTL_CONFIG"])
+    path.write_text('[accounts.work]\nhost = "h"\nuser = "u"\n')
+    os.chown(path, -1, me.pw_gid)
+    path.chmod(0o664)
+    code, out, err = run_cli("account", "list", "--format", "csv")
+    assert (code, err) == (0, "") and out.splitlines()[1].startswith("work,")
+
+
+@ROOT_ONLY
+def test_a_config_of_another_user_is_refused(tmp_path: Path) -> None:
+    path, marker = Path(os.environ["POPCTL_CONFIG"]), tmp_path / "ran"
+    command_config(path, marker)
+    os.chown(path, NOBODY, NOBODY)
+    assert run_cli("--all-accounts", "stat") == (
+        2, "", f"Error: {path}: refusing a configuration that belongs to {user_name(NOBODY)}, "
+               f"not to you (its password_command would run as you): use a file of your own, "
+               f"or as root: chown {user_name(0)} {path}\n")
+    assert not marker.exists()
+
+
+def test_a_config_in_a_directory_anyone_can_write_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    path, marker = shared / "config.toml", tmp_path / "ran"
+    command_config(path, marker)
+    monkeypatch.setenv("POPCTL_CONFIG", str(path))
+    assert run_cli("--all-accounts", "stat") == (
+        2, "", f"Error: {path}: refusing a configuration in {shared}, where anyone can replace "
+               f"it: fix with: chmod o-w {shared}\n")
+    assert not marker.exists()
+    shared.chmod(0o1777)  # sticky, as /tmp: only the owner may replace it
+    code, _, _ = run_cli("--all-accounts", "stat")
+    assert code == 4 and marker.exists()
+
+
+@ROOT_ONLY
+def test_a_config_in_a_directory_of_another_user_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    path = theirs / "config.toml"
+    path.write_text('[accounts.work]\nhost = "h"\nuser = "u"\n')
+    os.chown(theirs, NOBODY, NOBODY)
+    monkeypatch.setenv("POPCTL_CONFIG", str(path))
+    assert run_cli("account", "list") == (
+        2, "", f"Error: {path}: refusing a configuration in {theirs}, which belongs to "
+               f"{user_name(NOBODY)}, who could replace it: keep it in a directory of your own\n")
+
+
+def test_a_symlinked_config_is_judged_by_the_file_it_reaches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tmp_path / "dotfiles" / "popctl.toml"
+    real.parent.mkdir()
+    real.write_text('[accounts.work]\nhost = "h"\nuser = "u"\n')
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    monkeypatch.setenv("POPCTL_CONFIG", str(link))
+    assert run_cli("account", "list", "--format", "csv")[0] == 0
+    real.chmod(0o646)
+    code, _, err = run_cli("account", "list")
+    assert code == 2 and "refusing a configuration anyone can write" in err
+
+
+@pytest.mark.parametrize(("opening", "closing"), [("[", "]"), ("{a=", "}")],
+                         ids=["arrays", "inline-tables"])
+def test_absurdly_deep_toml_is_a_config_error(opening: str, closing: str) -> None:
+    path = Path(os.environ["POPCTL_CONFIG"])
+    path.write_text("x = " + opening * 100_000 + "1" + closing * 100_000 + "\n")
+    assert run_cli("account", "list") == (
+        2, "", f"Error: {path}: TOML nested too deeply (arrays or inline tables inside one "
+               "another, hundreds of levels down): not a popctl configuration\n")
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("[" + ".".join(["a"] * 100_000) + "]\nx = 1\n", 1),  # 0.1.0: 26 s of CPU
+    ('# ok\n\n' + ".".join(["a"] * 3_000) + " = 1\n", 3),  # 100,000: 0.1.0 passed 24 GB
+    ('x = { ' + ".".join(["a"] * 3_000) + " = 1 }\n", 1),
+], ids=["table-name", "dotted-key", "inline-table-key"])
+def test_absurdly_dotted_keys_are_refused_before_tomllib_chews_on_them(text: str,
+                                                                       line: int) -> None:
+    path = Path(os.environ["POPCTL_CONFIG"])
+    path.write_text(text)
+    start = time.monotonic()
+    assert run_cli("account", "list") == (
+        2, "", f"Error: {path}:{line}: a key or table name of more than 64 dotted parts: not a "
+               "popctl configuration\n")
+    assert time.monotonic() - start < 5
+
+
+def test_dots_in_strings_and_comments_are_not_key_parts(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("# " + "." * 200 + "\n[accounts.work]  # it's \"here\"\nhost = 'h" + ".x" * 100
+                    + "'\nuser = \"u" + ".y" * 100 + "\"\npassword_command = '''\n"
+                    + "echo " + "." * 100 + "'''\n")
+    loaded = config.load(path)
+    assert loaded.accounts["work"].host == "h" + ".x" * 100

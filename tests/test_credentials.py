@@ -4,19 +4,31 @@ fail backend), and the password and token commands run for real through /bin/sh.
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import pytest
+from click.testing import CliRunner
 from keyring.backends import fail
 from keyrings.alt.file import PlaintextKeyring
 
 from popctl import credentials
+from popctl.cli import cli
 from popctl.errors import ConfigError, ExitCode, NoCredentialsError
+from tests.test_security import assert_hidden
 
 SECRET = "pä$$ wörd \"'`x"
+SHOWN = "Mw7-popctl-PrintedThenHung-33q"  # printed by a command that then hangs
 
 
 @pytest.fixture
@@ -147,3 +159,157 @@ def test_the_command_cannot_read_our_stdin(tmp_path: Path) -> None:
     # Not a terminal: the command's stdin is /dev/null, so `cat` ends at once with nothing.
     with pytest.raises(NoCredentialsError, match="printed nothing"):
         credentials.run_command("cat", "password_command", "a")
+
+
+# --- bounded commands (issue 11): a timeout, an output limit, the whole process group stopped ---
+
+ALL_ACCOUNTS_FAILED = "Error: {n} of {n} account(s) failed\n"
+
+
+def write_config(text: str) -> Path:
+    path = Path(os.environ["POPCTL_CONFIG"])
+    path.write_text(text)
+    return path
+
+
+def account(name: str, *lines: str) -> str:
+    # A port nothing listens on: these runs fail, or are stopped, before connecting.
+    return (f'[accounts.{name}]\nhost = "localhost"\nport = 9\nuser = "me"\ntls = "none"\n'
+            "allow_plaintext = true\n" + "".join(line + "\n" for line in lines) + "\n")
+
+
+def popctl(*args: str) -> tuple[int, str, str, float]:
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, list(args))
+    elapsed = time.monotonic() - start
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr, elapsed
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie nobody reaped yet counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_hung_and_flooding_commands_are_stopped_under_all_accounts(no_keyring: None) -> None:
+    """`sleep 3600` hung popctl and every account after it; `yes` grew to gigabytes."""
+    write_config(
+        "password_command_timeout = 0.5\n\n"
+        + account("hung", 'password_command = "sleep 3600"')
+        + account("flood", 'password_command = "yes | head -c 50000000"',
+                  "password_command_timeout = 30")
+        + account("token", 'oauth2_token_command = "sleep 3600"'))
+    code, out, err, elapsed = popctl("--all-accounts", "stat")
+    assert (code, out) == (7, "")
+    assert err == (
+        "Error: hung: password_command of account 'hung' did not finish within 0.5 s and was "
+        "stopped: sleep 3600 (if it waits for you, e.g. gpg's pinentry, raise "
+        "password_command_timeout for the account)\n"
+        "Error: flood: password_command of account 'flood' printed more than 64 KiB and was "
+        "stopped: yes | head -c 50000000 (it must print the secret on its first line, and "
+        "little else)\n"
+        "Error: token: oauth2_token_command of account 'token' did not finish within 0.5 s and "
+        "was stopped: sleep 3600 (if it waits for you, e.g. gpg's pinentry, raise "
+        "password_command_timeout for the account)\n" + ALL_ACCOUNTS_FAILED.format(n=3))
+    assert elapsed < 6, elapsed
+
+
+def test_the_whole_process_group_is_stopped(no_keyring: None, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    write_config(account("work", f'password_command = "sleep 3600 & echo $! > {pid_file}; wait"',
+                         "password_command_timeout = 0.5"))
+    code, _, err, elapsed = popctl("--all-accounts", "stat")
+    assert code == 7 and "did not finish within 0.5 s and was stopped" in err
+    assert elapsed < 5, elapsed
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pid), "the command's child was left running"
+
+
+def test_a_secret_printed_before_the_timeout_is_not_shown(no_keyring: None) -> None:
+    write_config(account("work", f"password_command = \"echo '{SHOWN}'; sleep 3600\"",
+                         "password_command_timeout = 0.3"))
+    code, out, err, _ = popctl("--all-accounts", "stat")
+    assert code == 7
+    assert "did not finish within 0.3 s" in err
+    assert_hidden(out + err.replace(f"echo '{SHOWN}'", ""), SHOWN)  # only the command's text
+
+
+def test_the_default_timeout_and_limit() -> None:
+    assert credentials.DEFAULT_COMMAND_TIMEOUT == 60
+    assert credentials.MAX_COMMAND_OUTPUT == 65536
+    # Exactly the limit is still a secret (a long token); one byte more is not.
+    token = "t" * (credentials.MAX_COMMAND_OUTPUT - 1)
+    assert credentials.run_command(f"printf '%s\\n' {token}", "oauth2_token_command",
+                                   "a") == token
+    with pytest.raises(NoCredentialsError, match="printed more than 64 KiB"):
+        credentials.run_command(f"printf '%s\\n\\n' {token}", "oauth2_token_command", "a")
+
+
+def test_output_is_complete_when_a_child_keeps_the_pipe_open(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    start = time.monotonic()
+    found = credentials.run_command(f"echo pw; sleep 30 & echo $! > {pid_file}",
+                                    "password_command", "a", 10)
+    assert (found, time.monotonic() - start < 5) == ("pw", True)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # ours: its group was left alone
+
+
+def test_a_command_ignoring_sigterm_is_killed() -> None:
+    start = time.monotonic()
+    with pytest.raises(NoCredentialsError, match=r"did not finish within 0\.2 s"):
+        credentials.run_command("trap '' TERM; sleep 30", "password_command", "a", 0.2)
+    assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("password_command_timeout = 0", "password_command_timeout of account 'work': expected a "
+                                     "number of seconds from 0.1 to 3600"),
+    ('password_command_timeout = "60"', "password_command_timeout of account 'work': expected "
+                                        "a number of seconds from 0.1 to 3600"),
+])
+def test_bad_timeouts_are_config_errors(line: str, message: str) -> None:
+    path = write_config(account("work", line))
+    code, _, err, _ = popctl("--account", "work", "stat")
+    assert (code, err) == (2, f"Error: {path}:7: {message}\n")
+
+
+def test_a_file_wide_timeout_is_checked_too() -> None:
+    path = write_config("password_command_timeout = true\n\n" + account("work"))
+    code, _, err, _ = popctl("--account", "work", "stat")
+    assert (code, err) == (2, f"Error: {path}:1: password_command_timeout: expected a number of "
+                              "seconds from 0.1 to 3600\n")
+
+
+def test_a_stopped_prompt_leaves_the_terminal_as_it_was() -> None:
+    """A command stopped while it had echo off (a passphrase prompt) would leave it off."""
+    write_config(account("work", 'password_command = "stty -echo; sleep 30"',
+                         "password_command_timeout = 0.5"))
+    master, slave = pty.openpty()
+    terminal = os.dup(slave)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "popctl", "--all-accounts", "stat"], stdin=slave,
+            stdout=slave, stderr=slave, start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        shown = b""
+        while process.poll() is None or select.select([master], [], [], 0.2)[0]:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    shown += os.read(master, 4096)
+                except OSError:
+                    break
+        assert process.wait(timeout=30) == 7, shown
+        assert b"did not finish within 0.5 s" in shown
+        assert termios.tcgetattr(terminal)[3] & termios.ECHO, "echo left off"
+    finally:
+        os.close(master)
+        os.close(terminal)

@@ -578,3 +578,27 @@ def test_header_cache_not_fooled_by_a_shared_uid(pop3_server: Pop3Server) -> Non
         assert records[0]["uid"] == records[1]["uid"]
         assert records[0]["size"] == records[1]["size"]
         assert [r["subject"] for r in records] == ["first", "other"]
+
+
+@only("popa3d")
+def test_output_dir_keeps_both_messages_of_a_shared_uid(pop3_server: Pop3Server,
+                                                         tmp_path: Path) -> None:
+    """Issue 11 as reported: two cron mails without Date and Message-ID share a UID on popa3d
+    1.0.3; `retr --output-dir --delete` wrote both to <uid>.eml (the second replacing the
+    first) and deleted both. Now each has its own file, and a second run finds them there."""
+    cron = b"From: Cron Daemon <root@example.org>\r\nTo: root@example.org\r\n"
+    first, second = (cron + b"Subject: cron\r\n\r\n" + body for body in (b"ok\r\n", b"failed\r\n"))
+    pop3_server.deliver(first)
+    pop3_server.deliver(second)
+    result = run_cli(pop3_server, "uidl", "--json")
+    uids = [r["uid"] for r in json.loads(result.stdout)]
+    assert uids[0] == uids[1]
+    result = run_cli(pop3_server, "retr", "--all", "--output-dir", str(tmp_path), "--delete",
+                     "--json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert [(r["uid"], r["deleted"], r["short"]) for r in records] == [(uids[0], True, False)] * 2
+    assert records[0]["stored"] == str(tmp_path / f"{uids[0]}.eml")
+    assert sorted(p.read_bytes() for p in tmp_path.iterdir()) == sorted([first, second])
+    result = run_cli(pop3_server, "stat", "--json")
+    assert json.loads(result.stdout)["count"] == 0

@@ -17,9 +17,11 @@ import pytest
 from popctl.stores import MboxStore, StoreError
 from tests.dovecot_server import DovecotServer
 from tests.kill_harness import Campaign
+from tests.quirky_server import Quirk, QuirkyServer
 from tests.stored import stored_messages
 
 RUNS = int(os.environ.get("POPCTL_KILL_RUNS", "10"))
+QUIRK_RUNS = max(2, RUNS // 2)  # kills per quirky server: the suite stays fast
 SEED = int(os.environ.get("POPCTL_KILL_SEED", "20261126"))
 
 
@@ -33,6 +35,21 @@ def test_no_loss_under_sigkill(dovecot_mailbox: DovecotServer, kind: str,
     assert figures.lost == 0
     assert figures.runs == RUNS and figures.kills + figures.finished == RUNS
     assert figures.kills >= RUNS // 2  # the delays fall inside a run, so most runs are killed
+
+
+@pytest.mark.parametrize("quirk", ["no-uidl", "shared-uids"])
+def test_no_loss_under_sigkill_when_file_names_collide(quirk: Quirk, tmp_path: Path) -> None:
+    """Issue 11: --output-dir against a server without UIDL (every run's messages are numbered
+    from 1 again) or with UIDs shared by several messages, killed at random moments."""
+    with QuirkyServer(quirk) as server:
+        campaign = Campaign(server, "output-dir", tmp_path, seed=SEED + len(quirk),
+                            large_size=1 << 20, keep=True)
+        figures = campaign.run(QUIRK_RUNS, epoch=2)  # runs to the end between the kills
+    print(figures.line())
+    assert figures.lost == 0
+    assert figures.duplicates == 0  # the same bytes are found where an earlier run put them
+    assert figures.kills + figures.finished == QUIRK_RUNS
+    assert figures.kills >= QUIRK_RUNS // 2
 
 
 # --- the mbox after a kill -------------------------------------------------------------------

@@ -156,6 +156,18 @@ def test_trailing_data_stays_buffered() -> None:
     events = feed(protocol, b"+OK\r\n+OK extra")
     assert kinds(events) == [("Reply", "NOOP")]
     assert protocol.trailing_data() == b"+OK extra"
+    assert protocol.buffered == len(b"+OK extra")
+
+
+def test_greeted_and_receiving_say_what_is_awaited() -> None:
+    """The session's clocks read these: a status line (greeting or reply) or a reply's data."""
+    protocol = POP3Protocol()
+    assert not protocol.greeted
+    feed(protocol, b"+OK hi\r\n")
+    assert protocol.greeted and protocol.receiving is None
+    protocol.send(Command("CAPA"))
+    feed(protocol, b"+OK\r\nTOP\r\n")
+    assert protocol.receiving is not None and protocol.receiving.verb == "CAPA"
 
 
 def test_reply_with_nothing_pending_is_the_servers_error() -> None:

@@ -516,3 +516,98 @@ def test_stalled_server_does_not_hold_the_credentials_back_for_ever() -> None:
     assert (result.exit_code, result.stderr) == (
         4, "Error: no answer from localhost for 0.5 s (read timeout)\n")
     assert PASSWORD.encode() not in server.received
+
+
+# --- issue 11: a malformed SCRAM challenge, a secret that is not UTF-8 ------------------------
+
+
+SCRAM_NONCE = base64.b64encode(b"\x01" * 24)  # what secrets.token_bytes gives, patched below
+SCRAM_CAPA = [GREET, expect(b"CAPA\r\n"), send(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256\r\n.\r\n")]
+GOOD_SALT, SERVER_NONCE = b"QSXCR+Q6sek8bf92", SCRAM_NONCE + b"srv"
+
+
+BAD_SALT = "malformed SCRAM challenge from the server: the salt is not base64"
+BAD_COUNT = ("malformed SCRAM challenge from the server: the iteration count is not a whole "
+             "number from 1 to 1,000,000")
+MISSING = ("malformed SCRAM challenge from the server (RFC 5802 needs r=, s= and i=, and our "
+           "nonce)")
+
+
+@pytest.mark.parametrize(("first", "message"), [
+    (b"r=%n,s=QQ=,i=4096", BAD_SALT),
+    (b"r=%n,s=!!!!,i=4096", BAD_SALT),
+    (b"r=%n,s=%s,i=\xc2\xb2", BAD_COUNT),  # "²": str.isdigit() says yes, int() says no
+    (b"r=%n,s=%s,i=" + b"9" * 5000, BAD_COUNT),  # past int()'s 4300-digit limit
+    (b"r=%n,s=%s,i=0", BAD_COUNT),
+    (b"r=%n,s=%s,i=-1", BAD_COUNT),
+    (b"r=%n,s=%s", MISSING),
+    (b"r=someone-elses,s=%s,i=4096", MISSING),
+], ids=["bad-padding", "not-base64", "superscript-2", "5000-digits", "zero", "negative",
+        "no-i", "wrong-nonce"])
+def test_malformed_scram_challenge_is_a_protocol_error(
+        first: bytes, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import secrets
+
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x01" * n)
+    first = first.replace(b"%n", SERVER_NONCE).replace(b"%s", GOOD_SALT)
+    script = [*SCRAM_CAPA,
+              expect(b"AUTH SCRAM-SHA-256 " + base64.b64encode(b"n,,n=alice,r=" + SCRAM_NONCE)
+                     + b"\r\n"),
+              send(b"+ " + base64.b64encode(first) + b"\r\n"),
+              expect(b"*\r\n"), expect_eof()]  # the exchange cancelled, then no QUIT
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = cli_run(server, "--allow-plaintext", "--auth", "SCRAM-SHA-256", "stat",
+                         tls="none")
+    server.assert_done()
+    assert (result.exit_code, result.stdout, result.stderr) == (6, "", f"Error: {message}\n")
+    assert_hidden(result.stderr, PASSWORD)
+
+
+def test_too_many_scram_iterations_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import secrets
+
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x01" * n)
+    first = b"r=" + SERVER_NONCE + b",s=" + GOOD_SALT + b",i=9999999"
+    script = [*SCRAM_CAPA,
+              expect(b"AUTH SCRAM-SHA-256 " + base64.b64encode(b"n,,n=alice,r=" + SCRAM_NONCE)
+                     + b"\r\n"),
+              send(b"+ " + base64.b64encode(first) + b"\r\n"), expect(b"*\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = cli_run(server, "--allow-plaintext", "--auth", "SCRAM-SHA-256", "stat",
+                         tls="none")
+    server.assert_done()
+    assert (result.exit_code, result.stderr) == (
+        6, "Error: the server asks for 9,999,999 SCRAM iterations, more than popctl's limit of "
+           "1,000,000\n")
+
+
+NOT_UTF8 = b"Vb5-popctl-\xff-NotUtf8Secret-28k"
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "CRAM-MD5", "LOGIN", "SCRAM-SHA-256", "USER",
+                                       "auto"])
+def test_a_password_that_is_not_utf8_is_refused_without_showing_it(
+        mechanism: str, debug: bool) -> None:
+    """POPCTL_PASSWORD with byte 0xFF: an internal error quoted the byte and its position."""
+    script = [GREET, expect(b"CAPA\r\n"),
+              send(b"+OK\r\nUSER\r\nSASL PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256\r\n.\r\n"),
+              expect_eof()]
+    with ScriptedServer(script, timeout=5.0) as server:
+        process = subprocess.run(
+            [sys.executable, "-m", "popctl", *(["--debug"] if debug else []), "--host",
+             "localhost", "--port", str(server.port), "--tls", "none", "--allow-plaintext",
+             "--user", "alice", "--auth", mechanism, "--timeout", "2", "stat"],
+            capture_output=True, timeout=30,
+            env={**os.environ, "POPCTL_PASSWORD": os.fsdecode(NOT_UTF8)})
+    server.assert_done()
+    assert server.received == b"CAPA\r\n"  # no credentials, in any form
+    assert process.returncode == 2
+    assert process.stderr.endswith(
+        b"Error: the password is not UTF-8 text (it holds a byte that is not part of a UTF-8 "
+        b"character); no credentials were sent\n")
+    assert process.stdout == b""
+    if not debug:
+        assert process.stderr.count(b"\n") == 1
+    for part in [*NOT_UTF8.split(b"\xff"), b"\xff", b"\\xff", b"udcff", b"position"]:
+        assert part not in process.stderr, part

@@ -15,11 +15,12 @@ from popctl.selection import (
     Single,
     Span,
     compile_regex,
+    overreach,
     parse_duration,
     parse_header_filter,
     parse_ranges,
     parse_size,
-    resolve,
+    select,
 )
 
 RANGES_ACCEPTED = "expected N, N-M, N- or last:N, comma-separated (e.g. 1,3,5-7 or last:5)"
@@ -98,8 +99,8 @@ def test_parse_ranges_rejects(spec: str, message: str) -> None:
         (["10"], 10, [10]),
     ],
 )
-def test_resolve(specs: list[str], count: int, expected: list[int]) -> None:
-    assert resolve(parse_ranges(specs), count) == expected
+def test_select(specs: list[str], count: int, expected: list[int]) -> None:
+    assert select(parse_ranges(specs), range(1, count + 1)) == expected
 
 
 @pytest.mark.parametrize(
@@ -111,11 +112,71 @@ def test_resolve(specs: list[str], count: int, expected: list[int]) -> None:
         (["1"], 0, "message 1 does not exist (the mailbox is empty)"),
     ],
 )
-def test_resolve_missing_single_number(specs: list[str], count: int, message: str) -> None:
+def test_select_missing_single_number(specs: list[str], count: int, message: str) -> None:
     with pytest.raises(NoSuchMessageError) as excinfo:
-        resolve(parse_ranges(specs), count)
+        select(parse_ranges(specs), range(1, count + 1))
     assert str(excinfo.value) == message
     assert isinstance(excinfo.value, ServerError)
+
+
+@pytest.mark.parametrize(
+    ("specs", "numbers", "expected"),
+    [
+        # In the shell, after `dele 5`, LIST leaves 5 out: a range takes what is there.
+        (["3-7"], [1, 2, 3, 4, 6, 7, 8], [3, 4, 6, 7]),
+        (["last:3"], [1, 2, 3, 4, 6, 7, 8], [6, 7, 8]),  # the last three listed
+        (["6-"], [1, 2, 3, 4, 6, 7, 8], [6, 7, 8]),
+        (["1-"], [1, 2, 2**63 - 1], [1, 2, 2**63 - 1]),
+        (["3-", "last:1"], [1, 2, 2**63 - 1], [2**63 - 1]),
+        (["2-5"], [1, 2, 2**63 - 1], [2]),
+    ],
+)
+def test_select_over_a_listing_with_gaps(specs: list[str], numbers: list[int],
+                                         expected: list[int]) -> None:
+    assert select(parse_ranges(specs), numbers) == expected
+
+
+def test_a_single_deleted_number_is_refused() -> None:
+    with pytest.raises(NoSuchMessageError) as excinfo:
+        select(parse_ranges(["3-4,5"]), [1, 2, 3, 4, 6])
+    assert str(excinfo.value) == "message 5 does not exist or is deleted"
+
+
+def test_select_never_materialises_a_range() -> None:
+    """Issue 11: a LIST holding message 2**63 - 1 made ``1-`` build range(1, 2**63). The walk
+    is over the listing: a few hundred bytes, however high the numbers."""
+    import tracemalloc
+
+    listing = [1, 2, 3, 2**62, 2**63 - 1]
+    tracemalloc.start()
+    try:
+        for specs in (["1-"], ["2-" + str(2**59)], ["last:4"], ["1-2", "3-"]):
+            select(parse_ranges(specs), listing)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, peak
+    assert select(parse_ranges(["4-"]), listing) == [2**62, 2**63 - 1]
+
+
+@pytest.mark.parametrize(
+    ("specs", "highest", "expected"),
+    [
+        (["299-305"], 300, ["warning: range 299-305 reaches past the last message (300); "
+                            "selected 299-300"]),
+        (["300-305"], 300, ["warning: range 300-305 reaches past the last message (300); "
+                            "selected 300"]),
+        (["301-305"], 300, ["warning: range 301-305 is past the last message (300): it "
+                            "selects nothing"]),
+        (["1-3"], 0, ["warning: range 1-3 is past the last message (the mailbox is empty): "
+                      "it selects nothing"]),
+        (["1-300", "299-", "last:500", "400"], 300, []),  # in reach, open, last:N, a single
+        (["1-2,5-9", "8-12"], 10, ["warning: range 8-12 reaches past the last message (10); "
+                                   "selected 8-10"]),
+    ],
+)
+def test_overreach(specs: list[str], highest: int, expected: list[str]) -> None:
+    assert overreach(parse_ranges(specs), highest) == expected
 
 
 range_specs = st.one_of(
@@ -131,10 +192,13 @@ def test_specs_print_as_they_parse(specs: list[RangeSpec]) -> None:
     assert parse_ranges([",".join(map(str, specs))]) == specs
 
 
-@given(st.lists(range_specs, max_size=6), st.integers(0, 50))
-def test_resolve_matches_a_simple_model(specs: list[RangeSpec], count: int) -> None:
+@given(st.lists(range_specs, max_size=6), st.sets(st.integers(1, 50)))
+def test_select_matches_a_simple_model(specs: list[RangeSpec], listed: set[int]) -> None:
+    """Any listing (gaps are deleted messages in the shell): the model tests each listed
+    number against each spec, as the first implementation expanded every range."""
+    numbers = sorted(listed)
     expected: set[int] = set()
-    for n in range(1, count + 1):
+    for position, n in enumerate(numbers):
         for spec in specs:
             match spec:
                 case Single(number):
@@ -142,14 +206,14 @@ def test_resolve_matches_a_simple_model(specs: list[RangeSpec], count: int) -> N
                 case Span(first, last):
                     hit = n >= first and (last is None or n <= last)
                 case Last(k):
-                    hit = n > count - k
+                    hit = position >= len(numbers) - k
             if hit:
                 expected.add(n)
-    if any(isinstance(s, Single) and s.number > count for s in specs):
+    if any(isinstance(s, Single) and s.number not in listed for s in specs):
         with pytest.raises(NoSuchMessageError):
-            resolve(specs, count)
+            select(specs, numbers)
     else:
-        assert resolve(specs, count) == sorted(expected)
+        assert select(specs, numbers) == sorted(expected)
 
 
 # --- sizes ----------------------------------------------------------------------------------------
@@ -230,8 +294,9 @@ def test_human_size_reads_back_approximately(n: int) -> None:
 
 # --- durations ------------------------------------------------------------------------------------
 
-DURATION_ACCEPTED = ("expected a number with a unit w, d, h, m or s (weeks, days, hours, minutes, "
-                     "seconds), or several, e.g. 30d, 12h, 1d12h")
+DURATION_ACCEPTED = ("expected a number and a unit: s, min, h, d, w, mo (30 days) or y "
+                     "(365 days), or several, e.g. 90min, 12h, 1.5d, 6mo, 1d12h")
+AMBIGUOUS = "is ambiguous: use 'min' for minutes or 'mo' for months"
 
 
 @pytest.mark.parametrize(
@@ -239,16 +304,41 @@ DURATION_ACCEPTED = ("expected a number with a unit w, d, h, m or s (weeks, days
     [
         ("30d", timedelta(days=30)),
         ("2h", timedelta(hours=2)),
-        ("15m", timedelta(minutes=15)),
+        ("15min", timedelta(minutes=15)),
         ("45s", timedelta(seconds=45)),
         ("1w", timedelta(weeks=1)),
+        ("6mo", timedelta(days=180)),  # months are 30 days
+        ("1y", timedelta(days=365)),  # years 365
         ("1d12h", timedelta(days=1, hours=12)),
         ("1d 12h", timedelta(days=1, hours=12)),
         ("12h1d", timedelta(days=1, hours=12)),
-        ("1w2d3h4m5s", timedelta(weeks=1, days=2, hours=3, minutes=4, seconds=5)),
+        ("1y2mo3w4d5h6min7s", timedelta(days=365 + 60 + 21 + 4, hours=5, minutes=6,
+                                         seconds=7)),
         ("0s", timedelta(0)),
         ("0d", timedelta(0)),
-        (" 90m ", timedelta(minutes=90)),
+        (" 90min ", timedelta(minutes=90)),
+        # decimals, as sizes take them; exact, not float
+        ("1.5d", timedelta(days=1, hours=12)),
+        ("1.1d", timedelta(days=1, hours=2, minutes=24)),
+        (".5h", timedelta(minutes=30)),
+        ("2.d", timedelta(days=2)),
+        ("0.000001s", timedelta(microseconds=1)),
+        ("0.0000001s", timedelta(0)),  # rounded down to whole microseconds
+        ("1.5mo", timedelta(days=45)),
+        # any case (only m is ambiguous), spelt out, singular or plural
+        ("30D", timedelta(days=30)),
+        ("6MO", timedelta(days=180)),
+        ("1Y", timedelta(days=365)),
+        ("90MIN", timedelta(minutes=90)),
+        ("6 months", timedelta(days=180)),
+        ("1 month", timedelta(days=30)),
+        ("2 weeks 3 days", timedelta(days=17)),
+        ("1 year", timedelta(days=365)),
+        ("10 minutes", timedelta(minutes=10)),
+        ("5 mins 30 secs", timedelta(minutes=5, seconds=30)),
+        ("2 hours", timedelta(hours=2)),
+        ("1hr", timedelta(hours=1)),
+        ("3yrs", timedelta(days=3 * 365)),
     ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
@@ -260,22 +350,56 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
     [
         ("", f"invalid duration '': {DURATION_ACCEPTED}"),
         ("soon", f"invalid duration 'soon': {DURATION_ACCEPTED}"),
-        ("1.5h", f"invalid duration '1.5h': {DURATION_ACCEPTED}"),
-        ("1y", f"invalid duration '1y': {DURATION_ACCEPTED}"),
         ("d", f"invalid duration 'd': {DURATION_ACCEPTED}"),
+        ("5x", f"invalid duration '5x': {DURATION_ACCEPTED}"),
+        ("1e3d", f"invalid duration '1e3d': {DURATION_ACCEPTED}"),
+        ("1.5.5d", f"invalid duration '1.5.5d': {DURATION_ACCEPTED}"),
+        ("1,5d", f"invalid duration '1,5d': {DURATION_ACCEPTED}"),
+        ("5ms", f"invalid duration '5ms': {DURATION_ACCEPTED}"),
+        ("\u0663d", f"invalid duration '\u0663d': {DURATION_ACCEPTED}"),  # Arabic-Indic 3
         ("30", f"invalid duration '30': the number needs a unit; {DURATION_ACCEPTED}"),
         ("0", f"invalid duration '0': the number needs a unit; {DURATION_ACCEPTED}"),
+        ("1.5", f"invalid duration '1.5': the number needs a unit; {DURATION_ACCEPTED}"),
+        ("1d30", f"invalid duration '1d30': the number needs a unit; {DURATION_ACCEPTED}"),
         ("-1d", "invalid duration '-1d': durations cannot be negative"),
-        ("1M", "invalid duration '1M': units are lower case (w, d, h, m for minutes, s)"),
+        ("-1.5mo", "invalid duration '-1.5mo': durations cannot be negative"),
+        # m was minutes; read as months by people writing a retention period (issue 16)
+        ("6m", f"invalid duration '6m': 'm' {AMBIGUOUS}"),
+        ("6M", f"invalid duration '6M': 'M' {AMBIGUOUS}"),
+        ("1.5m", f"invalid duration '1.5m': 'm' {AMBIGUOUS}"),
+        ("1d6m", f"invalid duration '1d6m': 'm' {AMBIGUOUS}"),
+        ("6 m", f"invalid duration '6 m': 'm' {AMBIGUOUS}"),
         ("1d2d", "invalid duration '1d2d': the unit 'd' appears twice"),
+        ("1d2days", "invalid duration '1d2days': the unit 'days' appears twice"),
+        ("1min30minutes", "invalid duration '1min30minutes': the unit 'minutes' appears twice"),
         ("99999999999w", "invalid duration '99999999999w': too long"),
+        ("2800000y", "invalid duration '2800000y': too long"),
         ("9" * 40 + "s", f"invalid duration '{'9' * 40}s': too long"),
+        ("0." + "0" * 40 + "1s", f"invalid duration '0.{'0' * 40}1s': too long"),
     ],
 )
 def test_parse_duration_rejects(text: str, message: str) -> None:
     with pytest.raises(UsageError) as excinfo:
         parse_duration(text)
     assert str(excinfo.value) == message
+
+
+@given(st.from_regex(r"\A([0-9]{1,12}(\.[0-9]{0,6})?|\.[0-9]{1,6}) ?(s|min|h|d|w|mo|y)\Z"))
+def test_parse_duration_is_exact_decimal_arithmetic(text: str) -> None:
+    """A Fraction reference: the same microseconds (rounded down), or "too long"."""
+    from fractions import Fraction
+
+    match = re.fullmatch(r"([0-9.]+) ?([a-z]+)", text)
+    assert match is not None
+    number, unit = match.groups()
+    seconds = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400,
+               "y": 365 * 86400}[unit]
+    microseconds = int(Fraction(number) * seconds * 10**6)
+    if microseconds > timedelta.max // timedelta(microseconds=1):
+        with pytest.raises(UsageError, match="too long"):
+            parse_duration(text)
+    else:
+        assert parse_duration(text) == timedelta(microseconds=microseconds)
 
 
 # --- regular expressions --------------------------------------------------------------------------

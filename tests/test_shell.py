@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -89,3 +96,75 @@ def test_trace_on_redacts_nothing_secret_and_shows_commands(server: SandboxServe
     assert code == 0, err
     assert "C: STAT" in err and "C: NOOP" not in err
     assert "sandbox" not in "".join(line for line in err.splitlines() if "C: " in line)
+
+
+# --- issue 11: a line shlex cannot split ---------------------------------------------------------
+
+
+def test_an_unbalanced_quote_in_a_script_stops_it_cleanly(server: SandboxServer) -> None:
+    code, out, err = run(server, "dele 1 --yes -f ndjson\nlist --subject 'oops\nquit\n")
+    assert code == 2
+    assert [json.loads(line)["deleted"] for line in out.splitlines()] == [True]
+    assert err.endswith(
+        "Error: cannot split that line: no closing quotation: script stopped, the session was "
+        "closed without QUIT, so nothing was deleted\n")
+    assert "internal error" not in err
+    assert count(server) == 50  # the DELE before it was rolled back
+
+
+def test_quotes_in_a_raw_command_are_sent_as_typed(server: SandboxServer) -> None:
+    code, out, err = run(server, 'raw NOOP "x\nNOOP \'\nstat -f csv\nquit\n')
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["-ERR usage: NOOP", "-ERR usage: NOOP", "count,size",
+                                "50,8374557"]
+
+
+def on_terminal(args: list[str], lines: list[bytes]) -> tuple[int, bytes]:
+    """Run popctl on a pseudo-terminal (stdin, stdout, stderr), typing each line at its
+    prompt; return the status and everything the terminal showed."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "popctl", *args], stdin=slave,
+                               stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 60
+
+    def read_until(wanted: bytes, start: int) -> int:
+        nonlocal shown
+        while shown.find(wanted, start) < 0:
+            assert time.monotonic() < deadline and process.poll() is None, shown
+            if select.select([master], [], [], 0.5)[0]:
+                with contextlib.suppress(OSError):
+                    shown += os.read(master, 4096)
+        return shown.find(wanted, start) + len(wanted)
+
+    try:
+        at = 0
+        for line in lines:
+            at = read_until(b"popctl> ", at)
+            os.write(master, line + b"\n")
+        process.wait(timeout=60)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, shown
+
+
+def test_an_unbalanced_quote_on_a_terminal_keeps_the_shell_running() -> None:
+    code, shown = on_terminal(["--sandbox", "shell"],
+                              [b"list --subject 'oops", b"stat -f csv", b"quit"])
+    text = shown.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert code == 0, text
+    assert "Error: cannot split that line: no closing quotation; nothing was done\n" in text
+    assert "count,size\n50,8374557\n" in text  # the next line still ran, in the same session
+    assert "internal error" not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import itertools
 import mailbox
@@ -137,13 +138,77 @@ def test_file_store_replaces_the_target_and_takes_one_message(tmp_path: Path) ->
     assert listing(tmp_path) == ["out.eml"]
 
 
-def test_directory_store_overwrites_the_same_uid(tmp_path: Path) -> None:
+CRLF = b"\r\n"
+
+
+def _h(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_directory_store_never_replaces_a_file(tmp_path: Path) -> None:
     with DirectoryStore(tmp_path) as store:
-        feed(store.open(1, "same"), [b"first\r\n"])
+        assert feed(store.open(1, "same"), [b"first\r\n"]) == str(tmp_path / "same.eml")
         feed(store.open(2, "same"), [b"second\r\n"])
         feed(store.open(3, None), [b"third\r\n"])
-    assert listing(tmp_path) == ["msg-3.eml", "same.eml"]
-    assert (tmp_path / "same.eml").read_bytes() == b"second\r\n"
+        feed(store.open(4, "same"), [b"first\r\n"])  # the same bytes again, in one run
+        feed(store.open(5, "same"), [b"first\r\n"])
+    assert {name: (tmp_path / name).read_bytes() for name in listing(tmp_path)} == {
+        "same.eml": b"first\r\n",
+        f"same~{_h(b'second' + CRLF)}.eml": b"second\r\n",
+        f"msg~{_h(b'third' + CRLF)}.eml": b"third\r\n",
+        f"same~{_h(b'first' + CRLF)}.eml": b"first\r\n",
+        f"same~{_h(b'first' + CRLF)}~2.eml": b"first\r\n"}
+
+
+def test_directory_store_finds_what_an_earlier_run_stored(tmp_path: Path) -> None:
+    runs = []
+    for _ in range(2):
+        with DirectoryStore(tmp_path) as store:
+            runs.append([feed(store.open(n, uid), [body]) for n, (uid, body) in enumerate(
+                [("u", b"one\r\n"), ("u", b"two\r\n"), (None, b"three\r\n"),
+                 ("u", b"one\r\n")], 1)])
+    assert runs[0] == runs[1]
+    assert len(set(runs[0])) == 4 == len(listing(tmp_path))
+
+
+def test_directory_store_compares_only_regular_files(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.eml")  # opening it to read would block
+    (tmp_path / "link.eml").symlink_to(tmp_path / "target")
+    (tmp_path / "target").write_bytes(b"m\r\n")
+    with DirectoryStore(tmp_path) as store:
+        fifo = feed(store.open(1, "fifo"), [b"m\r\n"])
+        link = feed(store.open(2, "link"), [b"m\r\n"])
+    assert fifo == str(tmp_path / f"fifo~{_h(b'm' + CRLF)}.eml")
+    assert link == str(tmp_path / f"link~{_h(b'm' + CRLF)}.eml")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "a.", "a%2E", "b b", "\udcff", "\ufffd", None]),
+                          st.sampled_from([b"x\r\n", b"y\r\n", b""])), max_size=8))
+def test_directory_store_keeps_every_message_once_per_file(
+        messages: list[tuple[str | None, bytes]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(2):  # a second run finds each message where the first stored it
+            with DirectoryStore(tmp) as store:
+                paths = [feed(store.open(n, uid), [body])
+                         for n, (uid, body) in enumerate(messages, 1)]
+            assert len(set(paths)) == len(paths)  # one file per message of a run
+            assert [Path(p).read_bytes() for p in paths] == [body for _, body in messages]
+        assert len(os.listdir(tmp)) == len(messages)
+
+
+def test_directory_store_without_o_tmpfile(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the file system has no O_TMPFILE: named temporary files, the same names, and
+    nothing left behind (nor the probe)."""
+    monkeypatch.setattr("popctl.stores._try_unnamed", lambda *args, **kwargs: None)
+    for _ in range(2):
+        with DirectoryStore(tmp_path) as store:
+            paths = [feed(store.open(n, uid), [body]) for n, (uid, body) in enumerate(
+                [("u", b"one\r\n"), ("u", b"two\r\n"), (None, b"three\r\n")], 1)]
+        assert paths == [str(tmp_path / "u.eml"), str(tmp_path / f"u~{_h(b'two' + CRLF)}.eml"),
+                         str(tmp_path / f"msg~{_h(b'three' + CRLF)}.eml")]
+    assert len(listing(tmp_path)) == 3  # no temporary file, no probe, nothing twice
 
 
 @pytest.mark.parametrize(("uid", "name"), [
@@ -155,19 +220,28 @@ def test_directory_store_overwrites_the_same_uid(tmp_path: Path) -> None:
     ("a..b", "a.%2Eb.eml"),
     ("end.", "end%2E.eml"),
     ("100%", "100%25.eml"),
+    ("a~2", "a%7E2.eml"),
     ("é", "%C3%A9.eml"),
+    ("\udcff", "%FF.eml"),  # a byte that is not UTF-8, kept by surrogateescape
     ("Abc-0_9.z", "Abc-0_9.z.eml"),
-    (None, "msg-7.eml"),
-    ("", "msg-7.eml"),
 ])
-def test_uid_filename_is_safe(uid: str | None, name: str) -> None:
-    assert uid_filename(uid, 7) == name
+def test_uid_filename_is_safe(uid: str, name: str) -> None:
+    assert uid_filename(uid) == name
     assert "/" not in name and ".." not in name.removesuffix(".eml")
 
 
 def test_uid_filename_shortens_overlong_uids_distinctly() -> None:
-    a, b = uid_filename("x" * 300, 1), uid_filename("x" * 299 + "y", 1)
+    a, b = uid_filename("x" * 300), uid_filename("x" * 299 + "y")
     assert a != b and len(a) <= 255 and len(b) <= 255
+    assert a == "x" * 150 + "~" + hashlib.sha256(b"x" * 300).hexdigest()[:32] + ".eml"
+    # No UID escapes to a shortened name: escaping writes every "~" as %7E.
+    assert uid_filename(a.removesuffix(".eml")) != a
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=80), st.text(min_size=1, max_size=80))
+def test_uid_filename_is_injective(a: str, b: str) -> None:
+    assert (uid_filename(a) == uid_filename(b)) == (a == b)
 
 
 def test_directory_store_keeps_unsafe_uids_inside(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def add(context: RunContext, name: str, values: dict[str, Any], *, make_default:
     ui = context.ui
     if not config.NAME.fullmatch(name):
         raise UsageError(f"bad account name {name!r}: use letters, digits, - and _ (at most 64)")
-    loaded = config.load()
+    loaded = config.load(create=True)
     loaded.ensure_absent(name)  # before any question is asked
     for key, question in (("host", "POP3 server"), ("user", "Login name")):
         if key not in values and ui.interactive():

@@ -37,6 +37,7 @@ class Options(NamedTuple):
     fingerprint: str | None = None
     insecure: bool = False
     timeout: float | None = None
+    session_timeout: float | None = None
     auth: str | None = None
     allow_plaintext: bool | None = None
     format: str | None = None

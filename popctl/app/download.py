@@ -14,7 +14,7 @@ from popctl import stores
 from popctl.app.context import Opened, Record, RunContext
 from popctl.app.mailbox import listing
 from popctl.app.runner import Job, run
-from popctl.errors import UsageError
+from popctl.errors import ShortMessageError, UsageError
 from popctl.query import Plan, Query
 
 
@@ -47,6 +47,29 @@ def download(context: RunContext, request: Download) -> None:
         deleted = sum(1 for r in records if r["deleted"])
         context.ui.note(f"{len(records)} message(s) stored in {request.path}"
                         + (f", {deleted} deleted from the server" if request.delete else ""))
+    _report_short(context, records, delete=request.delete, stdout=request.kind is None)
+
+
+def _report_short(context: RunContext, records: list[Record], *, delete: bool,
+                  stdout: bool) -> None:
+    """A ShortMessageError (exit 6) if a message arrived with fewer octets than LIST announced
+    (cut short?): one ``Error:`` line per message, and a summary when there are several."""
+    lines = []
+    for r in records:
+        if not r["short"]:
+            continue
+        where = ("what was written to standard output may be incomplete" if stdout
+                 else f"the copy in {r['stored']} may be incomplete")
+        lines.append(f"message {r['number']} arrived short: {r['size']} of the "
+                     f"{r['listed_size']} octets LIST announced; "
+                     + (f"kept on the server ({where})" if delete else where))
+    if len(lines) == 1:
+        raise ShortMessageError(lines[0])
+    if lines:
+        for line in lines:
+            context.ui.error(line)
+        raise ShortMessageError(f"{len(lines)} messages arrived shorter than LIST announced"
+                                + ("; they were kept on the server" if delete else ""))
 
 
 def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Record]:
@@ -55,6 +78,7 @@ def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Recor
         raise UsageError(f"--output FILE takes one message; use --output-dir (the selection has "
                          f"{len(rows)})")
     uid_of = {r.number: r.uid for r in rows}
+    listed = {r.number: r.size for r in rows}
     sinks: dict[int, stores.MessageSink] = {}
     stored: dict[int, str] = {}
 
@@ -71,8 +95,10 @@ def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Recor
     try:
         with opened.context.ui.progress(total, "retrieving") as progress:
             for done in opened.session.retr_many([r.number for r in rows], open_sink,
-                                                 finish=finish, delete=request.delete):
+                                                 finish=finish, delete=request.delete,
+                                                 sizes=listed):
                 records.append({"number": done.number, "size": done.octets,
+                                "listed_size": listed.get(done.number), "short": done.short,
                                 "uid": uid_of.get(done.number),
                                 "stored": stored.get(done.number), "deleted": done.deleted})
                 if progress is not None:
@@ -82,4 +108,6 @@ def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Recor
             sink.discard()
         raise
     store.sync()  # the stored messages' directory entries, durable before QUIT
+    order: dict[object, int] = {r.number: i for i, r in enumerate(rows)}
+    records.sort(key=lambda r: order[r["number"]])  # the deleted ones came after their DELE
     return records

@@ -54,7 +54,8 @@ def _rows(opened: Opened, plan: Plan) -> Iterator[Row]:
     cache = header_cache(opened) if plan.reads_headers else None
     try:
         with context.ui.progress(total if total >= 20 else 0, "reading headers") as progress:
-            yield from queries.run(session, plan, cache=cache, progress=progress)
+            yield from queries.run(session, plan, cache=cache, progress=progress,
+                                   warn=warner(context))
     finally:
         if cache is not None:
             cache.save()
@@ -70,8 +71,14 @@ def header_cache(opened: Opened) -> HeaderCache | None:
     return HeaderCache(account_key(*opened.cache_key))
 
 
+def warner(context: RunContext) -> Callable[[str], None]:
+    """ui.note, with the account's name in a run across accounts (their lines interleave)."""
+    label, note = context.label, context.ui.note
+    return lambda text: note(f"{label}: {text}" if label else text)
+
+
 def one_message(opened: Opened, query: Query) -> int:
-    rows = list(queries.run(opened.session, Plan(query)))
+    rows = list(queries.run(opened.session, Plan(query), warn=warner(opened.context)))
     if len(rows) != 1:
         raise UsageError(f"this command takes exactly one message; the selection has {len(rows)}")
     return rows[0].number

@@ -81,7 +81,8 @@ def connect(context: RunContext, *, scan: bool = False,
     target = target or target_of(context)
     endpoint, ui = target.endpoint, context.ui
     if endpoint.insecure and endpoint.tls is not TLSMode.NONE:
-        ui.note("warning: --insecure: the server certificate is NOT verified")
+        # A security warning: said even with --quiet, which silences chatter, not risks.
+        ui.warn("warning: --insecure: the server certificate is NOT verified")
     trace = ui.tracer(context.label) if context.options.trace else None
     if endpoint.tls is TLSMode.NONE:
         # Refuse before connecting: nothing would be gained by connecting first.

@@ -61,17 +61,31 @@ def shell(context: RunContext, dispatch: Dispatch, *, help_text: str) -> None:
 def _line(inside: RunContext, session: Session, line: str, dispatch: Dispatch, help_text: str,
           *, interactive: bool) -> bool:
     """Do what one line says; True to quit."""
-    words = shlex.split(line, comments=True) if line.strip() else []
-    verb = words[0] if words else ""
     ui = inside.ui
+    first = line.split(None, 1)[0] if line.strip() else "#"
+    if first.startswith("#"):  # a blank line or a comment
+        return False
+    if first == "raw" or (first.isupper() and first not in SHELL_COMMANDS):
+        # Sent as typed: quotes are the POP3 argument's own (APOP, PASS), not shell's.
+        raw(inside, session, line.strip()[4:] if first == "raw" else line.strip())
+        return False
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as e:  # an unbalanced quote, a trailing backslash
+        problem = f"cannot split that line: {str(e).lower()}"
+        if not interactive:
+            raise UsageError(f"{problem}: script stopped, the session was closed without QUIT, "
+                             "so nothing was deleted") from None
+        ui.error(f"{problem}; nothing was done")
+        return False
+    verb = words[0] if words else ""
     if verb in ("quit", "exit"):
         return True
     if verb == "help":
-        ui.warn(help_text)
+        for help_line in help_text.splitlines():  # each line made safe on its own
+            ui.warn(help_line)
     elif verb == "trace":
         session.set_trace(ui.tracer() if words[1:] == ["on"] else None)
-    elif verb == "raw" or (verb.isupper() and verb not in SHELL_COMMANDS):
-        raw(inside, session, line.strip()[4:] if verb == "raw" else line.strip())
     elif verb and verb not in SHELL_COMMANDS:
         if not interactive:
             raise UsageError(f"unknown command {verb!r}: script stopped, the session was "

@@ -70,7 +70,7 @@ def selected_account(options: Options) -> Account | None:
     if names:
         return loaded.account(names[0])
     if loaded.default is not None:
-        return loaded.accounts[loaded.default]
+        return loaded.account(loaded.default)
     if loaded.accounts:
         raise UsageError(f"no server given: use --account NAME ({', '.join(loaded.accounts)}), "
                          "--host HOST (or POPCTL_HOST), or set default = \"NAME\" in "
@@ -109,7 +109,8 @@ def resolve_target(options: Options) -> Target:
     timeout = pick("timeout") or defaults.TIMEOUT
     endpoint = Endpoint(host=host, port=pick("port"), tls=TLSMode(pick("tls") or defaults.TLS),
                         ca_file=ca_file, fingerprint=fingerprint,
-                        insecure=options.insecure, connect_timeout=timeout, timeout=timeout)
+                        insecure=options.insecure, connect_timeout=timeout, timeout=timeout,
+                        session_timeout=options.session_timeout)
     user = pick("user")
     if not user:
         raise UsageError("no user given: use --user NAME (or POPCTL_USER)")
@@ -139,7 +140,8 @@ def sandbox_target(run: RunContext) -> Target:
                     "password sandbox)")
     timeout = run.options.timeout or defaults.TIMEOUT
     endpoint = Endpoint(host="localhost", port=_sandbox.address[1], tls=TLSMode.STARTTLS,
-                        ca_file=_sandbox.ca_file, connect_timeout=timeout, timeout=timeout)
+                        ca_file=_sandbox.ca_file, connect_timeout=timeout, timeout=timeout,
+                        session_timeout=run.options.session_timeout)
     return Target(endpoint, Credentials("sandbox", "sandbox",
                                         mechanism=run.options.auth or defaults.MECHANISM))
 
@@ -176,14 +178,15 @@ def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
     if (account is not None and target.own and account.oauth2_token_command
             and credentials.mechanism.upper() in ("AUTO", "XOAUTH2", "OAUTHBEARER")):
         token = secrets.run_command(account.oauth2_token_command, "oauth2_token_command",
-                                    account.name)
+                                    account.name, account.password_command_timeout)
         return credentials._replace(oauth2_token=token), "oauth2_token_command"
     key = None
     if account is not None:
         key = secrets.keyring_user(user, host, target.endpoint.effective_port)
     command = account.password_command if account is not None and target.own else None
     found = secrets.find_password(key, command, account.name if account else None,
-                                  warn=ui.note)
+                                  warn=ui.note,
+                                  timeout=account.password_command_timeout if account else None)
     if found is not None:
         return credentials._replace(password=found.value), found.source
     if ui.interactive():

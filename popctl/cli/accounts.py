@@ -10,7 +10,8 @@ import click
 from popctl import defaults
 from popctl.app.context import RunContext
 from popctl.cli.group import cli
-from popctl.cli.options import common_options, output_options, pass_run
+from popctl.cli.options import common_options, flag, output_options, pass_run, state
+from popctl.errors import UsageError
 
 
 def one_account(f: Callable[..., None]) -> Callable[..., None]:
@@ -118,6 +119,14 @@ def account_test(run: RunContext, name: str) -> None:
     """
     from popctl.app import accounts
 
+    given = state().given
+    for option in ("account", "all_accounts"):
+        if option in given:
+            raise UsageError(f"account test takes the account as its argument: drop "
+                             f"{flag(option)}")
+    if "sandbox" in given:
+        raise UsageError("account test tests a configured account, not the sandbox: drop "
+                         "--sandbox (popctl --sandbox capa shows the sandbox's side)")
     accounts.test(run, name)
 
 

@@ -13,6 +13,7 @@ import click
 
 from popctl.app.context import Options, Progress, Record, TraceHook
 from popctl.cli.hints import describe
+from popctl.display import safe
 
 
 def interactive() -> bool:
@@ -26,15 +27,17 @@ class Console:
     def __init__(self, options: Options) -> None:
         self.options = options
 
+    # What goes to stderr may quote the server (a probe, an account's error): made safe.
+
     def note(self, text: str) -> None:
         if not self.options.quiet:
-            click.echo(text, err=True)
+            click.echo(safe(text), err=True)
 
     def warn(self, text: str) -> None:
-        click.echo(text, err=True)
+        click.echo(safe(text), err=True)
 
     def error(self, text: str) -> None:
-        click.echo(f"Error: {text}", err=True)
+        click.echo(safe(f"Error: {text}"), err=True)
 
     def describe(self, error: BaseException) -> str:
         return describe(error)

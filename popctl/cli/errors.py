@@ -14,6 +14,7 @@ from typing import TextIO
 import click
 
 from popctl.cli.hints import describe
+from popctl.display import safe
 from popctl.errors import ExitCode, PopctlError
 
 # Where a write failure reaches us rather than a store: the output itself.
@@ -55,7 +56,7 @@ def _report(line: str, *, debug: bool) -> None:
         import traceback
 
         traceback.print_exc()
-    click.echo(line, err=True)
+    click.echo(safe(line), err=True)
 
 
 def _devnull() -> TextIO:

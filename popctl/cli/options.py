@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -19,6 +19,7 @@ from click.core import ParameterSource
 from popctl import defaults
 from popctl.app.context import Opened, Options, RunContext
 from popctl.cli.console import Console
+from popctl.errors import UsageError
 
 if TYPE_CHECKING:
     from popctl.query import Query
@@ -36,6 +37,9 @@ class State:
         self.options = options or Options()
         self.shell = shell
         self.resources = resources or contextlib.ExitStack()
+        # The common options typed on this command line (not from the environment), before or
+        # after the subcommand: those a command cannot use are refused. A shell line has its own.
+        self.given: set[str] = set()
 
     def merge(self, values: dict[str, Any]) -> None:
         """Options given (not None, not an unset flag) replace those given before; --account
@@ -93,8 +97,14 @@ _CONNECTION_OPTIONS: list[Callable[[F], F]] = [
                  help="Do not verify the server certificate at all (dangerous)."),
     click.option("--timeout", type=click.FloatRange(*defaults.TIMEOUT_RANGE),
                  envvar="POPCTL_TIMEOUT",
-                 help="Seconds to wait for the connection and for each reply "
-                      f"[default: {defaults.TIMEOUT:g}]."),
+                 help="Seconds to wait for the connection, for any read, and for each reply's "
+                      "first line; after that, multi-line replies must keep coming at 1 KiB/s "
+                      f"or faster [default: {defaults.TIMEOUT:g}]."),
+    click.option("--session-timeout", type=click.FloatRange(0, 10**7),
+                 envvar="POPCTL_SESSION_TIMEOUT",
+                 help="Seconds the whole session may spend waiting for the server, 0 for no "
+                      f"limit [default: {defaults.SESSION_TIMEOUT:g}, or "
+                      f"{defaults.SESSION_TIMEOUT_READS} times --timeout if more]."),
     click.option("--auth", "auth", envvar="POPCTL_AUTH",
                  help="Authentication mechanism: "
                       f"{', '.join(defaults.MECHANISMS)} [default: {defaults.MECHANISM}]."),
@@ -116,7 +126,7 @@ _OUTPUT_OPTIONS: list[Callable[[F], F]] = [
 _REPORT_OPTIONS: list[Callable[[F], F]] = [
     click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     click.option("--quiet", "-q", is_flag=True, default=None,
-                 help="No messages or progress on stderr, only errors."),
+                 help="No messages or progress on stderr, only errors and security warnings."),
 ]
 
 _RUN_OPTIONS: list[Callable[[F], F]] = [
@@ -124,7 +134,8 @@ _RUN_OPTIONS: list[Callable[[F], F]] = [
                  help="Show the POP3 dialogue on stderr (credentials redacted)."),
     *_REPORT_OPTIONS,
     click.option("--sandbox", is_flag=True, default=None,
-                 help="Run against popctl's bundled sample server (no real mail touched)."),
+                 help="Run against popctl's bundled sample server (no real mail touched; "
+                      "its own server and login, so not with --host, --user, --account, ...)."),
     click.option("--account", "-a", "account", multiple=True, metavar="NAME",
                  help="Use this account of the configuration file (repeatable for stat, list, "
                       "uidl, dele) [default: POPCTL_ACCOUNT, else the file's default]."),
@@ -146,7 +157,10 @@ def common_options(f: F) -> F:
             if (name in kwargs and getattr(obj.options, name) is not None
                     and ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT):
                 kwargs[name] = None
+        obj.given.update(name for name in _OPTION_ORDER if kwargs.get(name) not in (None, False, ())
+                         and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE)
         obj.merge(kwargs)
+        _refuse_with_sandbox(obj)
         return f(*args, **{k: v for k, v in kwargs.items() if k not in _OPTION_NAMES})
 
     return cast(F, _decorate(wrapper, [*_CONNECTION_OPTIONS, *_OUTPUT_OPTIONS, *_RUN_OPTIONS]))
@@ -158,6 +172,7 @@ def output_options(f: F) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ours = {name: kwargs.pop(name) for name in ("format", "json_", "debug", "quiet")}
+        refuse_unused(ours)
         state().merge(ours)
         return f(*args, **kwargs)
 
@@ -165,6 +180,43 @@ def output_options(f: F) -> F:
 
 
 _OPTION_NAMES = _NAMES | {"json_"}
+_OPTION_ORDER = (*Options._fields, "json_")
+# What --sandbox would otherwise ignore without a word: it brings its own server and login.
+_NOT_WITH_SANDBOX = ("host", "port", "user", "tls", "ca_file", "fingerprint", "insecure",
+                     "allow_plaintext", "account", "all_accounts")
+
+
+def flag(name: str) -> str:
+    """The option a name of Options stands for."""
+    return "--json" if name == "json_" else "--" + name.replace("_", "-")
+
+
+def _refuse_with_sandbox(obj: State) -> None:
+    clash = [name for name in _NOT_WITH_SANDBOX if name in obj.given]
+    if obj.options.sandbox and clash:
+        if clash[0] in ("account", "all_accounts"):
+            raise UsageError("--sandbox has no accounts: drop --all-accounts and --account")
+        raise UsageError(f"--sandbox runs popctl's own sample server, with its own login: "
+                         f"{flag(clash[0])} cannot be combined with it")
+
+
+def refuse_unused(used: Iterable[str]) -> None:
+    """Refuse the common options given before a subcommand that does not use them (``popctl
+    --all-accounts account list``): silently ignoring them would let the user believe they
+    applied."""
+    ctx = click.get_current_context()
+    unused = sorted(state().given - set(used), key=_OPTION_ORDER.index)
+    if not unused:
+        return
+    path, parent = [], ctx
+    while parent.parent is not None:
+        path.append(parent.info_name or "")
+        parent = parent.parent
+    command = " ".join(reversed(path))
+    if unused[0] in {p.name for p in ctx.command.params}:
+        raise UsageError(f"{flag(unused[0])} given before '{command}' does not apply to it; "
+                         f"put it after '{command}'")
+    raise UsageError(f"{flag(unused[0])} does not apply to '{command}'")
 
 
 # --- which messages -------------------------------------------------------------------------------
@@ -177,9 +229,11 @@ def selection_options(f: F) -> F:
         click.option("--uid", "uids", multiple=True, help="Select by UIDL unique id (repeatable)."),
         click.option("--all", "all_", is_flag=True, help="Select every message."),
         click.option("--larger-than", metavar="SIZE",
-                     help="Only messages larger than SIZE (500k, 1.5M, 2G)."),
+                     help="Only messages larger than SIZE: bytes, or a number with k, M, G or "
+                          "T (1024-based, any case: 5m is 5M); decimals allowed: 500k, 1.5M, "
+                          "2G."),
         click.option("--smaller-than", metavar="SIZE",
-                     help="Only messages smaller than SIZE."),
+                     help="Only messages smaller than SIZE (as --larger-than)."),
         click.option("--from", "from_", metavar="REGEX",
                      help="Only messages whose From matches REGEX."),
         click.option("--subject", metavar="REGEX",
@@ -187,9 +241,12 @@ def selection_options(f: F) -> F:
         click.option("--header", "header", multiple=True, metavar="'NAME: REGEX'",
                      help="Only messages with a header matching 'Name: REGEX' (repeatable)."),
         click.option("--older-than", metavar="AGE",
-                     help="Only messages dated before AGE ago (30d, 12h, 1w)."),
+                     help="Only messages dated more than AGE ago. AGE is a number and a unit: "
+                          "s, min, h, d, w, mo (30 days) or y (365 days); decimals and sums "
+                          "allowed: 90min, 1.5d, 6mo, 1d12h. A bare m is refused: write min "
+                          "or mo."),
         click.option("--newer-than", metavar="AGE",
-                     help="Only messages dated within AGE (30d, 12h, 1w)."),
+                     help="Only messages dated less than AGE ago (AGE as for --older-than)."),
     ]))
 
 

@@ -7,6 +7,7 @@ import time
 import click
 
 from popctl.cli.group import cli
+from popctl.cli.options import refuse_unused
 
 
 @cli.group()
@@ -25,6 +26,7 @@ def sandbox_serve(port: int) -> None:
     """
     from popctl.sandbox import SandboxServer
 
+    refuse_unused(("debug",))
     server = SandboxServer(port=port).start()
     host, bound = server.address
     click.echo(f"sandbox POP3 server on {host} port {bound}: user sandbox, password sandbox",
