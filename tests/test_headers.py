@@ -31,6 +31,8 @@ def test_summarize_basic() -> None:
         subject="Quarterly report",
         date="2026-11-20T14:03:00+01:00",
         message_id="<20261120.1@example.org>",
+        sender_name="Alice Example",
+        sender_address="alice@example.org",
     )
 
 
@@ -39,11 +41,12 @@ def test_lf_line_ends_give_the_same_summary() -> None:
 
 
 def test_empty_input() -> None:
-    assert summarize(b"") == HeaderSummary(sender="", subject="", date=None, message_id=None)
+    assert summarize(b"") == HeaderSummary(sender="", subject="", date=None, message_id=None,
+                                           sender_name="", sender_address=None)
 
 
 def test_missing_date_from_subject_message_id() -> None:
-    assert summarize(block("To: bob@example.net")) == HeaderSummary("", "", None, None)
+    assert summarize(block("To: bob@example.net")) == HeaderSummary("", "", None, None, "", None)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +107,7 @@ def test_folded_headers_are_unfolded() -> None:
 
 def test_parsing_stops_at_the_blank_line() -> None:
     data = b"Subject: real\r\n\r\nSubject: from the body\r\nFrom: body@example.org\r\n"
-    assert summarize(data) == HeaderSummary("", "real", None, None)
+    assert summarize(data) == HeaderSummary("", "real", None, None, "", None)
 
 
 def test_first_occurrence_wins() -> None:
@@ -113,7 +116,8 @@ def test_first_occurrence_wins() -> None:
 
 def test_truncated_block() -> None:
     data = b"From: alice@example.org\r\nSubject: cut off in the mid"
-    assert summarize(data) == HeaderSummary("alice@example.org", "cut off in the mid", None, None)
+    assert summarize(data) == HeaderSummary("alice@example.org", "cut off in the mid", None, None,
+                                            "", "alice@example.org")
 
 
 def test_junk_lines_are_skipped() -> None:
@@ -144,25 +148,46 @@ def test_control_characters_are_removed(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "expected", "name", "address"),
     [
-        ("alice@example.org", "alice@example.org"),
-        ("<alice@example.org>", "alice@example.org"),
-        ("Alice <alice@example.org>", "Alice <alice@example.org>"),
-        ('"Example, Alice" <alice@example.org>', "Example, Alice <alice@example.org>"),
-        ('"Mr \\"X\\"" <x@example.org>', 'Mr "X" <x@example.org>'),
-        ("=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <j@example.org>", "Jörg Müller <j@example.org>"),
-        ('"=?utf-8?q?J=C3=B6rg?=" <j@example.org>', "Jörg <j@example.org>"),
-        ("alice@example.org (Alice)", "Alice <alice@example.org>"),
-        ("a@example.org, Bob <b@example.org>", "a@example.org, Bob <b@example.org>"),
-        ("Mailer Daemon", "Mailer Daemon"),
-        ("=?utf-8?q?Nur_ein_Name?=", "Nur ein Name"),
-        ("undisclosed-recipients:;", "undisclosed-recipients:;"),
-        ("\x1b[2J <evil@example.org>", "[2J <evil@example.org>"),
+        ("alice@example.org", "alice@example.org", "", "alice@example.org"),
+        ("<alice@example.org>", "alice@example.org", "", "alice@example.org"),
+        ("Alice <alice@example.org>", "Alice <alice@example.org>", "Alice", "alice@example.org"),
+        # a name holding specials keeps its quotes (issue 11): it must not read as two addresses
+        ('"Example, Alice" <alice@example.org>', '"Example, Alice" <alice@example.org>',
+         "Example, Alice", "alice@example.org"),
+        ('"Mr \\"X\\"" <x@example.org>', '"Mr \\"X\\"" <x@example.org>', 'Mr "X"',
+         "x@example.org"),
+        ('"a\\\\b" <x@example.org>', '"a\\\\b" <x@example.org>', "a\\b", "x@example.org"),
+        ('"Alice Example" <alice@example.org>', "Alice Example <alice@example.org>",
+         "Alice Example", "alice@example.org"),  # no specials: no quotes needed
+        ("J. Smith <j@example.org>", "J. Smith <j@example.org>", "J. Smith", "j@example.org"),
+        ("=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <j@example.org>", "Jörg Müller <j@example.org>",
+         "Jörg Müller", "j@example.org"),
+        ("=?utf-8?q?M=C3=BCller=2C_J=C3=B6rg?= <j@example.org>",
+         '"Müller, Jörg" <j@example.org>', "Müller, Jörg", "j@example.org"),
+        ('"=?utf-8?q?J=C3=B6rg?=" <j@example.org>', "Jörg <j@example.org>", "Jörg",
+         "j@example.org"),
+        ("alice@example.org (Alice)", "Alice <alice@example.org>", "Alice", "alice@example.org"),
+        ("a@example.org, Bob <b@example.org>", "a@example.org, Bob <b@example.org>", "",
+         "a@example.org"),
+        ('"Garcia, Trent" <t@example.org>, "Lee; Ann" <a@example.org>',
+         '"Garcia, Trent" <t@example.org>, "Lee; Ann" <a@example.org>', "Garcia, Trent",
+         "t@example.org"),
+        ("Mailer Daemon", "Mailer Daemon", "", None),
+        ("=?utf-8?q?Nur_ein_Name?=", "Nur ein Name", "", None),
+        ("undisclosed-recipients:;", "undisclosed-recipients:;", "", None),
+        ("\x1b[2J <evil@example.org>", '"[2J" <evil@example.org>', "[2J", "evil@example.org"),
     ],
 )
-def test_sender_display_form(raw: str, expected: str) -> None:
-    assert summarize(block(f"From: {raw}")).sender == expected
+def test_sender_display_form(raw: str, expected: str, name: str, address: str | None) -> None:
+    summary = summarize(block(f"From: {raw}"))
+    assert (summary.sender, summary.sender_name, summary.sender_address) == (
+        expected, name, address)
+    if address is not None:  # the display form reads back as the same mailboxes
+        from email.utils import getaddresses
+
+        assert getaddresses([summary.sender])[0] == (name, address)
 
 
 @pytest.mark.parametrize(
