@@ -74,6 +74,10 @@ def long_subject(n: int, size: int = 200 * KB) -> bytes:
             f"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\nbody\r\n").encode()
 
 
+def seconds(value: float) -> str:
+    return f"{value:.2f} s" if value >= 0.1 else f"{value * 1000:.2f} ms"
+
+
 def parse_time(code: Path, message: bytes) -> float:
     """Seconds for one headers.summarize(message), in a child running ``code``'s popctl."""
     with tempfile.NamedTemporaryFile(suffix=".eml") as f:
@@ -128,18 +132,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "from" in cases:
         message = long_from()
         run = listing(code, [message, message])
-        print(f"| 99 KB From (x2) | {parse_time(code, message):.2f} s | {run['wall']:.2f} s | "
+        print(f"| 99 KB From (x2) | {seconds(parse_time(code, message))} | {run['wall']:.2f} s | "
               f"{run['cpu']:.2f} s | {run['rss_kib'] // 1024} MiB | {run['exit']} | — |")
     if "punycode" in cases:
         message = punycode_subject()
         run = listing(code, [message])
-        print(f"| 190 KB punycode Subject | {parse_time(code, message):.2f} s | "
+        print(f"| 190 KB punycode Subject | {seconds(parse_time(code, message))} | "
               f"{run['wall']:.2f} s | {run['cpu']:.2f} s | {run['rss_kib'] // 1024} MiB | "
               f"{run['exit']} | — |")
     if "subjects" in cases:
         messages = [long_subject(n) for n in range(1, 1001)]
         run = listing(code, messages, cache=True)
-        print(f"| 1,000 x 200 KB Subject | {parse_time(code, messages[0]):.3f} s | "
+        print(f"| 1,000 x 200 KB Subject | {seconds(parse_time(code, messages[0]))} | "
               f"{run['wall']:.2f} s | {run['cpu']:.2f} s | {run['rss_kib'] // 1024} MiB | "
               f"{run['exit']} | {run['cache'] / 1e6:.2f} MB |")
         if run["error"]:
