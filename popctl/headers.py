@@ -67,7 +67,8 @@ _SIMPLE_FROM = re.compile(
 # RFC 5322 specials (3.2.3) but ".": a display name holding one is shown as a quoted-string, so
 # that "Garcia, Trent" <t@x> does not read back as two addresses. "." is left bare: obs-phrase
 # (4.1) allows it, every reader accepts "J. Smith <j@x>", and quoting initials is only noise.
-_NEEDS_QUOTES = re.compile(r'[()<>\[\]:;@\\,"]')
+# Two spaces in a row are quoted too: readers fold them into one in a bare phrase.
+_NEEDS_QUOTES = re.compile(r'[()<>\[\]:;@\\,"]|  ')
 
 # C0 and C1 controls and DEL: ESC (and the single-byte CSI U+009B) start terminal escape
 # sequences. Tab, CR and LF become spaces: they separate words in an unfolded value. Lone

@@ -170,6 +170,9 @@ def test_control_characters_are_removed(raw: str, expected: str) -> None:
         ('"Alice Example" <alice@example.org>', "Alice Example <alice@example.org>",
          "Alice Example", "alice@example.org"),  # no specials: no quotes needed
         ("J. Smith <j@example.org>", "J. Smith <j@example.org>", "J. Smith", "j@example.org"),
+        # readers fold a run of spaces in a bare name into one: quoted, it reads back as it is
+        ("=?utf-8?q?Ann__Lee?= <a@example.org>", '"Ann  Lee" <a@example.org>', "Ann  Lee",
+         "a@example.org"),
         ("=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <j@example.org>", "Jörg Müller <j@example.org>",
          "Jörg Müller", "j@example.org"),
         ("=?utf-8?q?M=C3=BCller=2C_J=C3=B6rg?= <j@example.org>",
