@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -91,8 +92,16 @@ def parse_time(code: Path, message: bytes) -> float:
     return float(done.stdout)
 
 
-def listing(code: Path, messages: list[bytes], *, cache: bool = False
-            ) -> dict[str, float | int | str]:
+class Run(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # user + system seconds
+    rss_kib: int  # peak resident set size
+    exit: int
+    cache: int  # octets of header cache written
+    error: str  # popctl's "Error: ..." line, if any
+
+
+def listing(code: Path, messages: list[bytes], *, cache: bool = False) -> Run:
     """Wall seconds, CPU seconds, peak RSS (KiB), exit status and cache size of one listing."""
     with SandboxServer(messages, tls=False) as server, \
             tempfile.TemporaryDirectory() as home:
@@ -113,9 +122,8 @@ def listing(code: Path, messages: list[bytes], *, cache: bool = False
         cached = sum(p.stat().st_size for p in Path(home, "cache").rglob("*.json"))
         error = next((line for line in done.stderr.decode().splitlines()
                       if line.startswith("Error")), "")
-    return {"wall": float(wall) or elapsed, "cpu": float(user) + float(system),
-            "rss_kib": int(rss), "exit": done.returncode - 0, "cache": cached,
-            "error": error[:100]}
+    return Run(float(wall) or elapsed, float(user) + float(system), int(rss), done.returncode,
+               cached, error[:100])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -132,22 +140,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "from" in cases:
         message = long_from()
         run = listing(code, [message, message])
-        print(f"| 99 KB From (x2) | {seconds(parse_time(code, message))} | {run['wall']:.2f} s | "
-              f"{run['cpu']:.2f} s | {run['rss_kib'] // 1024} MiB | {run['exit']} | — |")
+        print(f"| 99 KB From (x2) | {seconds(parse_time(code, message))} | {run.wall:.2f} s | "
+              f"{run.cpu:.2f} s | {run.rss_kib // 1024} MiB | {run.exit} | — |")
     if "punycode" in cases:
         message = punycode_subject()
         run = listing(code, [message])
         print(f"| 190 KB punycode Subject | {seconds(parse_time(code, message))} | "
-              f"{run['wall']:.2f} s | {run['cpu']:.2f} s | {run['rss_kib'] // 1024} MiB | "
-              f"{run['exit']} | — |")
+              f"{run.wall:.2f} s | {run.cpu:.2f} s | {run.rss_kib // 1024} MiB | "
+              f"{run.exit} | — |")
     if "subjects" in cases:
         messages = [long_subject(n) for n in range(1, 1001)]
         run = listing(code, messages, cache=True)
         print(f"| 1,000 x 200 KB Subject | {seconds(parse_time(code, messages[0]))} | "
-              f"{run['wall']:.2f} s | {run['cpu']:.2f} s | {run['rss_kib'] // 1024} MiB | "
-              f"{run['exit']} | {run['cache'] / 1e6:.2f} MB |")
-        if run["error"]:
-            print(f"  ({run['error']})")
+              f"{run.wall:.2f} s | {run.cpu:.2f} s | {run.rss_kib // 1024} MiB | "
+              f"{run.exit} | {run.cache / 1e6:.2f} MB |")
+        if run.error:
+            print(f"  ({run.error})")
 
 
 if __name__ == "__main__":

@@ -521,10 +521,17 @@ def test_parsers_never_see_more_than_max_field_octets(monkeypatch: pytest.Monkey
 
     seen: list[int] = []
     parse_sender, unstructured = headers._parse_sender, headers._unstructured
-    monkeypatch.setattr(headers, "_parse_sender",
-                        lambda value: seen.append(len(value.encode())) or parse_sender(value))
-    monkeypatch.setattr(headers, "_unstructured",
-                        lambda value: seen.append(len(value.encode())) or unstructured(value))
+
+    def sender_spy(value: str) -> headers._Sender:
+        seen.append(len(value.encode()))
+        return parse_sender(value)
+
+    def unstructured_spy(value: str) -> str:
+        seen.append(len(value.encode()))
+        return unstructured(value)
+
+    monkeypatch.setattr(headers, "_parse_sender", sender_spy)
+    monkeypatch.setattr(headers, "_unstructured", unstructured_spy)
     data = b"From: " + b"a" * 200_000 + b"\r\nSubject: " + b"b " * 100_000 + b"\r\n\r\n"
     summary = summarize(data)
     assert seen and max(seen) <= MAX_FIELD_OCTETS

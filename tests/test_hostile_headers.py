@@ -222,8 +222,8 @@ def test_memory_and_cache_are_bounded_per_message(tmp_path: Path) -> None:
     messages = [long_subject(n) for n in range(1, 201)]
     with SandboxServer(messages, tls=False) as server:
         host, port = server.address
-        path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))
-        env = {**os.environ, "PYTHONPATH": path, "POPCTL_PASSWORD": server.password}
+        pythonpath = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))
+        env = {**os.environ, "PYTHONPATH": pythonpath, "POPCTL_PASSWORD": server.password}
         done = subprocess.run(
             [sys.executable, "-c", _MEASURE, sys.executable, "-m", "popctl", "--host", host,
              "--port", str(port), "--tls", "none", "--allow-plaintext", "--user", server.user,
