@@ -322,11 +322,6 @@ def _parse_sender(value: str) -> _Sender:
                    *mailboxes[0])
 
 
-def _display_sender(value: str) -> str:
-    """A From value for people: "Name <addr>" (name decoded) or the address alone."""
-    return _parse_sender(value).display
-
-
 # The date form nearly every message uses (RFC 5322 3.3), read without email.utils: the same
 # result as parsedate_to_datetime (a Hypothesis test compares them), anything else goes to it.
 _MONTHS = {m: i for i, m in enumerate(
