@@ -354,3 +354,29 @@ def test_corrupt_cache_file_is_not_fatal(carol: DovecotServer) -> None:
     again = _popctl(carol, "list", "--json")
     assert again.stdout == first.stdout and len(_tops(again)) == 3
     assert len(json.loads(path.read_bytes())["entries"]) == 3  # replaced by a good one
+
+
+# --- hostile text (issue 11) ---------------------------------------------------------------------
+
+
+def test_entry_texts_are_valid_and_bounded_whatever_put_is_given(tmp_path: Path) -> None:
+    from popctl.cache import MAX_ENTRY_TEXT
+    from popctl.headers import MAX_TEXT
+
+    assert MAX_ENTRY_TEXT == MAX_TEXT  # the cache keeps whatever a summary holds, no more
+    cache = _cache(tmp_path)
+    cache.put("u", 1, "a\ud800b", "s" * 200_000, None, "\udfff", "x@y")
+    assert cache.save()  # 0.1.0 raised UnicodeEncodeError here, on every run
+    entry = _cache(tmp_path).get("u", 1)
+    assert entry is not None
+    assert entry[1] == "a\ufffdb" and entry[4] == "\ufffd" and entry[5] == "x@y"
+    assert entry[2] == "s" * (MAX_ENTRY_TEXT - 1) + "\u2026"
+    assert Path(cache.path).stat().st_size < 1200
+
+
+def test_an_account_that_cannot_be_encoded_is_not_fatal(tmp_path: Path) -> None:
+    # a user name from argv with bytes that are not UTF-8 (surrogateescape): nothing raises
+    cache = HeaderCache("b\udcffd@pop:110", tmp_path / "c" / "headers.json")
+    cache.put("u", 1, "a", "b", None)
+    assert cache.save() is False
+    assert cache_path("b\udcffd@pop:110", tmp_path).endswith(".json")
