@@ -499,6 +499,12 @@ def emit(settings: Settings, records: Iterable[dict[str, object]],
     return formatters.render(records, settings.fmt, sys.stdout, columns=columns)
 
 
+def _from_parts(settings: Settings) -> bool:
+    """Whether listing records carry ``from_name`` and ``from_address``: JSON and NDJSON do; CSV
+    and the table keep the columns of 0.1 (docs/JSON.md)."""
+    return settings.fmt in ("json", "ndjson")
+
+
 def emit_one(settings: Settings, record: dict[str, object]) -> None:
     from popctl import formatters
 
@@ -785,7 +791,7 @@ def list_cmd(sizes_only: bool, **kwargs: Any) -> None:
         def one(child: Settings, session: Session) -> list[dict[str, object]]:
             rows = _listing(child, session, query, want_headers=not sizes_only,
                             sizes_only=sizes_only)
-            return [r.to_record(not sizes_only) for r in rows]
+            return [r.to_record(not sizes_only, _from_parts(child)) for r in rows]
 
         records = across_accounts(settings, names, one,
                                   columns=["number", "size"] if sizes_only else None,
@@ -797,7 +803,7 @@ def list_cmd(sizes_only: bool, **kwargs: Any) -> None:
         rows = _listing(settings, session, query, want_headers=not sizes_only,
                         sizes_only=sizes_only)
         columns = ["number", "size"] if sizes_only else None
-        count = emit(settings, (r.to_record(not sizes_only) for r in rows),
+        count = emit(settings, (r.to_record(not sizes_only, _from_parts(settings)) for r in rows),
                      columns=columns)
     if count == 0 and settings.fmt == "table":
         note(settings, "no messages")
@@ -1129,7 +1135,7 @@ def dele(yes: bool, dry_run: bool, **kwargs: Any) -> None:
             rows = list(_listing(child, session, query, want_headers=True, delete=at_once))
             if rows and not (dry_run or at_once):
                 session.dele([r.number for r in rows])
-            return [{**r.to_record(True), "deleted": not dry_run} for r in rows]
+            return [{**r.to_record(True, _from_parts(child)), "deleted": not dry_run} for r in rows]
 
         records = across_accounts(settings, names, one, scan=True)
         if settings.fmt == "table":
@@ -1140,12 +1146,12 @@ def dele(yes: bool, dry_run: bool, **kwargs: Any) -> None:
         rows = list(_listing(settings, session, query, want_headers=True, delete=at_once))
         records = []
         for r in rows:
-            record = r.to_record(True)
+            record = r.to_record(True, _from_parts(settings))
             record["deleted"] = at_once
             records.append(record)
         if rows and not (dry_run or at_once):
             if not yes:
-                emit_table_to_stderr(records)
+                emit_table_to_stderr([{**r.to_record(True), "deleted": False} for r in rows])
                 if not click.confirm(f"Delete {len(rows)} message(s)?", err=True):
                     raise click.Abort()
             session.dele([r.number for r in rows])
