@@ -3,6 +3,8 @@ unchanged mailbox sends no TOP at all and only new messages' headers are fetched
 
 The cache is an optimisation, never a source of errors: a missing, partial or corrupt file reads
 as empty (and is replaced at the next save), and a file that cannot be written is left alone.
+What a server sends cannot make it unwritable or unbounded: every text an entry holds is valid
+Unicode (a lone surrogate becomes U+FFFD) and at most MAX_ENTRY_TEXT characters.
 Writers write a temporary file in the same directory and ``os.replace`` it, so a reader sees the
 old file or the new one, never half of one; two concurrent runs lose at most each other's
 additions, which are fetched again next time.
@@ -18,16 +20,43 @@ import zlib
 from collections.abc import Iterable
 from typing import Final
 
-# Bumped when the entry layout changes; a file of another version is discarded.
-CACHE_FORMAT: Final = 1
+# Bumped when the entry layout changes; a file of another version is discarded. 2 (issue 11):
+# entries gained the From name and address, and From shows quoted names ("Garcia, Trent" <t@x>),
+# which entries written by 0.1.0 do not.
+CACHE_FORMAT: Final = 2
 
 # What an entry holds: the LIST size it was read at (a UID seen again with another size is not
-# trusted: a server that reuses UIDs, or rewrote the message), then From, Subject, Date as
-# popctl's header summary shows them. Raw header blocks are not kept (a few kB per message, where
-# an entry is about 100 octets): ``--header`` filters, which need them, fetch the headers again.
-Entry = tuple[int, str | None, str | None, str | None]
+# trusted: a server that reuses UIDs, or rewrote the message), then From, Subject, Date, the
+# From name and the From address as popctl's header summary gives them. Raw header blocks are
+# not kept (a few kB per message, where an entry is about 100 octets): ``--header`` filters,
+# which need them, fetch the headers again.
+Entry = tuple[int, str | None, str | None, str | None, str | None, str | None]
+
+# The longest text an entry keeps, in characters: headers.MAX_TEXT, the bound of the summaries
+# it is given (a test keeps the two equal). A longer one is cut here too, so that an entry is a
+# few KB at most whoever calls put() (0.1.0 wrote 200 MB for 1,000 Subjects of 200 KB).
+MAX_ENTRY_TEXT: Final = 1000
+
+# What save() writes first: _read() checks it before reading the rest, so that a file of another
+# version (such as a 200 MB one of 0.1.0) is not parsed only to be discarded.
+_MAGIC: Final = b'{"popctl-header-cache":%d,' % CACHE_FORMAT
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._-]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` as an entry keeps it: lone surrogates replaced, cut to MAX_ENTRY_TEXT."""
+    if value is None:
+        return None
+    if not value.isascii():
+        value = _SURROGATE.sub("\ufffd", value)
+    return value if len(value) <= MAX_ENTRY_TEXT else value[:MAX_ENTRY_TEXT - 1] + "\u2026"
+
+
+def _is_entry_text(value: object) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= MAX_ENTRY_TEXT
+                             and (value.isascii() or not _SURROGATE.search(value)))
 
 
 def cache_dir() -> str:
@@ -48,7 +77,7 @@ def cache_path(account: str, directory: str | os.PathLike[str] | None = None) ->
     """The file of ``account``: a readable name plus a checksum, so that accounts whose names
     read the same still get files of their own. (CRC-32, not SHA-256: hashlib loads OpenSSL,
     ~4 ms of every listing. The file names its account, and another account's is ignored.)"""
-    digest = f"{zlib.crc32(account.encode('utf-8')):08x}"
+    digest = f"{zlib.crc32(account.encode('utf-8', 'surrogatepass')):08x}"
     readable = _UNSAFE.sub("_", account)[:80]
     return os.path.join(directory if directory is not None else cache_dir(),
                         f"headers-{readable}-{digest}.json")
@@ -78,8 +107,10 @@ class HeaderCache:
         return entry
 
     def put(self, uid: str, size: int, sender: str | None, subject: str | None,
-            date: str | None) -> None:
-        entry = (size, sender, subject, date)
+            date: str | None, sender_name: str | None = None,
+            sender_address: str | None = None) -> None:
+        entry = (size, _text(sender), _text(subject), _text(date), _text(sender_name),
+                 _text(sender_address))
         if self._entries.get(uid) != entry:
             self._entries[uid] = entry
             self._dirty = True
@@ -104,7 +135,10 @@ class HeaderCache:
                 self._entries[uid] = entry
         document = {"popctl-header-cache": CACHE_FORMAT, "account": self.account,
                     "entries": {uid: list(e) for uid, e in self._entries.items()}}
-        data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except ValueError:  # cannot happen (entries are valid text), and must not be fatal
+            return False
         import tempfile  # only when writing: start-up of a listing need not pay for it
 
         tmp = None
@@ -129,7 +163,10 @@ class HeaderCache:
         """The entries on disk; {} for a missing, unreadable, corrupt or foreign file."""
         try:
             with open(self.path, "rb") as f:
-                document = json.loads(f.read())
+                head = f.read(len(_MAGIC))
+                if head != _MAGIC:
+                    return {}
+                document = json.loads(head + f.read())
         except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
             return {}
         if not isinstance(document, dict) or document.get("popctl-header-cache") != CACHE_FORMAT \
@@ -140,8 +177,8 @@ class HeaderCache:
             return {}
         entries: dict[str, Entry] = {}
         for uid, value in raw.items():
-            if not (isinstance(value, list) and len(value) == 4 and type(value[0]) is int
-                    and all(v is None or isinstance(v, str) for v in value[1:])):
+            if not (isinstance(value, list) and len(value) == 6 and type(value[0]) is int
+                    and all(_is_entry_text(v) for v in value[1:])):
                 return {}  # one bad entry: the file is not ours to trust
-            entries[uid] = (value[0], value[1], value[2], value[3])
+            entries[uid] = (value[0], value[1], value[2], value[3], value[4], value[5])
         return entries

@@ -1,8 +1,12 @@
 """Summaries of raw message headers (what ``TOP n 0`` returns) for listings and filters.
 
-Input comes from an untrusted server: it may be truncated, use LF or CRLF, carry 8-bit junk and
-malformed RFC 2047 encoded words. Nothing here raises on bad input, and every returned string is
-free of control characters, so a hostile message cannot inject terminal escapes into a listing.
+Input comes from an untrusted server: it may be truncated, use LF or CRLF, carry 8-bit junk,
+malformed RFC 2047 encoded words, charsets that are not charsets, and fields built to be slow to
+parse. Nothing here raises on bad input; every returned string is valid Unicode (no lone
+surrogates, whatever a charset decodes to) free of control characters, so a hostile message can
+neither inject terminal escapes into a listing nor make its output or the header cache
+unwritable; every parser is linear and sees at most MAX_FIELD_OCTETS of a field, and a summary
+keeps at most MAX_TEXT characters of each text, so time and memory are bounded per message.
 """
 
 from __future__ import annotations
@@ -12,9 +16,27 @@ import codecs
 import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-__all__ = ["HeaderSummary", "decode_words", "header_values", "parse_date", "summarize"]
+__all__ = ["MAX_FIELD_OCTETS", "MAX_TEXT", "HeaderSummary", "decode_words", "header_values",
+           "parse_date", "summarize"]
+
+# A field parser (RFC 2047 decoding, the From parser, the date parser) sees at most this many
+# octets of a field's unfolded value; the rest is dropped before any parsing, so no parser's
+# cost can grow with what a server sends. RFC 5322 caps a line at 998 octets and real From and
+# Subject fields are one or two lines; the most verbose legitimate field is a Subject of
+# Q-encoded words in a 3-octet UTF-8 script, about 11 octets a character, so MAX_TEXT
+# characters of it take about 11 KiB: 16 KiB keeps every field that fits a summary whole.
+MAX_FIELD_OCTETS: Final = 16 * 1024
+
+# What a summary keeps of each text (From, its name and address, Subject, Message-ID), in
+# characters; a longer text is cut to MAX_TEXT - 1 characters plus "…", as is one whose field
+# was over MAX_FIELD_OCTETS. A listing shows 60 characters of a Subject and a line holds 998
+# octets, so no real header loses anything, while what popctl holds and caches per message stays
+# a few KB whatever the server claims (1,000 Subjects of 200 KB once took 613 MiB, issue 11).
+MAX_TEXT: Final = 1000
+
+_ELLIPSIS = "\u2026"
 
 
 class HeaderSummary(NamedTuple):
@@ -22,38 +44,71 @@ class HeaderSummary(NamedTuple):
     subject: str  # "" when there is no Subject
     date: str | None  # ISO 8601 with offset, None when missing or unparseable
     message_id: str | None
+    sender_name: str  # the first From mailbox's display name, decoded; "" when it has none
+    sender_address: str | None  # the first From mailbox's address; None when From has none
 
 
 # An encoded word (RFC 2047 section 2): charset (optionally with an RFC 2231 "*language"), Q or B,
 # encoded text without spaces or "?". Matched anywhere, not only between spaces, because mailers
 # in the wild glue them to neighbouring text and every mail client decodes those too.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]++)\?([QqBb])\?([^?\s]*+)\?=")
 # Only whitespace between two encoded words: RFC 2047 section 6.2 says it is dropped.
 _BLANK = re.compile(r"[ \t\r\n]*")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*")
 # The two From forms nearly every message uses, parsed without email.utils (which is slow): a
 # plain or quoted name then <addr>, or a bare address. Anything else goes to getaddresses.
+# Possessive quantifiers throughout, and no two neighbours that can match the same character:
+# the lazy name and the "[ \t]*" around it once backtracked over a run of white space, 21 s
+# for a 99 KB From (issue 11); now one pass, whatever the input.
 _SIMPLE_FROM = re.compile(
-    r'[ \t]*(?:"(?P<quoted>[^"\\]*)"|(?P<plain>[^"<>,;:@()\\]*?))'
-    r'[ \t]*<(?P<addr>[^<>\s",;()]+)>[ \t]*'
-    r'|[ \t]*(?P<bare>[^<>\s",;:()]+@[^<>\s",;:()]+)[ \t]*')
+    r'[ \t]*+(?:"(?P<quoted>[^"\\]*+)"[ \t]*+|(?P<plain>[^"<>,;:@()\\]*+))'
+    r'<(?P<addr>[^<>\s",;()]++)>[ \t]*+'
+    r'|[ \t]*+(?P<bare>[^<>\s",;:()@]++@[^<>\s",;:()]++)[ \t]*+')
+# RFC 5322 specials (3.2.3) but ".": a display name holding one is shown as a quoted-string, so
+# that "Garcia, Trent" <t@x> does not read back as two addresses. "." is left bare: obs-phrase
+# (4.1) allows it, every reader accepts "J. Smith <j@x>", and quoting initials is only noise.
+# Two spaces in a row are quoted too: readers fold them into one in a bare phrase.
+_NEEDS_QUOTES = re.compile(r'[()<>\[\]:;@\\,"]|  ')
 
 # C0 and C1 controls and DEL: ESC (and the single-byte CSI U+009B) start terminal escape
-# sequences. Tab, CR and LF become spaces: they separate words in an unfolded value.
+# sequences. Tab, CR and LF become spaces: they separate words in an unfolded value. Lone
+# surrogates (from UTF-7, say: "+2AA-" is U+D800) cannot be encoded in UTF-8, so they would make
+# the output and the header cache unwritable: they become U+FFFD.
 _CONTROLS: dict[int, str | None] = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROLS.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): " "})
+_CONTROLS.update({c: "\ufffd" for c in range(0xD800, 0xE000)})
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def _clean(text: str) -> str:
     return text.translate(_CONTROLS).strip()
 
 
+def _valid(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD: always encodable as UTF-8."""
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
+
+
+def _capped(text: str, cut: bool = False) -> str:
+    """``text`` cut to MAX_TEXT characters, ending with "…" when it was cut here or before
+    (``cut``: its field was longer than MAX_FIELD_OCTETS)."""
+    if len(text) > MAX_TEXT or (cut and text):
+        return text[:MAX_TEXT - 1].rstrip() + _ELLIPSIS
+    return text
+
+
 def _bytes_to_text(raw: bytes) -> str:
     """Header bytes as text: UTF-8 (RFC 6532) when valid, else Latin-1, which never fails and is
-    right for the most common 8-bit legacy headers."""
+    right for the most common 8-bit legacy headers. A UTF-8 character cut in two at the end (by
+    the MAX_FIELD_OCTETS cut) is dropped rather than turning the whole field into Latin-1."""
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as e:
+        if e.reason == "unexpected end of data" and e.end == len(raw):
+            try:
+                return raw[:e.start].decode("utf-8")
+            except UnicodeDecodeError:
+                pass
         return raw.decode("latin-1")
 
 
@@ -70,60 +125,82 @@ def _word_bytes(encoding: str, text: str) -> bytes | None:
     return binascii.a2b_base64(data.encode("ascii") + b"=" * (-len(data) % 4))
 
 
+# Python codecs that decode bytes to text but are no character set, so no mail may name them:
+# escape decoders turn "\ud800" into a lone surrogate and "\x1b" into ESC; punycode (and idna,
+# which calls it) is quadratic in its input (a 190 KB Subject took 3 s, issue 11); "charmap"
+# without a map and "undefined" are placeholders; mbcs and oem are the Windows locale's.
+_NOT_CHARSETS: Final = frozenset({
+    "unicode-escape", "raw-unicode-escape", "punycode", "idna", "charmap", "undefined", "mbcs",
+    "oem"})
+
+
 @functools.lru_cache(maxsize=64)
 def _charset(name: str) -> str | None:
-    """A Python text codec name for a MIME charset, or None if there is none."""
+    """A Python text codec name for a MIME charset, or None if there is none.
+
+    Only the standard library's character encodings qualify: not the bytes-to-bytes and
+    text-to-text transforms (base64, rot13: ``_is_text_encoding`` is False), not the codecs in
+    _NOT_CHARSETS, and not codecs registered by other packages (codecs are plug-ins: what one
+    does with hostile input is unknown).
+    """
     name = name.partition("*")[0]  # RFC 2231 language suffix: "utf-8*en"
     try:
-        codec = codecs.lookup(name).name
-        # LookupError for bytes-to-bytes codecs such as "base64"; "undefined" always fails.
-        b"a".decode(codec, "ignore")
-    except Exception:  # codecs are plug-ins: whatever one raises, it is no use to us
+        info = codecs.lookup(name)
+        module = getattr(info.incrementaldecoder, "__module__", None) or ""
+        if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS \
+                or not module.startswith("encodings."):
+            return None
+        b"a".decode(info.name, "ignore")  # "undefined"-like codecs fail even on ASCII
+    except Exception:  # whatever a codec raises, it is no use to us
         return None
-    return codec
+    return info.name
 
 
 def decode_words(value: str) -> str:
     """Decode the RFC 2047 encoded words in ``value``; anything undecodable is kept as it was.
 
     Adjacent encoded words in the same charset are decoded together, since mailers split multibyte
-    characters across words, and the whitespace between encoded words is dropped.
+    characters across words, and the whitespace between encoded words is dropped. The result is
+    valid Unicode (a lone surrogate a charset decodes to becomes U+FFFD) if ``value`` is.
     """
     if "=?" not in value:
         return value
     out: list[str] = []
     pos = 0
-    # Pending run of adjacent encoded words: (codec, octets, raw text of the run).
-    run: tuple[str, bytes, str] | None = None
+    # The pending run of adjacent encoded words: its codec, its octets (joined once, at the end:
+    # concatenating word by word would be quadratic) and where its raw text starts.
+    codec_of_run: str | None = None
+    octets: list[bytes] = []
+    run_start = 0
 
     def flush() -> None:
-        nonlocal run
-        if run is not None:
-            codec, octets, raw = run
+        nonlocal codec_of_run
+        if codec_of_run is not None:
             try:
-                out.append(octets.decode(codec, "replace"))
+                out.append(_valid(b"".join(octets).decode(codec_of_run, "replace")))
             except (LookupError, TypeError, ValueError):  # a codec that is not a text codec
-                out.append(raw)
-            run = None
+                out.append(value[run_start:pos])
+            codec_of_run = None
+            octets.clear()
 
     for match in _ENCODED_WORD.finditer(value):
         between = value[pos:match.start()]
-        pos = match.end()
         codec = _charset(match.group(1))
-        octets = _word_bytes(match.group(2), match.group(3))
-        if codec is None or octets is None:  # unknown charset or bad base64: keep the raw word
+        word = _word_bytes(match.group(2), match.group(3))
+        if codec is None or word is None:  # unknown charset or bad base64: keep the raw word
             flush()
             out.append(between + match.group(0))
-        elif run is not None and _BLANK.fullmatch(between):
-            if run[0] == codec:
-                run = (codec, run[1] + octets, run[2] + between + match.group(0))
-            else:
+        elif codec_of_run is not None and _BLANK.fullmatch(between):
+            if codec != codec_of_run:  # the blank between words goes even across charsets
                 flush()
-                run = (codec, octets, match.group(0))
+                codec_of_run, run_start = codec, match.start()
+            octets.append(word)
         else:
             flush()
             out.append(between)
-            run = (codec, octets, match.group(0))
+            codec_of_run, run_start = codec, match.start()
+            octets.append(word)
+        pos = match.end()
     flush()
     out.append(value[pos:])
     return "".join(out)
@@ -137,25 +214,25 @@ def _fields(data: bytes) -> list[tuple[str, bytes]]:
     """
     fields: list[tuple[str, bytes]] = []
     name: str | None = None
-    value = b""
+    value: list[bytes] = []  # the lines of the field, joined at its end: += would be quadratic
     for line in data.split(b"\n"):
         if line.endswith(b"\r"):
             line = line[:-1]
         if line[:1] in (b" ", b"\t"):
             if name is not None:
-                value += line  # unfolding removes only the line break (RFC 5322 2.2.3)
+                value.append(line)  # unfolding removes only the line break (RFC 5322 2.2.3)
             continue
         if name is not None:
-            fields.append((name, value))
+            fields.append((name, b"".join(value)))
             name = None
         if not line:
             break
         head, colon, rest = line.partition(b":")
         if colon:
             name = head.rstrip(b" \t").decode("ascii", "replace").lower()
-            value = rest
+            value = [rest]
     if name is not None:
-        fields.append((name, value))
+        fields.append((name, b"".join(value)))
     return fields
 
 
@@ -202,32 +279,47 @@ def _unstructured(value: str) -> str:
     return _clean(decode_words(value))
 
 
-def _display_sender(value: str) -> str:
-    """A From value for people: "Name <addr>" (name decoded) or the address alone."""
+def _mailbox(name: str, address: str) -> str:
+    """One mailbox for people and for RFC 5322 readers: the address alone, or the name (quoted
+    when it holds specials, with " and \\ escaped) then <address>."""
+    if not name:
+        return address
+    if _NEEDS_QUOTES.search(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
+
+
+class _Sender(NamedTuple):
+    display: str
+    name: str
+    address: str | None
+
+
+def _parse_sender(value: str) -> _Sender:
+    """A From value: its display form ("Name <addr>", names quoted as RFC 5322 needs, mailboxes
+    joined by ", "), and the first mailbox's decoded name and address."""
     simple = _SIMPLE_FROM.fullmatch(value)
     if simple is not None:
         if simple["bare"] is not None:
-            return _clean(simple["bare"])
+            address = _clean(simple["bare"])
+            return _Sender(address, "", address)
         name = _unstructured(simple["quoted"] if simple["quoted"] is not None else simple["plain"])
         address = _clean(simple["addr"])
-        return f"{name} <{address}>" if name else address
+        return _Sender(_mailbox(name, address), name, address)
     if "@" not in value:  # a bare name or junk: getaddresses would mangle it into an "address"
-        return _unstructured(value)
+        return _Sender(_unstructured(value), "", None)
     from email.utils import getaddresses  # ~10 ms to import: only for the unusual forms
 
     try:
         pairs = getaddresses([value])
     except Exception:  # email.utils is not hardened against every malformed input
         pairs = []
-    shown = []
-    for name, address in pairs:
-        if not address:
-            continue
-        name = _unstructured(name)
-        address = _clean(address)
-        shown.append(f"{name} <{address}>" if name else address)
-    # Nothing parsed as an address (junk, group syntax, a bare name): show the decoded text.
-    return ", ".join(shown) if shown else _unstructured(value)
+    mailboxes = [(_unstructured(name), _clean(address)) for name, address in pairs if address]
+    mailboxes = [(name, address) for name, address in mailboxes if address]
+    if not mailboxes:  # nothing parsed as an address (junk, group syntax): the decoded text
+        return _Sender(_unstructured(value), "", None)
+    return _Sender(", ".join(_mailbox(name, address) for name, address in mailboxes),
+                   *mailboxes[0])
 
 
 # The date form nearly every message uses (RFC 5322 3.3), read without email.utils: the same
@@ -272,23 +364,36 @@ def _parse_date_general(value: str) -> datetime | None:
     return when
 
 
+def _field_text(raw: bytes) -> tuple[str, bool]:
+    """A raw field value as text, cut to MAX_FIELD_OCTETS first; and whether it was cut."""
+    cut = len(raw) > MAX_FIELD_OCTETS
+    return _bytes_to_text(raw[:MAX_FIELD_OCTETS] if cut else raw), cut
+
+
 def summarize(data: bytes) -> HeaderSummary:
     """Sender, subject, date and Message-ID of a raw header block; never raises."""
-    fields = {name: _bytes_to_text(raw) for name, raw in _summary_fields(data).items()}
-    sender = fields.get("from")
-    subject = fields.get("subject")
-    when = parse_date(fields.get("date"))
-    message_id = _clean(fields.get("message-id") or "")
+    fields = {name: _field_text(raw) for name, raw in _summary_fields(data).items()}
+    sender, sender_cut = fields.get("from", (None, False))
+    subject, subject_cut = fields.get("subject", (None, False))
+    date, _date_cut = fields.get("date", (None, False))
+    message_id, id_cut = fields.get("message-id", ("", False))
+    when = parse_date(date)
+    parsed = _parse_sender(sender) if sender is not None else _Sender("", "", None)
+    message_id = _capped(_clean(message_id), id_cut)
     return HeaderSummary(
-        sender=_display_sender(sender) if sender is not None else "",
-        subject=_unstructured(subject) if subject is not None else "",
+        sender=_capped(parsed.display, sender_cut),
+        subject=_capped(_unstructured(subject), subject_cut) if subject is not None else "",
         date=when.isoformat() if when is not None else None,
         message_id=message_id or None,
+        sender_name=_capped(parsed.name),
+        sender_address=_capped(parsed.address) if parsed.address is not None else None,
     )
 
 
 def header_values(data: bytes, name: str) -> list[str]:
-    """The decoded value of every ``name`` field in a raw header block (case-insensitive)."""
+    """The decoded value of every ``name`` field in a raw header block (case-insensitive); each
+    value is decoded from its first MAX_FIELD_OCTETS only (not capped to MAX_TEXT: this is
+    what ``--header`` filters match, never stored)."""
     wanted = name.strip().lower()
-    return [_unstructured(_bytes_to_text(raw)) for field_name, raw in _fields(data)
+    return [_unstructured(_field_text(raw)[0]) for field_name, raw in _fields(data)
             if field_name == wanted]

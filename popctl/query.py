@@ -84,23 +84,31 @@ class Query:
 class Row:
     """One message of a listing; ``to_record`` gives its JSON form."""
 
-    __slots__ = ("_headers", "date", "number", "sender", "size", "subject", "uid")
+    __slots__ = ("_headers", "date", "number", "sender", "sender_address", "sender_name", "size",
+                 "subject", "uid")
 
     def __init__(self, number: int, size: int, uid: str | None = None) -> None:
         self.number, self.size, self.uid = number, size, uid
         self.sender: str | None = None
         self.subject: str | None = None
         self.date: str | None = None
+        self.sender_name: str | None = None
+        self.sender_address: str | None = None
         self._headers: bytes | None = None
 
     def __repr__(self) -> str:
         return (f"Row(number={self.number!r}, size={self.size!r}, uid={self.uid!r}, "
                 f"sender={self.sender!r}, subject={self.subject!r}, date={self.date!r})")
 
-    def to_record(self, with_headers: bool) -> dict[str, object]:
+    def to_record(self, with_headers: bool, from_parts: bool = False) -> dict[str, object]:
+        """The record (docs/JSON.md); ``from_parts`` adds ``from_name`` and ``from_address``
+        after the headers (JSON and NDJSON have them; CSV and the table keep 0.1's columns)."""
         record: dict[str, object] = {"number": self.number, "size": self.size, "uid": self.uid}
         if with_headers:
             record.update({"from": self.sender, "subject": self.subject, "date": self.date})
+            if from_parts:
+                record.update({"from_name": self.sender_name,
+                               "from_address": self.sender_address})
         return record
 
 
@@ -273,9 +281,11 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
             got = next(fetched)
             summary = header_parsing.summarize(got.data)
             row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
+            row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
             row._headers = got.data
             if cache is not None and row.uid is not None and row.uid not in shared:
-                cache.put(row.uid, row.size, row.sender, row.subject, row.date)
+                cache.put(row.uid, row.size, row.sender, row.subject, row.date,
+                          row.sender_name, row.sender_address)
         if progress is not None:
             progress(1)
         if _matches(query, row, older, newer):
@@ -288,5 +298,5 @@ def _from_cache(cache: HeaderCache, row: Row) -> bool:
     entry = cache.get(row.uid, row.size) if row.uid is not None else None
     if entry is None:
         return False
-    _size, row.sender, row.subject, row.date = entry
+    _size, row.sender, row.subject, row.date, row.sender_name, row.sender_address = entry
     return True

@@ -33,12 +33,14 @@ def _cache(tmp_path: Path, account: str = ACCOUNT) -> HeaderCache:
 def test_round_trip_by_uid_and_size(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     assert len(cache) == 0 and cache.get("u1", 10) is None
-    cache.put("u1", 10, "Ann <a@example.org>", "Grüße", "2020-03-02T09:15:00+01:00")
-    cache.put("u2", 20, "", "", None)
+    cache.put("u1", 10, '"Ann, Dr" <a@example.org>', "Grüße", "2020-03-02T09:15:00+01:00",
+              "Ann, Dr", "a@example.org")
+    cache.put("u2", 20, "", "", None, "", None)
     assert cache.save()
     again = _cache(tmp_path)
-    assert again.get("u1", 10) == (10, "Ann <a@example.org>", "Grüße", "2020-03-02T09:15:00+01:00")
-    assert again.get("u2", 20) == (20, "", "", None)
+    assert again.get("u1", 10) == (10, '"Ann, Dr" <a@example.org>', "Grüße",
+                                   "2020-03-02T09:15:00+01:00", "Ann, Dr", "a@example.org")
+    assert again.get("u2", 20) == (20, "", "", None, "", None)
     # the same UID with another size is not trusted (a server reusing UIDs, a rewritten message)
     assert again.get("u1", 11) is None
     assert (again.hits, again.misses) == (2, 1)
@@ -83,25 +85,35 @@ def test_prune_forgets_messages_gone_from_the_server(tmp_path: Path) -> None:
     assert set(json.loads(Path(cache.path).read_bytes())["entries"]) == {"b"}
 
 
+_HEAD = b'{"popctl-header-cache":2,"account":"me@pop.example.org:995",'
+
+
 @pytest.mark.parametrize("content", [
-    b"", b"{", b"\xff\xfe garbage", b"[]", b"null", b'{"popctl-header-cache": 1}',
-    b'{"popctl-header-cache": 99, "account": "me@pop.example.org:995", "entries": {}}',
-    b'{"popctl-header-cache": 1, "account": "other@x:1", "entries": {"u": [1, "a", "b", null]}}',
-    b'{"popctl-header-cache": 1, "account": "me@pop.example.org:995", "entries": []}',
-    b'{"popctl-header-cache": 1, "account": "me@pop.example.org:995", '
-    b'"entries": {"u": [1, "a", "b", null], "v": ["1", "a", "b", null]}}',
-    b'{"popctl-header-cache": 1, "account": "me@pop.example.org:995", "entries": {"u": [1, 2]}}',
+    b"", b"{", b"\xff\xfe garbage", b"[]", b"null", b'{"popctl-header-cache":2}',
+    b'{"popctl-header-cache":99,"account":"me@pop.example.org:995","entries":{}}',
+    # what 0.1.0 wrote: format 1, entries without the From name and address
+    b'{"popctl-header-cache":1,"account":"me@pop.example.org:995",'
+    b'"entries":{"u":[1,"a","b",null]}}',
+    b'{"popctl-header-cache":2,"account":"other@x:1","entries":{"u":[1,"a","b",null,"",null]}}',
+    _HEAD + b'"entries":[]}',
+    _HEAD + b'"entries":{"u":[1,"a","b",null,"",null],"v":["1","a","b",null,"",null]}}',
+    _HEAD + b'"entries":{"u":[1,2]}}',
+    _HEAD + b'"entries":{"u":[1,"a","b",null]}}',
+    # what no popctl writes: a lone surrogate (which could not be written back), an over-long text
+    _HEAD + b'"entries":{"u":[1,"\\ud800","b",null,"",null]}}',
+    _HEAD + b'"entries":{"u":[1,"a","' + b"x" * 1001 + b'",null,"",null]}}',
 ], ids=["empty", "truncated", "not-utf8", "list", "null", "no-entries", "other-version",
-        "other-account", "entries-not-a-map", "bad-size", "short-entry"])
+        "version-1", "other-account", "entries-not-a-map", "bad-size", "short-entry",
+        "four-fields", "surrogate", "too-long"])
 def test_corrupt_file_is_discarded_and_replaced(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "c" / "headers.json"
     path.parent.mkdir()
     path.write_bytes(content)
     cache = _cache(tmp_path)
     assert len(cache) == 0 and cache.get("u", 1) is None
-    cache.put("u", 1, "a", "b", None)
+    cache.put("u", 1, "a", "b", None, "", None)
     assert cache.save()
-    assert _cache(tmp_path).get("u", 1) == (1, "a", "b", None)
+    assert _cache(tmp_path).get("u", 1) == (1, "a", "b", None, "", None)
 
 
 def test_directory_is_a_file_or_unwritable_is_not_fatal(tmp_path: Path) -> None:
@@ -341,3 +353,29 @@ def test_corrupt_cache_file_is_not_fatal(carol: DovecotServer) -> None:
     again = _popctl(carol, "list", "--json")
     assert again.stdout == first.stdout and len(_tops(again)) == 3
     assert len(json.loads(path.read_bytes())["entries"]) == 3  # replaced by a good one
+
+
+# --- hostile text (issue 11) ---------------------------------------------------------------------
+
+
+def test_entry_texts_are_valid_and_bounded_whatever_put_is_given(tmp_path: Path) -> None:
+    from popctl.cache import MAX_ENTRY_TEXT
+    from popctl.headers import MAX_TEXT
+
+    assert MAX_ENTRY_TEXT == MAX_TEXT  # the cache keeps whatever a summary holds, no more
+    cache = _cache(tmp_path)
+    cache.put("u", 1, "a\ud800b", "s" * 200_000, None, "\udfff", "x@y")
+    assert cache.save()  # 0.1.0 raised UnicodeEncodeError here, on every run
+    entry = _cache(tmp_path).get("u", 1)
+    assert entry is not None
+    assert entry[1] == "a\ufffdb" and entry[4] == "\ufffd" and entry[5] == "x@y"
+    assert entry[2] == "s" * (MAX_ENTRY_TEXT - 1) + "\u2026"
+    assert Path(cache.path).stat().st_size < 1200
+
+
+def test_an_account_that_cannot_be_encoded_is_not_fatal(tmp_path: Path) -> None:
+    # a user name from argv with bytes that are not UTF-8 (surrogateescape): nothing raises
+    cache = HeaderCache("b\udcffd@pop:110", tmp_path / "c" / "headers.json")
+    cache.put("u", 1, "a", "b", None)
+    assert cache.save() is False
+    assert cache_path("b\udcffd@pop:110", tmp_path).endswith(".json")

@@ -87,6 +87,9 @@ def _messages(recent: datetime) -> list[bytes]:
 FROMS = ["Jürgen Müller <juergen@example.de>", "Alice Example <alice@example.org>",
          "carol@example.net"]
 SUBJECTS = ["Grüße aus München", "Café, au lait", "\U0001f4e6 Paket unterwegs"]
+# JSON's from_name and from_address (issue 11): the From display form taken apart.
+FROM_PARTS = [("Jürgen Müller", "juergen@example.de"), ("Alice Example", "alice@example.org"),
+              ("", "carol@example.net")]
 
 
 @dataclass
@@ -120,7 +123,9 @@ class Box:
         """The JSON record `list` gives message ``number`` (1-based, as delivered)."""
         return {"number": number, "size": len(self.messages[number - 1]),
                 "uid": self.uid(number), "from": FROMS[number - 1],
-                "subject": SUBJECTS[number - 1], "date": self.date(number), **extra}
+                "subject": SUBJECTS[number - 1], "date": self.date(number),
+                "from_name": FROM_PARTS[number - 1][0], "from_address": FROM_PARTS[number - 1][1],
+                **extra}
 
     def count(self) -> int:
         result = self.run("stat", "--json")
@@ -234,7 +239,8 @@ def test_list_json_exact(box: Box) -> None:
     result = box.run("list", "--json")
     assert outcome(result) == (0, pretty([box.record(n) for n in (1, 2, 3)]), "")
     records = json.loads(result.stdout)
-    assert [list(r) for r in records] == [["number", "size", "uid", "from", "subject", "date"]] * 3
+    assert [list(r) for r in records] == [["number", "size", "uid", "from", "subject", "date",
+                                           "from_name", "from_address"]] * 3
     assert datetime.fromisoformat(records[1]["date"]) == box.recent
     assert records[2]["date"] is None  # no Date header
 
@@ -1003,7 +1009,8 @@ def test_sandbox_list_json() -> None:
     records = json.loads(result.stdout)
     assert len(records) == 50
     assert [r["number"] for r in records] == list(range(1, 51))
-    assert all(list(r) == ["number", "size", "uid", "from", "subject", "date"] for r in records)
+    assert all(list(r) == ["number", "size", "uid", "from", "subject", "date", "from_name",
+                           "from_address"] for r in records)
     assert len([r for r in records if r["size"] > MIB]) == 3
 
 

@@ -352,7 +352,7 @@ def command_config(path: Path, marker: Path) -> None:
 
 def test_a_config_anyone_can_write_is_refused_and_its_command_never_runs(
         tmp_path: Path) -> None:
-    path, marker = Path(os.environ["POPCTL_CONFIG"]), tmp_path / "ran"
+    path, marker = Path(config.config_path()), tmp_path / "ran"
     command_config(path, marker)
     path.chmod(0o666)
     assert run_cli("--all-accounts", "stat") == (
@@ -366,7 +366,7 @@ def test_a_config_anyone_can_write_is_refused_and_its_command_never_runs(
 
 @ROOT_ONLY
 def test_a_config_its_group_can_write_is_refused(tmp_path: Path) -> None:
-    path, marker = Path(os.environ["POPCTL_CONFIG"]), tmp_path / "ran"
+    path, marker = Path(config.config_path()), tmp_path / "ran"
     command_config(path, marker)
     os.chown(path, -1, 4242424)  # a group of no one: not the owner's private group
     path.chmod(0o664)
@@ -382,7 +382,7 @@ def test_a_group_writable_config_in_a_private_group_is_used() -> None:
     alone = {p.pw_name for p in pwd.getpwall() if p.pw_gid == me.pw_gid} | set(primary.gr_mem)
     if alone != {me.pw_name}:
         pytest.skip(f"group {primary.gr_name} is not a private group here")
-    path = Path(os.environ["POPCTL_CONFIG"])
+    path = Path(config.config_path())
     path.write_text('[accounts.work]\nhost = "h"\nuser = "u"\n')
     os.chown(path, -1, me.pw_gid)
     path.chmod(0o664)
@@ -392,7 +392,7 @@ def test_a_group_writable_config_in_a_private_group_is_used() -> None:
 
 @ROOT_ONLY
 def test_a_config_of_another_user_is_refused(tmp_path: Path) -> None:
-    path, marker = Path(os.environ["POPCTL_CONFIG"]), tmp_path / "ran"
+    path, marker = Path(config.config_path()), tmp_path / "ran"
     command_config(path, marker)
     os.chown(path, NOBODY, NOBODY)
     assert run_cli("--all-accounts", "stat") == (
@@ -450,7 +450,7 @@ def test_a_symlinked_config_is_judged_by_the_file_it_reaches(
 @pytest.mark.parametrize(("opening", "closing"), [("[", "]"), ("{a=", "}")],
                          ids=["arrays", "inline-tables"])
 def test_absurdly_deep_toml_is_a_config_error(opening: str, closing: str) -> None:
-    path = Path(os.environ["POPCTL_CONFIG"])
+    path = Path(config.config_path())
     path.write_text("x = " + opening * 100_000 + "1" + closing * 100_000 + "\n")
     assert run_cli("account", "list") == (
         2, "", f"Error: {path}: TOML nested too deeply (arrays or inline tables inside one "
@@ -464,7 +464,7 @@ def test_absurdly_deep_toml_is_a_config_error(opening: str, closing: str) -> Non
 ], ids=["table-name", "dotted-key", "inline-table-key"])
 def test_absurdly_dotted_keys_are_refused_before_tomllib_chews_on_them(text: str,
                                                                        line: int) -> None:
-    path = Path(os.environ["POPCTL_CONFIG"])
+    path = Path(config.config_path())
     path.write_text(text)
     start = time.monotonic()
     assert run_cli("account", "list") == (

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from keyring.backends import fail
 from keyrings.alt.file import PlaintextKeyring
 
-from popctl import credentials
+from popctl import config, credentials
 from popctl.cli import cli
 from popctl.errors import ConfigError, ExitCode, NoCredentialsError
 from tests.test_security import assert_hidden
@@ -167,7 +167,7 @@ ALL_ACCOUNTS_FAILED = "Error: {n} of {n} account(s) failed\n"
 
 
 def write_config(text: str) -> Path:
-    path = Path(os.environ["POPCTL_CONFIG"])
+    path = Path(config.config_path())
     path.write_text(text)
     return path
 

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popctl.headers import HeaderSummary, decode_words, header_values, parse_date, summarize
+from popctl.headers import (
+    MAX_FIELD_OCTETS,
+    MAX_TEXT,
+    HeaderSummary,
+    decode_words,
+    header_values,
+    parse_date,
+    summarize,
+)
 
 
 def block(*lines: str, eol: bytes = b"\r\n") -> bytes:
@@ -31,6 +39,8 @@ def test_summarize_basic() -> None:
         subject="Quarterly report",
         date="2026-11-20T14:03:00+01:00",
         message_id="<20261120.1@example.org>",
+        sender_name="Alice Example",
+        sender_address="alice@example.org",
     )
 
 
@@ -39,11 +49,12 @@ def test_lf_line_ends_give_the_same_summary() -> None:
 
 
 def test_empty_input() -> None:
-    assert summarize(b"") == HeaderSummary(sender="", subject="", date=None, message_id=None)
+    assert summarize(b"") == HeaderSummary(sender="", subject="", date=None, message_id=None,
+                                           sender_name="", sender_address=None)
 
 
 def test_missing_date_from_subject_message_id() -> None:
-    assert summarize(block("To: bob@example.net")) == HeaderSummary("", "", None, None)
+    assert summarize(block("To: bob@example.net")) == HeaderSummary("", "", None, None, "", None)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +115,7 @@ def test_folded_headers_are_unfolded() -> None:
 
 def test_parsing_stops_at_the_blank_line() -> None:
     data = b"Subject: real\r\n\r\nSubject: from the body\r\nFrom: body@example.org\r\n"
-    assert summarize(data) == HeaderSummary("", "real", None, None)
+    assert summarize(data) == HeaderSummary("", "real", None, None, "", None)
 
 
 def test_first_occurrence_wins() -> None:
@@ -113,7 +124,8 @@ def test_first_occurrence_wins() -> None:
 
 def test_truncated_block() -> None:
     data = b"From: alice@example.org\r\nSubject: cut off in the mid"
-    assert summarize(data) == HeaderSummary("alice@example.org", "cut off in the mid", None, None)
+    assert summarize(data) == HeaderSummary("alice@example.org", "cut off in the mid", None, None,
+                                            "", "alice@example.org")
 
 
 def test_junk_lines_are_skipped() -> None:
@@ -144,25 +156,49 @@ def test_control_characters_are_removed(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "expected", "name", "address"),
     [
-        ("alice@example.org", "alice@example.org"),
-        ("<alice@example.org>", "alice@example.org"),
-        ("Alice <alice@example.org>", "Alice <alice@example.org>"),
-        ('"Example, Alice" <alice@example.org>', "Example, Alice <alice@example.org>"),
-        ('"Mr \\"X\\"" <x@example.org>', 'Mr "X" <x@example.org>'),
-        ("=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <j@example.org>", "Jörg Müller <j@example.org>"),
-        ('"=?utf-8?q?J=C3=B6rg?=" <j@example.org>', "Jörg <j@example.org>"),
-        ("alice@example.org (Alice)", "Alice <alice@example.org>"),
-        ("a@example.org, Bob <b@example.org>", "a@example.org, Bob <b@example.org>"),
-        ("Mailer Daemon", "Mailer Daemon"),
-        ("=?utf-8?q?Nur_ein_Name?=", "Nur ein Name"),
-        ("undisclosed-recipients:;", "undisclosed-recipients:;"),
-        ("\x1b[2J <evil@example.org>", "[2J <evil@example.org>"),
+        ("alice@example.org", "alice@example.org", "", "alice@example.org"),
+        ("<alice@example.org>", "alice@example.org", "", "alice@example.org"),
+        ("Alice <alice@example.org>", "Alice <alice@example.org>", "Alice", "alice@example.org"),
+        # a name holding specials keeps its quotes (issue 11): it must not read as two addresses
+        ('"Example, Alice" <alice@example.org>', '"Example, Alice" <alice@example.org>',
+         "Example, Alice", "alice@example.org"),
+        ('"Mr \\"X\\"" <x@example.org>', '"Mr \\"X\\"" <x@example.org>', 'Mr "X"',
+         "x@example.org"),
+        ('"a\\\\b" <x@example.org>', '"a\\\\b" <x@example.org>', "a\\b", "x@example.org"),
+        ('"Alice Example" <alice@example.org>', "Alice Example <alice@example.org>",
+         "Alice Example", "alice@example.org"),  # no specials: no quotes needed
+        ("J. Smith <j@example.org>", "J. Smith <j@example.org>", "J. Smith", "j@example.org"),
+        # readers fold a run of spaces in a bare name into one: quoted, it reads back as it is
+        ("=?utf-8?q?Ann__Lee?= <a@example.org>", '"Ann  Lee" <a@example.org>', "Ann  Lee",
+         "a@example.org"),
+        ("=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <j@example.org>", "Jörg Müller <j@example.org>",
+         "Jörg Müller", "j@example.org"),
+        ("=?utf-8?q?M=C3=BCller=2C_J=C3=B6rg?= <j@example.org>",
+         '"Müller, Jörg" <j@example.org>', "Müller, Jörg", "j@example.org"),
+        ('"=?utf-8?q?J=C3=B6rg?=" <j@example.org>', "Jörg <j@example.org>", "Jörg",
+         "j@example.org"),
+        ("alice@example.org (Alice)", "Alice <alice@example.org>", "Alice", "alice@example.org"),
+        ("a@example.org, Bob <b@example.org>", "a@example.org, Bob <b@example.org>", "",
+         "a@example.org"),
+        ('"Garcia, Trent" <t@example.org>, "Lee; Ann" <a@example.org>',
+         '"Garcia, Trent" <t@example.org>, "Lee; Ann" <a@example.org>', "Garcia, Trent",
+         "t@example.org"),
+        ("Mailer Daemon", "Mailer Daemon", "", None),
+        ("=?utf-8?q?Nur_ein_Name?=", "Nur ein Name", "", None),
+        ("undisclosed-recipients:;", "undisclosed-recipients:;", "", None),
+        ("\x1b[2J <evil@example.org>", '"[2J" <evil@example.org>', "[2J", "evil@example.org"),
     ],
 )
-def test_sender_display_form(raw: str, expected: str) -> None:
-    assert summarize(block(f"From: {raw}")).sender == expected
+def test_sender_display_form(raw: str, expected: str, name: str, address: str | None) -> None:
+    summary = summarize(block(f"From: {raw}"))
+    assert (summary.sender, summary.sender_name, summary.sender_address) == (
+        expected, name, address)
+    if address is not None:  # the display form reads back as the same mailboxes
+        from email.utils import getaddresses
+
+        assert getaddresses([summary.sender])[0] == (name, address)
 
 
 @pytest.mark.parametrize(
@@ -323,3 +359,255 @@ def test_parse_date_fast_path_agrees_with_email_utils(pieces: tuple[str, ...]) -
     text = "".join(pieces)
     fast, general = parse_date(text), _parse_date_general(text.strip())
     assert (fast.isoformat() if fast else None) == (general.isoformat() if general else None)
+
+
+# --- hostile headers (issue 11) ------------------------------------------------------------------
+
+# Every codec name Python knows of that is not a MIME charset, and some that are: what an encoded
+# word may claim.
+ODD_CHARSETS = ["utf-7", "unicode_escape", "raw_unicode_escape", "punycode", "idna", "rot13",
+                "rot_13", "base64", "hex", "zlib", "bz2", "uu", "quopri", "undefined", "charmap",
+                "mbcs", "oem", "utf-16", "utf-16-le", "utf-32", "utf-8-sig", "utf-8", "latin-1",
+                "gb2312", "iso-2022-jp", "shift_jis", "big5", "cp1252", "koi8-r", "palmos",
+                "x-unknown", "utf-8*en", ""]
+
+
+def _word(charset: str, encoding: str, octets: bytes) -> bytes:
+    import base64
+
+    text = base64.b64encode(octets) if encoding == "B" else b"".join(b"=%02X" % b for b in octets)
+    return b"=?%s?%s?%s?=" % (charset.encode("ascii", "replace"), encoding.encode(), text)
+
+
+_CHARSET_NAMES = st.one_of(st.sampled_from(ODD_CHARSETS),
+                           st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126,
+                                                          blacklist_characters="?"),
+                                   min_size=1, max_size=20))
+_WORDS = st.lists(st.builds(_word, _CHARSET_NAMES, st.sampled_from(["Q", "B"]),
+                            st.binary(max_size=30)), max_size=5)
+
+
+def _assert_valid(summary: HeaderSummary) -> None:
+    for text in summary:
+        if text is not None:
+            text.encode("utf-8")  # no lone surrogate, whatever a charset decoded to
+            assert len(text) <= MAX_TEXT
+            assert not any(unicodedata.category(c) == "Cc" for c in text)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200), _WORDS, st.binary(max_size=200), _WORDS, st.binary(max_size=60))
+def test_any_bytes_and_any_charset_give_valid_text_and_a_cache_that_round_trips(
+        subject: bytes, subject_words: list[bytes], sender: bytes, sender_words: list[bytes],
+        date: bytes) -> None:
+    import tempfile
+
+    from popctl.cache import HeaderCache
+
+    clean = [v.replace(b"\r", b" ").replace(b"\n", b" ") for v in (subject, sender, date)]
+    data = (b"Subject: " + clean[0] + b" ".join(subject_words) + b"\r\nFrom: "
+            + b" ".join(sender_words) + clean[1] + b"\r\nDate: " + clean[2] + b"\r\n\r\n")
+    summary = summarize(data)
+    _assert_valid(summary)
+    for name in ("Subject", "From"):
+        for value in header_values(data, name):
+            value.encode("utf-8")
+    with tempfile.TemporaryDirectory() as directory:
+        cache = HeaderCache("a@b:1", f"{directory}/c.json")
+        cache.put("u", 1, summary.sender, summary.subject, summary.date, summary.sender_name,
+                  summary.sender_address)
+        assert cache.save()
+        assert HeaderCache("a@b:1", f"{directory}/c.json").get("u", 1) == (
+            1, summary.sender, summary.subject, summary.date, summary.sender_name,
+            summary.sender_address)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("=?utf-7?q?+2AA-?=", "\ufffd"),  # UTF-7 decodes "+2AA-" to a lone U+D800
+    ("=?utf-7?q?a+2AA-b?= c", "a\ufffdb c"),
+    ("=?utf-7?q?+2D3eAQ-?=", "\U0001f601"),  # a surrogate pair is one character: kept
+    ("=?utf-16-le?b?ANg=?=", "\ufffd"),  # a lone surrogate in UTF-16: the codec replaces it
+])
+def test_lone_surrogates_become_replacement_characters(raw: str, expected: str) -> None:
+    assert decode_words(raw) == expected
+    assert summarize(block(f"Subject: {raw}")).subject == expected
+
+
+@pytest.mark.parametrize("charset", [
+    "unicode_escape", "unicode-escape", "raw_unicode_escape", "punycode", "idna", "rot13",
+    "rot_13", "base64", "hex", "zlib", "bz2", "uu", "quopri", "undefined", "charmap", "mbcs",
+    "oem", "x-unknown", "", "utf-8\x00",
+])
+def test_codecs_that_are_no_charset_are_refused(charset: str) -> None:
+    from popctl.headers import _charset
+
+    assert _charset(charset) is None
+    raw = f"=?{charset}?q?=5Cud800_=5Cx1b_abc?="
+    if charset and "\x00" not in charset:
+        assert decode_words(raw) == raw  # kept as it was: visible, not decoded
+
+
+@pytest.mark.parametrize("charset", [
+    "utf-8", "UTF-8", "us-ascii", "iso-8859-1", "iso-8859-15", "windows-1252", "cp1252",
+    "koi8-r", "utf-7", "utf-16", "gb2312", "gbk", "gb18030", "big5", "shift_jis", "euc-jp",
+    "iso-2022-jp", "euc-kr", "tis-620", "utf-8*de",
+])
+def test_real_charsets_are_accepted(charset: str) -> None:
+    from popctl.headers import _charset
+
+    assert _charset(charset) is not None
+
+
+def test_a_codec_registered_by_another_package_is_not_trusted() -> None:
+    import codecs
+
+    from popctl.headers import _charset
+
+    def search(name: str) -> codecs.CodecInfo | None:
+        if name != "x_popctl_test":
+            return None
+        utf8 = codecs.lookup("utf-8")
+        return codecs.CodecInfo(utf8.encode, utf8.decode, name="x-popctl-test")
+
+    codecs.register(search)
+    try:
+        assert codecs.lookup("x-popctl-test").name == "x-popctl-test"
+        assert _charset("x-popctl-test") is None
+    finally:
+        codecs.unregister(search)
+
+
+# Field shapes that made 0.1.0's parsers quadratic (or worse), each about 99 KB: every one is now
+# cut to MAX_FIELD_OCTETS and parsed in one pass.
+def _fold(value: str) -> str:
+    from benchmarks.hostile_headers import fold
+
+    return fold(value)
+
+
+HOSTILE_FIELDS = {
+    "name-then-blanks": "From: " + _fold("Mallory" + " " * 99_000 + "x"),
+    "blanks-then-name": "From: " + _fold(" " * 99_000 + "x"),
+    "blanks-then-address": "From: " + _fold("Mallory" + " " * 99_000 + "<a@b.example>"),
+    "tabs": "From: Mallory" + "\t" * 99_000 + "x",
+    "many-ats": "From: " + _fold("a@" * 49_000 + "b"),
+    "quotes-and-ats": "From: " + _fold('"@' * 49_000),
+    "angles-and-ats": "From: " + _fold("<@" * 49_000),
+    "many-mailboxes": "From: " + _fold(", ".join(f'"L{i}, F" <u{i}@x.example>'
+                                                 for i in range(3_300))),
+    "encoded-word-starts": "Subject: " + "=?" * 49_000,
+    "half-encoded-words": "Subject: " + "=?a?q?" * 16_000,
+    "adjacent-words": "Subject: " + _fold(" ".join(["=?utf-8?q?abc?="] * 6_600)),
+    "punycode-digits": "Subject: " + _fold(" ".join(["=?punycode?q?" + "9" * 60 + "?="] * 1_300)),
+    "long-date": "Date: " + _fold("Fri, 20 Nov 2026 14:03:00 +0100 " + "(x) " * 25_000),
+}
+
+
+@pytest.mark.parametrize("field", list(HOSTILE_FIELDS), ids=list(HOSTILE_FIELDS))
+def test_hostile_fields_are_parsed_in_bounded_time(field: str) -> None:
+    data = HOSTILE_FIELDS[field].encode() + b"\r\n\r\n"
+    start = time.perf_counter()
+    summary = summarize(data)
+    header_values(data, field.split(":")[0] if ":" in field else "From")
+    elapsed = time.perf_counter() - start
+    _assert_valid(summary)
+    # 0.1.0 took 21 s for "name-then-blanks" and did not finish "blanks-then-name" in minutes;
+    # now each takes about a millisecond. The bound leaves room for a loaded test machine.
+    assert elapsed < 0.5, f"{elapsed:.2f} s"
+
+
+def test_parsers_never_see_more_than_max_field_octets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from popctl import headers
+
+    seen: list[int] = []
+    parse_sender, unstructured = headers._parse_sender, headers._unstructured
+
+    def sender_spy(value: str) -> headers._Sender:
+        seen.append(len(value.encode()))
+        return parse_sender(value)
+
+    def unstructured_spy(value: str) -> str:
+        seen.append(len(value.encode()))
+        return unstructured(value)
+
+    monkeypatch.setattr(headers, "_parse_sender", sender_spy)
+    monkeypatch.setattr(headers, "_unstructured", unstructured_spy)
+    data = b"From: " + b"a" * 200_000 + b"\r\nSubject: " + b"b " * 100_000 + b"\r\n\r\n"
+    summary = summarize(data)
+    assert seen and max(seen) <= MAX_FIELD_OCTETS
+    assert summary.sender == "a" * (MAX_TEXT - 1) + "\u2026"
+    assert summary.subject == ("b " * MAX_TEXT)[:MAX_TEXT - 1].rstrip() + "\u2026"
+
+
+def test_texts_are_cut_at_max_text_with_an_ellipsis() -> None:
+    # 200 KB of Subject: 1,000 characters kept, the last one "…"
+    summary = summarize(block("Subject: " + "x" * 200_000, "Message-ID: <" + "m" * 5000 + ">"))
+    assert len(summary.subject) == MAX_TEXT and summary.subject.endswith("\u2026")
+    assert summary.message_id is not None and len(summary.message_id) == MAX_TEXT
+    # exactly MAX_TEXT characters: nothing cut
+    assert summarize(block("Subject: " + "y" * MAX_TEXT)).subject == "y" * MAX_TEXT
+    # a field cut at MAX_FIELD_OCTETS whose text is shorter still says it was cut
+    words = " ".join(["=?utf-8?q?=E4=B8=AD=E6=96=87?="] * 800)  # 23 KB of encoded words
+    subject = summarize(block("Subject: " + words)).subject
+    assert subject.endswith("\u2026") and set(subject[:-1]) == {"中", "文"}
+    # a long name and address: each is cut the same way
+    summary = summarize(block(f"From: {'N' * 3000} <{'a' * 3000}@example.org>"))
+    assert summary.sender_name == "N" * (MAX_TEXT - 1) + "\u2026"
+    assert summary.sender_address == "a" * (MAX_TEXT - 1) + "\u2026"
+
+
+def test_a_utf8_character_cut_in_two_by_the_octet_limit_stays_utf8() -> None:
+    from popctl.headers import _bytes_to_text
+
+    value = "é" * MAX_FIELD_OCTETS  # two octets each: the cut falls inside or between them
+    data = b"Subject: x" + value.encode() + b"\r\n\r\n"
+    assert set(summarize(data).subject[1:-1]) == {"é"}
+    assert _bytes_to_text("aé".encode()[:-1]) == "a"  # the half character is dropped
+    assert _bytes_to_text(b"a\xff") == "a\xff"  # not UTF-8 at all: Latin-1, as before
+
+
+def test_many_short_continuation_lines_are_unfolded_in_linear_time() -> None:
+    data = b"X-Long: start\r\n" + b" a\r\n" * 60_000 + b"Subject: s\r\n\r\n"
+    start = time.perf_counter()
+    [value] = header_values(data, "X-Long")
+    assert time.perf_counter() - start < 0.5
+    assert value.startswith("start a a")  # decoded from the first MAX_FIELD_OCTETS only
+    assert header_values(data, "Subject") == ["s"]
+
+
+_NAME_TEXT = st.text(alphabet=st.sampled_from(list('ab Zé中,;:"\\()<>[]@.\'-_!#')),
+                     min_size=1, max_size=20)
+
+
+@settings(max_examples=200)
+@given(_NAME_TEXT, st.sampled_from(["a@example.org", "first.last+tag@sub.example.net"]),
+       st.sampled_from(["B", "quoted"]))
+def test_display_form_reads_back_as_the_same_single_mailbox(name: str, address: str,
+                                                             form: str) -> None:
+    import base64
+    from email.utils import getaddresses
+
+    if form == "B":
+        raw = f"=?utf-8?b?{base64.b64encode(name.encode()).decode()}?= <{address}>"
+    else:
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        raw = f'"{escaped}" <{address}>'
+    summary = summarize(block(f"From: {raw}"))
+    expected_name = name.strip()
+    assert (summary.sender_name, summary.sender_address) == (expected_name, address)
+    assert getaddresses([summary.sender]) == [(expected_name, address)]
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(_NAME_TEXT, st.sampled_from(["a@x.example", "b.c@y.example"])),
+                min_size=1, max_size=4))
+def test_several_mailboxes_read_back_as_as_many(mailboxes: list[tuple[str, str]]) -> None:
+    import base64
+    from email.utils import getaddresses
+
+    raw = ", ".join(f"=?utf-8?b?{base64.b64encode(n.encode()).decode()}?= <{a}>"
+                    for n, a in mailboxes)
+    summary = summarize(block(f"From: {raw}"))
+    assert getaddresses([summary.sender]) == [(n.strip(), a) for n, a in mailboxes]
+    assert (summary.sender_name, summary.sender_address) == (mailboxes[0][0].strip(),
+                                                             mailboxes[0][1])

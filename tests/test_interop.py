@@ -478,16 +478,20 @@ def test_cli_list_json_in_a_child_process(pop3_server: Pop3Server, tmp_path: Pat
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)
     assert [r["number"] for r in records] == [1, 2, 3]
-    assert all(list(r) == ["number", "size", "uid", "from", "subject", "date"] for r in records)
+    assert all(list(r) == ["number", "size", "uid", "from", "subject", "date", "from_name",
+                           "from_address"] for r in records)
     assert all(r["uid"] for r in records)
     if profile(pop3_server).top:
         assert done.stderr == b""
         assert [r["from"] for r in records] == [f"Sender {n} <s{n}@example.org>" for n in (1, 2, 3)]
+        assert [(r["from_name"], r["from_address"]) for r in records] == [
+            (f"Sender {n}", f"s{n}@example.org") for n in (1, 2, 3)]
         assert [r["subject"] for r in records] == [f"Grüße Nr. {n}" for n in (1, 2, 3)]
         assert records[0]["date"] == "2026-11-26T10:00:01+00:00"
     else:
         assert done.stderr == NO_TOP_NOTE.encode()
-        assert all(r["from"] is r["subject"] is r["date"] is None for r in records)
+        assert all(r["from"] is r["subject"] is r["date"] is r["from_name"] is r["from_address"]
+                   is None for r in records)
     if profile(pop3_server).list_exact:
         with logged_in(pop3_server) as session:
             uids = session.uidl()

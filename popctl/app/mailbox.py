@@ -77,6 +77,12 @@ def warner(context: RunContext) -> Callable[[str], None]:
     return lambda text: note(f"{label}: {text}" if label else text)
 
 
+def from_parts(context: RunContext) -> bool:
+    """Whether listing records carry ``from_name`` and ``from_address``: JSON and NDJSON do; CSV
+    and the table keep the columns of 0.1 (docs/JSON.md)."""
+    return context.options.fmt in ("json", "ndjson")
+
+
 def one_message(opened: Opened, query: Query) -> int:
     rows = list(queries.run(opened.session, Plan(query), warn=warner(opened.context)))
     if len(rows) != 1:
@@ -99,7 +105,8 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool) -> Non
     plan = Plan(query, headers=not sizes_only, sizes_only=sizes_only)
 
     def work(opened: Opened) -> Iterator[Record]:
-        return (r.to_record(not sizes_only) for r in listing(opened, plan))
+        parts = from_parts(opened.context)
+        return (r.to_record(not sizes_only, parts) for r in listing(opened, plan))
 
     outcome = run(context, Job(work, scan=plan.scan, stream=True, accounts=True,
                                columns=["number", "size"] if sizes_only else None))
@@ -163,10 +170,11 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> No
 
     def work(opened: Opened) -> list[Record]:
         rows = list(listing(opened, plan))
-        records = [{**r.to_record(True), "deleted": at_once} for r in rows]
+        records = [{**r.to_record(True, from_parts(opened.context)), "deleted": at_once}
+                   for r in rows]
         if rows and not (dry_run or at_once):
             if not yes:
-                ui.show(records)
+                ui.show([{**r.to_record(True), "deleted": False} for r in rows])
                 ui.require(f"Delete {len(rows)} message(s)?")
             opened.session.dele([r.number for r in rows])
         return [{**record, "deleted": not dry_run} for record in records]
