@@ -298,3 +298,18 @@ def test_the_model_server_is_a_working_pop3_server() -> None:
     assert status == 0, err
     (record,) = json.loads(out)
     assert record["subject"] == "hi" and record["uid"] == "u1"
+
+
+def test_top_json_survives_headers_the_email_package_cannot_parse() -> None:
+    """Found by the property above: ``Message-ID: <>`` made the email package raise IndexError
+    (an internal error for ``top --format json``); an 8-bit field name or a UTF-7 surrogate
+    made JSON that cannot be written."""
+    message = (b"From: a@b\r\nMessage-ID: <>\r\nSubject: =?utf-7?q?+2AA-?=\r\n"
+               b"X-\xff\xfe: v\r\n\r\nbody\r\n")
+    plan = Plan(mailbox=[message], uidl=True, pipelining=True)
+    status, err = check(plan, ("top", "1", "--format", "json"))
+    assert status == 0, err
+    status, out, _, _, _ = run(plan, ("top", "1", "--format", "json"))
+    headers = {h["name"]: h["value"] for h in json.loads(out)["headers"]}
+    assert headers["Message-ID"] == "<>" and headers["From"] == "a@b"
+    assert headers["Subject"] == "\ufffd"
