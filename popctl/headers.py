@@ -397,3 +397,24 @@ def header_values(data: bytes, name: str) -> list[str]:
     wanted = name.strip().lower()
     return [_unstructured(_field_text(raw)[0]) for field_name, raw in _fields(data)
             if field_name == wanted]
+
+
+def every_header(head: bytes) -> list[tuple[str, str]]:
+    """Every field of a raw header block, in order, as ``(name, value)`` with the value decoded
+    by the ``email`` package (encoded-words, folding collapsed to single spaces), for ``top
+    --format json``. A field that package cannot parse (it raises on some malformed ones, such
+    as ``Message-ID: <>``) is decoded here instead, so it cannot lose the rest; every value is
+    valid Unicode whatever its charset claims."""
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.default).parsebytes(head + b"\r\n\r\n",
+                                                           headersonly=True)
+    fields = []
+    for name, raw in message.raw_items():
+        try:
+            text = str(policy.default.header_fetch_parse(name, raw))
+        except Exception:  # the email package's parsers raise on hostile input
+            text = decode_words(raw)
+        fields.append((_valid(name), _valid(" ".join(text.split()))))
+    return fields

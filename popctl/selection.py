@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from bisect import bisect_left
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import NamedTuple
@@ -133,7 +134,6 @@ def select(ranges: Sequence[RangeSpec], numbers: Sequence[int]) -> list[int]:
     user named a message that is not there.
     """
     highest = numbers[-1] if numbers else 0
-    present = set(numbers) if any(isinstance(s, Single) for s in ranges) else set()
     spans: list[tuple[int, int]] = []
     for spec in ranges:
         match spec:
@@ -141,7 +141,10 @@ def select(ranges: Sequence[RangeSpec], numbers: Sequence[int]) -> list[int]:
                 if number > highest:
                     raise NoSuchMessageError(
                         f"message {number} does not exist ({_messages(highest)})")
-                if number not in present:
+                # A binary search, not a set of the listing: `retr 1` of a huge listing must
+                # not copy it (issue 11).
+                at = bisect_left(numbers, number)
+                if at == len(numbers) or numbers[at] != number:
                     raise NoSuchMessageError(f"message {number} does not exist or is deleted")
                 spans.append((number, number))
             case Span(first, last):
@@ -155,7 +158,9 @@ def select(ranges: Sequence[RangeSpec], numbers: Sequence[int]) -> list[int]:
     spans.sort()
     chosen: list[int] = []
     i = 0
-    for number in numbers:  # both ascending: one merge-like walk
+    start = bisect_left(numbers, spans[0][0])
+    for index in range(start, len(numbers)):  # both ascending: one merge-like walk
+        number = numbers[index]
         while i < len(spans) and spans[i][1] < number:
             i += 1
         if i == len(spans):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -116,6 +117,25 @@ NO_TOP: Final = ("the server does not support TOP, so headers cannot be read wit
 
 TraceHook = Callable[[str, str], None]
 """Called with a direction ("C" client, "S" server, "*" popctl itself) and one line of text."""
+
+# The lines of a multi-line reply the trace shows before one line counting the rest: enough for
+# a listing's start or a message's first headers; a 3 MB message traced whole is 34,000 lines
+# that bury the dialogue. TRACE_ALL_VARIABLE=1 in the environment shows every line.
+TRACE_DATA_LINES: Final = 10
+TRACE_ALL_VARIABLE: Final = "POPCTL_TRACE_ALL"
+
+
+class _TraceCut:
+    """What the trace showed of the multi-line reply being read, and what it left out."""
+
+    __slots__ = ("limit", "lines", "octets", "partial", "shown")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit  # None: show every line
+        self.shown = 0  # complete lines shown
+        self.lines = 0  # complete lines left out
+        self.octets = 0  # octets left out
+        self.partial = False  # the octets left out end inside a line
 
 
 class Sink(Protocol):
@@ -367,8 +387,8 @@ class Session:
 
     def _session_expired(self) -> NetworkTimeoutError:
         return NetworkTimeoutError(
-            f"waited more than {self._session_timeout:g} s in all for {self._transport.host} "
-            "(session timeout", hint="session-timeout")
+            f"waited more than {self._session_timeout:g} s in all for {self._transport.host}",
+            hint="session-timeout")
 
     def _next(self) -> Event:
         while True:
@@ -441,20 +461,49 @@ class Session:
         assert self._trace is not None
         self._trace("S", self._redact(safe(line)))
 
+    # The multi-line reply being traced (None: no data expected, or the trace began inside it).
+    _trace_cut: _TraceCut | None = None
+
     def _trace_event(self, event: Event) -> None:
         if isinstance(event, Reply):
             sign = "+OK" if event.ok else "-ERR"
             code = f" [{event.code}]" if event.code else ""
             self._trace_server(f"{sign}{code} {event.text}".rstrip())
+            if event.ok and event.command.multiline:
+                show_all = os.environ.get(TRACE_ALL_VARIABLE, "") not in ("", "0")
+                self._trace_cut = _TraceCut(None if show_all else TRACE_DATA_LINES)
         elif isinstance(event, Greeting):
             self._trace_server(f"{'+OK' if event.ok else '-ERR'} {event.text}".rstrip())
         elif isinstance(event, Challenge):
             self._trace_server(f"+ {event.data}".rstrip())
         elif isinstance(event, Data):
-            for line in event.data.splitlines():
-                self._trace_server(line.decode("utf-8", "replace"))
+            self._trace_data(event.data)
         elif isinstance(event, EndOfData):
+            cut, self._trace_cut = self._trace_cut, None
+            if cut is not None and cut.octets:
+                lines = cut.lines + cut.partial
+                self._trace_server(f"... ({lines} more line{'' if lines == 1 else 's'}, "
+                                   f"{cut.octets} octets)")
             self._trace_server(".")
+
+    def _trace_data(self, data: bytes) -> None:
+        """Show lines of a multi-line reply up to the limit, count the rest (never split it:
+        a 200 MB message costs a count, not 200 MB of line objects)."""
+        cut = self._trace_cut
+        pos, size = 0, len(data)
+        while pos < size and (cut is None or cut.limit is None or cut.shown < cut.limit):
+            end = data.find(b"\n", pos)
+            if end < 0:  # a line continued in the next read: shown as it arrived
+                end = size
+            elif cut is not None:
+                cut.shown += 1
+            for line in data[pos:end].splitlines() or [b""]:  # b"" is a line ended by LF
+                self._trace_server(line.decode("utf-8", "replace"))
+            pos = end + 1
+        if cut is not None and pos < size:
+            cut.lines += data.count(b"\n", pos)
+            cut.octets += size - pos
+            cut.partial = data[-1:] != b"\n"
 
     def _reply(self, command: Command) -> Reply:
         event = self._next()
@@ -1047,7 +1096,8 @@ class Session:
                     self._note(f"no answer to QUIT ({e}); no deletions were pending")
                     return
                 raise type(e)(f"{e}; the {self._marked} deletion(s) of this session may or "
-                              "may not have been made (see what is left with list)") from e
+                              "may not have been made (see what is left with list)",
+                              hint=e.hint) from e
             if not reply.ok:
                 raise server_error(reply, what="QUIT (some deletions may not have been made)")
         finally:

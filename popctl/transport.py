@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Final
 
-from popctl.defaults import normalize_fingerprint
+from popctl.defaults import IMPLICIT_TLS_PORT, normalize_fingerprint
 from popctl.errors import ConnectionClosedError, NetworkTimeoutError, TLSError, TransportError
 from popctl.models import TLSInfo
 
@@ -24,6 +24,24 @@ if TYPE_CHECKING:
 RECV_SIZE: Final = 256 * 1024
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None) if sys.platform.startswith("linux") else None
+
+# How a TLS record starts (RFC 8446 5.1): a handshake (0x16) or an alert (0x15), then the
+# major version 3. A POP3 greeting starts with "+OK" or "-ERR", so a server whose first bytes
+# are these speaks TLS first: an implicit-TLS port.
+_TLS_RECORD_STARTS: Final = (b"\x16\x03", b"\x15\x03")
+
+# OpenSSL's reasons for a first "record" that is not TLS at all: a plain-text server answered
+# the ClientHello (a POP3 greeting read as a record header has no valid version).
+_NOT_TLS_REASONS: Final = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL",
+                                     "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
+
+# OpenSSL verification results (X509_V_ERR_*) and the fix each calls for. Pinning cures every
+# one; an unknown issuer also --ca-file, a name mismatch also the right name. A self-signed
+# leaf has no CA to trust: pinning is the way (man/popctl.1, "Fingerprint pinning").
+_NAME_MISMATCH: Final = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+# UNABLE_TO_GET_ISSUER_CERT, SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+# UNABLE_TO_VERIFY_LEAF_SIGNATURE
+_UNKNOWN_ISSUER: Final = frozenset({2, 19, 20, 21})
 
 
 def make_tls_context(ca_file: str | None = None, *, fingerprint: str | None = None,
@@ -46,13 +64,38 @@ def make_tls_context(ca_file: str | None = None, *, fingerprint: str | None = No
     return context
 
 
+def _address(host: str, port: int | None) -> str:
+    """HOST:PORT as a person (and openssl s_client) writes it: [::1]:995 for IPv6."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port is None else f"{name}:{port}"
+
+
+def _certificate_hint(host: str, port: int | None, code: int, starttls: bool) -> str:
+    """What to do about a rejected certificate, on one line: the options that fix it, and how
+    to see the fingerprint to pin (compared with one obtained another way, it is safe)."""
+    see = (f"openssl s_client -connect {_address(host, port or IMPLICIT_TLS_PORT)}"
+           f"{' -starttls pop3' if starttls else ''} </dev/null | "
+           "openssl x509 -noout -fingerprint -sha256")
+    pin = f"pin the certificate with --fingerprint SHA256 (see it with: {see})"
+    if code in _NAME_MISMATCH:
+        return f"connect by a name the certificate is for, or {pin}"
+    if code in _UNKNOWN_ISSUER:
+        return f"trust its CA with --ca-file FILE, or {pin}"
+    return pin
+
+
 class Transport:
-    def __init__(self, sock: socket.socket, host: str, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, host: str, timeout: float, *,
+                 port: int | None = None) -> None:
         self._sock: socket.socket = sock
         self.host = host
+        self.port = port  # for hints; None when the caller made the socket itself
         self.timeout = timeout  # the read timeout: the longest silence tolerated
         self._sock_timeout: float | None = sock.gettimeout()
         self.tls: TLSInfo | None = None
+        # The first octets received in clear (at most 2): nothing yet means the greeting is
+        # awaited; a TLS record there means the wrong --tls.
+        self._head = b""
 
     def _wait_at_most(self, seconds: float | None) -> None:
         """Bound the next socket operation (a TLS handshake included) by ``seconds``."""
@@ -81,7 +124,7 @@ class Transport:
             raise TransportError(f"cannot connect to {host}:{port}: {e.strerror or e}") from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(timeout)
-        return cls(sock, host, timeout)
+        return cls(sock, host, timeout, port=port)
 
     def start_tls(self, context: ssl.SSLContext, *, fingerprint: str | None = None,
                   timeout: float | None = None) -> TLSInfo:
@@ -96,16 +139,26 @@ class Transport:
         import ssl
 
         self._wait_at_most(timeout)
+        starttls = bool(self._head)  # the server spoke in clear first: a greeting, then STLS
         try:
             tls_sock = context.wrap_socket(self._sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as e:
             reason = str(e.verify_message or e.reason).rstrip(".")
+            hint = _certificate_hint(self.host, self.port, e.verify_code, starttls)
             raise TLSError(f"TLS certificate of {self.host} rejected: {reason}; "
-                           "nothing was sent") from e
+                           f"nothing was sent; {hint}") from e
         except TimeoutError as e:
             raise NetworkTimeoutError(f"TLS handshake with {self.host} not complete after "
                                       f"{self._sock_timeout:g} s (handshake timeout)") from e
-        except (ssl.SSLError, OSError) as e:
+        except ssl.SSLError as e:
+            if not starttls and e.reason in _NOT_TLS_REASONS:
+                other = ("" if self.port == IMPLICIT_TLS_PORT
+                         else f", or the implicit-TLS port ({IMPLICIT_TLS_PORT})")
+                raise TLSError(
+                    f"{_address(self.host, self.port)} did not answer in TLS (it looks like a "
+                    f"plain POP3 port): use --tls starttls{other}") from e
+            raise TLSError(f"TLS handshake with {self.host} failed: {e}") from e
+        except OSError as e:
             raise TLSError(f"TLS handshake with {self.host} failed: {e}") from e
         self._sock = tls_sock
         der = tls_sock.getpeercert(binary_form=True) or b""
@@ -146,16 +199,33 @@ class Transport:
             with contextlib.suppress(OSError):
                 self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         try:
-            return self._sock.recv(RECV_SIZE)
+            data = self._sock.recv(RECV_SIZE)
         except TimeoutError as e:
+            # Silence before the greeting, in clear: an implicit-TLS server waits for our
+            # ClientHello and sends nothing, which only the user's --tls can cure.
+            hint = ("; if this is an implicit-TLS port, use --tls implicit"
+                    if self.tls is None and not self._head else "")
             raise NetworkTimeoutError(
-                f"no answer from {self.host} for {self.timeout:g} s (read timeout)") from e
+                f"no answer from {self.host} for {self.timeout:g} s (read timeout){hint}") from e
         except OSError as e:
             ssl = sys.modules.get("ssl")  # loaded if this connection can raise its errors
             if ssl is not None and isinstance(e, ssl.SSLError):
                 raise TLSError(f"TLS error from {self.host}: {e}") from e
             raise ConnectionClosedError(
                 f"connection to {self.host} lost: {e.strerror or e}") from e
+        if len(self._head) < 2 and self.tls is None:
+            self._check_head(data)
+        return data
+
+    def _check_head(self, data: bytes) -> None:
+        """Refuse a server whose first octets are a TLS record: it expects --tls implicit."""
+        if not data:
+            return
+        self._head += data[:2 - len(self._head)]
+        if len(self._head) == 2 and self._head in _TLS_RECORD_STARTS:
+            raise TLSError(
+                f"{_address(self.host, self.port)} answered in TLS, not with a POP3 greeting "
+                "(it looks like an implicit-TLS port): use --tls implicit")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

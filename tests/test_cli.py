@@ -807,7 +807,16 @@ def test_certificate_of_another_ca(box: Box, tls: str, tmp_path: Path) -> None:
     result = invoke(*options, "stat", env=ENV)
     assert outcome(result) == (
         4, "", "Error: TLS certificate of localhost rejected: unable to get local issuer "
-               "certificate; nothing was sent\n")
+               "certificate; nothing was sent; " + _ca_or_pin(options, tls) + "\n")
+
+
+def _ca_or_pin(options: list[str], tls: str) -> str:
+    """The fix a rejection by an unknown issuer names (tests/test_tls_hints.py has the rest)."""
+    port = options[options.index("--port") + 1]
+    return ("trust its CA with --ca-file FILE, or pin the certificate with --fingerprint SHA256 "
+            f"(see it with: openssl s_client -connect localhost:{port}"
+            f"{' -starttls pop3' if tls == 'starttls' else ''} </dev/null | openssl x509 "
+            "-noout -fingerprint -sha256)")
 
 
 @dovecot
@@ -818,7 +827,7 @@ def test_no_ca_file_means_system_cas(box: Box) -> None:
     result = invoke(*options, "stat", env=ENV)
     assert outcome(result) == (
         4, "", "Error: TLS certificate of localhost rejected: unable to get local issuer "
-               "certificate; nothing was sent\n")
+               "certificate; nothing was sent; " + _ca_or_pin(options, "implicit") + "\n")
 
 
 @dovecot
@@ -829,7 +838,9 @@ def test_certificate_for_another_host_name(box: Box) -> None:
     assert result.exit_code == 4 and result.stdout == ""
     line = one_error_line(result)
     assert line.startswith("Error: TLS certificate of 127.0.0.1 rejected: IP address mismatch")
-    assert line.endswith("nothing was sent")
+    assert "; nothing was sent; connect by a name the certificate is for, or pin the " \
+           "certificate with --fingerprint SHA256 (see it with: openssl s_client -connect " \
+           "127.0.0.1:" in line
 
 
 def test_tls_none_without_allow_plaintext_sends_nothing() -> None:
@@ -903,13 +914,16 @@ def test_timeout_and_tls_mismatch(box: Box) -> None:
     options = box.options("implicit")
     options[options.index("--tls") + 1] = "starttls"
     result = invoke(*options, "--timeout", "0.3", "stat", env=ENV)
-    assert outcome(result) == (4, "", "Error: no answer from localhost for 0.3 s (read timeout)\n")
+    assert outcome(result) == (4, "", "Error: no answer from localhost for 0.3 s (read timeout); "
+                                      "if this is an implicit-TLS port, use --tls implicit\n")
     # implicit TLS against the plain port
     options = box.options("starttls")
     options[options.index("--tls") + 1] = "implicit"
     result = invoke(*options, "stat", env=ENV)
-    assert result.exit_code == 4 and result.stdout == ""
-    assert one_error_line(result).startswith("Error: TLS handshake with localhost failed: ")
+    port = options[options.index("--port") + 1]
+    assert outcome(result) == (
+        4, "", f"Error: localhost:{port} did not answer in TLS (it looks like a plain POP3 "
+               "port): use --tls starttls, or the implicit-TLS port (995)\n")
 
 
 # --- the password never shows -------------------------------------------------------------------

@@ -143,7 +143,8 @@ FAULTS = [
           [*READY, expect(b"STAT\r\n"), send(b"+OK 2 320\r\n"), expect(b"QUIT\r\n"), close()],
           0, None, quit=True, stdout="count  2\nsize   320\n"),
     # --- a server that stalls: the read timeout ---------------------------------------------
-    Fault("stall-before-greeting", ("stat",), [stall(3)], 4, TIMED_OUT, timeout=0.5),
+    Fault("stall-before-greeting", ("stat",), [stall(3)], 4,
+          f"{TIMED_OUT}; if this is an implicit-TLS port, use --tls implicit", timeout=0.5),
     Fault("stall-during-auth", ("stat",),
           [GREET, *CAPA, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n"), send(b"+OK\r\n"),
            stall(3)], 4, TIMED_OUT, timeout=0.5),

@@ -196,6 +196,7 @@ KNOWN_OPTION_NAMES: dict[str, str] = {
     "query": "the --uid checks name the option",
     "selection": "parse_header_filter labels its regular expression --header NAME",
     "stores": "FileStore's errors name --output and --output-dir",
+    "transport": "TLS mistakes name their fix (--tls, --ca-file, --fingerprint) in its words",
     # The application's usage errors still word their advice themselves.
     "app.accounts": "account add and remove name --host, --user, --yes",
     "app.download": "retr's one-file check names --output and --output-dir",

@@ -113,15 +113,25 @@ def expired_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, b
     return ca_file, chain, leaf.private_key_pem.bytes()
 
 
-REJECTED = "Error: TLS certificate of localhost rejected: {reason}; nothing was sent"
+REJECTED = "Error: TLS certificate of localhost rejected: {reason}; nothing was sent; {fix}"
 CERT_CASES = {
-    # case: (exit message reason, how to set the server and client up)
-    "self-signed": "self-signed certificate",
-    "untrusted-CA": "unable to get local issuer certificate",
-    "wrong-host-name": "Hostname mismatch, certificate is not valid for 'localhost'",
-    "expired": "certificate has expired",
+    # case: (exit message reason, the fix it names before pinning)
+    "self-signed": ("self-signed certificate", ""),
+    "untrusted-CA": ("unable to get local issuer certificate",
+                     "trust its CA with --ca-file FILE, or "),
+    "wrong-host-name": ("Hostname mismatch, certificate is not valid for 'localhost'",
+                        "connect by a name the certificate is for, or "),
+    "expired": ("certificate has expired", ""),
     "fingerprint-mismatch": None,
 }
+
+
+def pin_hint(port: int, tls: str) -> str:
+    """The end of every certificate rejection: how to pin, and how to see what to pin."""
+    starttls = " -starttls pop3" if tls == "starttls" else ""
+    return (f"pin the certificate with --fingerprint SHA256 (see it with: openssl s_client "
+            f"-connect localhost:{port}{starttls} </dev/null | openssl x509 -noout -fingerprint "
+            "-sha256)")
 
 
 @pytest.mark.parametrize("tls", ["implicit", "starttls"])
@@ -148,12 +158,13 @@ def test_bad_certificate_is_refused_before_credentials(
         elif case == "fingerprint-mismatch":
             options = ["--fingerprint", "sha256:" + "ab" * 32]
         result = cli_run(server, *options, "stat", tls=tls)
-    reason = CERT_CASES[case]
-    if reason is None:
+    rejection = CERT_CASES[case]
+    if rejection is None:
         expected = (f"Error: certificate fingerprint of localhost is {server.cert_sha256}, not "
                     "the pinned one; refusing to continue (nothing was sent)")
     else:
-        expected = REJECTED.format(reason=reason)
+        reason, fix = rejection
+        expected = REJECTED.format(reason=reason, fix=fix + pin_hint(server.port, tls))
     assert (result.exit_code, result.stderr) == (4, expected + "\n")
     assert result.stdout == ""
     no_credentials_sent(server)

@@ -302,12 +302,13 @@ def test_password_in_a_challenge_and_data_under_trace_is_hidden(
 
 
 def test_password_in_later_replies_and_traced_data_is_hidden() -> None:
+    message = f"Subject: {SECRET}\r\n\r\n{SECRET}\r\n".encode()
     script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
               send(b"+OK\r\n"), expect(f"PASS {SECRET}\r\n".encode()),
               send(f"+OK welcome, {SECRET}\r\n".encode()), expect(b"CAPA\r\n"),
               send(CAPA_LOCKSTEP), expect(b"UIDL\r\n"), send(ok_data(b"1 uid-1\r\n")),
-              expect(b"LIST\r\n"), send(ok_data(b"1 120\r\n")), expect(b"RETR 1\r\n"),
-              send(ok_data(f"Subject: {SECRET}\r\n\r\n{SECRET}\r\n".encode())),
+              expect(b"LIST\r\n"), send(ok_data(b"1 %d\r\n" % len(message))),
+              expect(b"RETR 1\r\n"), send(ok_data(message)),
               expect(b"QUIT\r\n")]
     with ScriptedServer(script, timeout=3.0) as server:
         result = run(server, "--trace", "retr", "1", password=SECRET)

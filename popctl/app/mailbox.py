@@ -142,20 +142,11 @@ def top(context: RunContext, query: Query, lines: int) -> None:
 
 def parsed_top(number: int, data: bytes) -> dict[str, object]:
     """TOP's output as JSON: every header (decoded, in order) and the body lines as text."""
-    from email import policy
-    from email.parser import BytesParser
+    from popctl.headers import every_header
 
     head, _, body = data.partition(b"\r\n\r\n") if b"\r\n\r\n" in data else \
         data.partition(b"\n\n")
-    message = BytesParser(policy=policy.default).parsebytes(head + b"\r\n\r\n",
-                                                             headersonly=True)
-    headers = []
-    for name, value in message.items():
-        try:
-            text = str(value)
-        except Exception:  # a malformed header must not lose the rest
-            text = str(value.__class__.__str__(value)) if value else ""
-        headers.append({"name": name, "value": " ".join(text.split())})
+    headers = [{"name": name, "value": value} for name, value in every_header(head)]
     return {"number": number, "size": len(data), "headers": headers,
             "body": body.decode("utf-8", "replace")}
 

@@ -9,7 +9,7 @@ HINTS: dict[str, str] = {
                  "--allow-plaintext",
     "no-stls": ". Use --tls implicit, or --tls none if you really mean it",
     "no-pipelining": ": retry with --no-pipelining",
-    "session-timeout": "; raise it with --session-timeout)",
+    "session-timeout": " (session timeout; raise it with --session-timeout)",
 }
 
 
