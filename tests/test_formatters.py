@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from popctl import formatters
 from popctl.errors import UsageError
-from popctl.formatters import FORMATS, MAX_CELL_WIDTH, human_size, render, render_one
+from popctl.output import FORMATS, MAX_CELL_WIDTH, human_size, render, render_one
+from popctl.output import registry as renderers
 
 RECORDS: list[dict[str, object]] = [
     {"number": 1, "size": 1234, "uid": "0001", "from": "Alice <alice@example.org>",
@@ -28,7 +28,7 @@ def rendered(records: object, fmt: str, **kwargs: object) -> tuple[str, int]:
 
 def test_registry_covers_every_format() -> None:
     assert FORMATS == ("table", "json", "ndjson", "csv")
-    assert tuple(formatters._RENDERERS) == FORMATS
+    assert tuple(renderers._RENDERERS) == FORMATS
 
 
 def test_unknown_format() -> None:
@@ -357,7 +357,7 @@ def test_human_size_negative() -> None:
     ("\u1100\u1161", 2), ("soft\xadhyphen", 11), ("Привет", 6), ("שלום", 4),
 ])
 def test_display_width_without_wcwidth(text: str, columns: int) -> None:
-    from popctl.textwidth import wcswidth
+    from popctl.output.textwidth import wcswidth
 
     assert wcswidth(text) == columns
 

@@ -64,10 +64,11 @@ def offending(module: str, forbidden: set[str]) -> set[str]:
 
 def test_every_module_is_parsed() -> None:
     assert {"cli", "cli.group", "cli.mailbox", "app.runner", "protocol", "transport", "session",
-            "formatters", "sandbox", "sandbox.server", "defaults"} <= set(MODULES)
+            "output", "output.table", "sandbox", "sandbox.server", "stores", "stores.mbox",
+            "defaults"} <= set(MODULES)
     assert "click" in imports("cli.group")
-    assert "popctl.formatters" in imports("cli.console")  # also inside functions
-    assert "popctl.formatters" not in top_level_imports("cli.console")
+    assert "popctl.output" in imports("cli.console")  # also inside functions
+    assert "popctl.output" not in top_level_imports("cli.console")
 
 
 # The CLI layer is the popctl.cli package and the ``python -m popctl`` entry point, __main__.py.
@@ -88,7 +89,7 @@ def test_nothing_below_the_cli_imports_click(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(APP_LAYER))
 def test_the_application_leaves_output_to_the_cli(module: str) -> None:
     """Records go out through the UI the command line hands down, in the format it chose."""
-    assert not offending(module, {"popctl.formatters", "tabulate", "keyring"})
+    assert not offending(module, {"popctl.output", "tabulate", "keyring"})
 
 
 def test_defaults_stand_on_the_standard_library() -> None:
@@ -127,8 +128,8 @@ def test_session_knows_no_cli_libraries() -> None:
     assert not offending("session", {"click", "keyring", "tabulate"})
 
 
-@pytest.mark.parametrize("module", sorted(set(MODULES) - {"formatters"}))
-def test_only_formatters_imports_tabulate(module: str) -> None:
+@pytest.mark.parametrize("module", sorted(set(MODULES) - {"output.table"}))
+def test_only_the_table_imports_tabulate(module: str) -> None:
     assert not offending(module, {"tabulate"})
 
 
@@ -195,7 +196,6 @@ KNOWN_OPTION_NAMES: dict[str, str] = {
     "config": "the 'no account' error suggests popctl account add NAME --host HOST --user USER",
     "query": "the --uid checks name the option",
     "selection": "parse_header_filter labels its regular expression --header NAME",
-    "stores": "FileStore's errors name --output and --output-dir",
     "transport": "TLS mistakes name their fix (--tls, --ca-file, --fingerprint) in its words",
     # The application's usage errors still word their advice themselves.
     "app.accounts": "account add and remove name --host, --user, --yes",

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from popctl.errors import NoSuchMessageError, ServerError, UsageError
-from popctl.formatters import human_size
+from popctl.output import human_size
 from popctl.selection import (
     Last,
     RangeSpec,

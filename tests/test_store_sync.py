@@ -13,21 +13,21 @@ from unittest import mock
 import pytest
 from click.testing import CliRunner
 
-from popctl import stores
 from popctl.cli import cli
 from popctl.stores import DirectoryStore, FileStore, MaildirStore, StoreError
+from popctl.stores import base as store_base
 from tests.dovecot_server import DovecotServer
 
 
 def _recording() -> tuple[list[str], mock._patch[object]]:
     synced: list[str] = []
-    real = stores._fsync_dir
+    real = store_base._fsync_dir
 
     def fsync_dir(path: str) -> None:
         synced.append(os.path.abspath(path))
         real(path)
 
-    return synced, mock.patch("popctl.stores._fsync_dir", fsync_dir)
+    return synced, mock.patch("popctl.stores.base._fsync_dir", fsync_dir)
 
 
 @pytest.mark.parametrize("kind", ["maildir", "directory"])
@@ -69,7 +69,7 @@ def test_failed_sync_is_a_store_error(tmp_path: Path) -> None:
     def broken(path: str) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    with mock.patch("popctl.stores._fsync_dir", broken):
+    with mock.patch("popctl.stores.base._fsync_dir", broken):
         with pytest.raises(StoreError, match=r"cannot sync directory .*Input/output error"):
             store.sync()
         store.close()  # best effort, never raises
@@ -83,7 +83,7 @@ def test_retr_delete_syncs_before_quit(dovecot_mailbox: DovecotServer, tmp_path:
     def fsync_dir(path: str) -> None:
         sys.stderr.write(f"SYNCED {os.path.basename(path)}\n")
 
-    with mock.patch("popctl.stores._fsync_dir", fsync_dir):
+    with mock.patch("popctl.stores.base._fsync_dir", fsync_dir):
         result = CliRunner().invoke(cli, [
             "--host", "localhost", "--port", str(dovecot_mailbox.port), "--tls", "starttls",
             "--ca-file", dovecot_mailbox.ca_file, "--user", "alice", "--trace",

@@ -131,7 +131,7 @@ def test_file_store_replaces_the_target_and_takes_one_message(tmp_path: Path) ->
     target.write_bytes(b"old")
     with FileStore(target) as store:
         feed(store.open(1, None), [b"new\r\n"])
-        with pytest.raises(UsageError, match="--output FILE takes one message; use --output-dir"):
+        with pytest.raises(UsageError, match="a FileStore takes one message"):
             store.open(2, None)
     assert target.read_bytes() == b"new\r\n"
     assert oct(target.stat().st_mode & 0o777) == "0o600"
@@ -201,7 +201,7 @@ def test_directory_store_without_o_tmpfile(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the file system has no O_TMPFILE: named temporary files, the same names, and
     nothing left behind (nor the probe)."""
-    monkeypatch.setattr("popctl.stores._try_unnamed", lambda *args, **kwargs: None)
+    monkeypatch.setattr("popctl.stores.base._try_unnamed", lambda *args, **kwargs: None)
     for _ in range(2):
         with DirectoryStore(tmp_path) as store:
             paths = [feed(store.open(n, uid), [body]) for n, (uid, body) in enumerate(
@@ -278,7 +278,7 @@ def test_maildir_converts_crlf_across_splits(data: st.DataObject) -> None:
 
 def test_maildir_layout_and_names(tmp_path: Path) -> None:
     maildir = tmp_path / "Mail"
-    with mock.patch("popctl.stores._nodename", return_value="h/o:st"), \
+    with mock.patch("popctl.stores.base._nodename", return_value="h/o:st"), \
             MaildirStore(maildir) as store:
         path = feed(store.open(1, "u"), [b"Subject: x\r\n\r\nbody\r\n"])
     for sub in ("", "tmp", "new", "cur"):
@@ -321,7 +321,7 @@ def test_mboxrd_quoting_split_inside_the_prefixes(tmp_path: Path) -> None:
     body = (b"Subject: q\r\n\r\nFrom a\r\n>From b\r\n>>From c\r\nFrom\r\nFromage\r\n"
             b" From d\r\n>>>\r\nFrom")
     pieces = [body[i:i + 1] for i in range(len(body))]  # one byte at a time
-    with mock.patch("popctl.stores.time.asctime", return_value=_FIXED_DATE), \
+    with mock.patch("popctl.stores.mbox.time.asctime", return_value=_FIXED_DATE), \
             MboxStore(path) as store:
         feed(store.open(1, None), pieces)
         feed(store.open(2, None), [b"Subject: r\r\n\r\n>", b">", b"Fr", b"om e\r", b"\nok"])
@@ -347,7 +347,7 @@ def test_envelope_sender(head: bytes, sender: str) -> None:
 
 def test_mbox_from_line_uses_return_path_split_across_pieces(tmp_path: Path) -> None:
     path = tmp_path / "mbox"
-    with mock.patch("popctl.stores.time.asctime", return_value=_FIXED_DATE), \
+    with mock.patch("popctl.stores.mbox.time.asctime", return_value=_FIXED_DATE), \
             MboxStore(path) as store:
         feed(store.open(1, None), [b"Return-Pa", b"th: <x@y.z>\r", b"\nSubject: s\r\n\r", b"\nb"])
     assert path.read_bytes() == (
@@ -532,7 +532,7 @@ def test_failing_sync_leaves_no_file(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
     sink = store.open(1, "u")
     sink.write(b"m\r\n")
-    with mock.patch("popctl.stores.os.fsync", broken_fsync), \
+    with mock.patch("popctl.stores.files.os.fsync", broken_fsync), \
             pytest.raises(StoreError, match=r"cannot sync .*u\.eml: Input/output error"):
         sink.commit()
     sink.discard()

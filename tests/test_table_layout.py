@@ -13,8 +13,8 @@ import tabulate as tabulate_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popctl import formatters
-from popctl.formatters import render, render_one
+from popctl.output import render, render_one
+from popctl.output import table as table_module
 
 tabulate = tabulate_module.tabulate
 
@@ -69,17 +69,17 @@ def test_chunked_table_is_one_tabulate_call(table: tuple[list[str], list[dict[st
     columns, records = table
     records = records * 3  # rows in several chunks, the widest anywhere
     out = io.StringIO()
-    old, formatters.TABLE_CHUNK = formatters.TABLE_CHUNK, chunk
+    old, table_module.TABLE_CHUNK = table_module.TABLE_CHUNK, chunk
     try:
         render(records, "table", out, columns=columns)
     finally:
-        formatters.TABLE_CHUNK = old
+        table_module.TABLE_CHUNK = old
     assert out.getvalue() == _tabulate_simple(columns, records)
 
 
 def test_large_listing_spans_chunks() -> None:
     records = [{"number": n, "size": n * 37 % 100_003, "uid": f"u{n:x}"}
-               for n in range(1, 2 * formatters.TABLE_CHUNK + 10)]
+               for n in range(1, 2 * table_module.TABLE_CHUNK + 10)]
     records[-1]["uid"] = "the-longest-uid-of-all"
     out = io.StringIO()
     assert render(records, "table", out) == len(records)
@@ -110,16 +110,16 @@ deadline = time.monotonic() + 20
 while not all(n in sys.modules for n in names) and time.monotonic() < deadline:
     time.sleep(0.01)
 time.sleep(0.2)
-print(" ".join(sorted(n for n in ("tabulate", "popctl.formatters", "popctl.headers",
+print(" ".join(sorted(n for n in ("tabulate", "popctl.output", "popctl.headers",
                                   "popctl.cache") if n in sys.modules)))
 """
 
 
 @pytest.mark.parametrize(("fmt", "scan", "imported"), [
-    ("table", "scan", "popctl.cache popctl.formatters popctl.headers tabulate"),
-    ("table", "-", "popctl.formatters tabulate"),
-    ("json", "scan", "popctl.cache popctl.formatters popctl.headers"),
-    ("csv", "-", "popctl.formatters"),
+    ("table", "scan", "popctl.cache popctl.headers popctl.output tabulate"),
+    ("table", "-", "popctl.output tabulate"),
+    ("json", "scan", "popctl.cache popctl.headers popctl.output"),
+    ("csv", "-", "popctl.output"),
 ])
 def test_preload_imports_what_the_command_will_need(fmt: str, scan: str, imported: str) -> None:
     result = subprocess.run([sys.executable, "-c", PRELOAD, fmt, scan, *imported.split()],

@@ -103,7 +103,7 @@ def preload(fmt: str, *, scan: bool) -> None:
     cache for a listing. Called before connecting, the imports overlap the waits for the server
     instead of following them; a module still loading is waited for (the import lock), and one
     that failed is imported again, and its error reported, where it is used."""
-    names = ["popctl.formatters", *(["tabulate", "popctl.textwidth"] if fmt == "table" else []),
+    names = ["popctl.output", *(["tabulate", "popctl.output.textwidth"] if fmt == "table" else []),
              *(["popctl.headers", "popctl.cache"] if scan else [])]
     missing = [name for name in names if name not in sys.modules]
     if missing:

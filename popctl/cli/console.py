@@ -77,23 +77,23 @@ class Console:
             click.echo(f"{time.monotonic() - start:9.3f}{tag} {direction}: {line}", err=True)
         return trace
 
-    # Formatters are imported when the first record is written: runner.preload has started
+    # The output package is imported when the first record is written: runner.preload has started
     # importing them on a thread while the server was being reached.
 
     def emit(self, records: Iterable[Record], columns: Sequence[str] | None = None) -> int:
-        from popctl import formatters
+        from popctl import output
 
-        return formatters.render(records, self.options.fmt, sys.stdout, columns=columns)
+        return output.render(records, self.options.fmt, sys.stdout, columns=columns)
 
     def emit_one(self, record: Record) -> None:
-        from popctl import formatters
+        from popctl import output
 
-        formatters.render_one(record, self.options.fmt, sys.stdout)
+        output.render_one(record, self.options.fmt, sys.stdout)
 
     def show(self, records: Sequence[Record]) -> None:
-        from popctl import formatters
+        from popctl import output
 
-        formatters.render(records, "table", sys.stderr)
+        output.render(records, "table", sys.stderr)
 
     def echo(self, text: str, *, newline: bool = True) -> None:
         if newline:

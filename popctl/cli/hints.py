@@ -10,6 +10,7 @@ HINTS: dict[str, str] = {
     "no-stls": ". Use --tls implicit, or --tls none if you really mean it",
     "no-pipelining": ": retry with --no-pipelining",
     "session-timeout": " (session timeout; raise it with --session-timeout)",
+    "output-replaces": ", and --output replaces the file; redirect standard output instead",
 }
 
 

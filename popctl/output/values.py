@@ -1,0 +1,145 @@
+"""Values as each format writes them: JSON text (valid UTF-8 whatever the input), a line of
+text for a CSV or table cell, a table cell made safe and shortened; byte counts for people."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+
+from popctl.display import safe
+
+# Table cells longer than this are cut with an ellipsis: with number, size, UID, From and Date
+# beside it, a 60-character Subject keeps a listing row within a wide terminal and readable.
+MAX_CELL_WIDTH = 60
+
+Record = Mapping[str, object]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Line breaks and tabs would break a table's row, so they become spaces; display.safe then
+# replaces what a terminal must not get (C0/C1 controls, DEL, bidirectional controls).
+_TABLE_SPACES: dict[int, str] = {ord("\t"): " ", ord("\n"): " ", ord("\r"): " "}
+
+# OWASP "CSV injection": a spreadsheet runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), +cmd|...); a leading ' makes it text. Only text values: numbers stay numbers.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _table_text(text: str) -> str:
+    if text.isascii() and text.isprintable():  # nearly every cell: nothing to replace
+        return text.strip()
+    return safe(text.translate(_TABLE_SPACES)).strip()
+
+
+def _csv_cell(value: object) -> str:
+    text = _text(value)
+    if text.startswith(_FORMULA_START) and not isinstance(value, int | float | bool):
+        return "'" + text
+    return text
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+
+def _valid_text(text: str) -> str:
+    """``text`` without lone surrogates, which cannot be encoded as UTF-8."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json(value: object, *, indent: int | None = None) -> str:
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators,
+                      default=_json_default)
+    return _valid_text(text)
+
+
+_SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
+_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+
+def _json_scalar(value: object) -> str:
+    """One JSON value as json.dumps(value, ensure_ascii=False) writes it."""
+    if type(value) is str:
+        return json.encoder.encode_basestring(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float:
+        return json.dumps(value)  # NaN and Infinity as json writes them
+    return _CONSTANTS[value]  # type: ignore[index]
+
+
+def _json_object(record: Record) -> str:
+    """``_json(record, indent=2)``, faster for a flat record: with an indent, json runs its
+    pure-Python encoder over every value (about a third of a 1,000-row JSON listing's
+    rendering). Anything nested goes the general way."""
+    if record and all(type(key) is str for key in record) \
+            and all(type(value) in _SCALAR_TYPES for value in record.values()):
+        body = ",\n  ".join(f"{json.encoder.encode_basestring(key)}: {_json_scalar(value)}"
+                            for key, value in record.items())
+        return _valid_text("{\n  " + body + "\n}")
+    return _json(record, indent=2)
+
+
+def _text(value: object, *, booleans: tuple[str, str] = ("true", "false")) -> str:
+    """A value as one line of text for a CSV or table cell; None is ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return booleans[0] if value else booleans[1]
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        return " ".join(_text(item, booleans=booleans) for item in value)
+    if isinstance(value, Mapping):
+        return _json(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _cell(value: object, *, shorten: bool = True) -> object:
+    """A table cell: numbers stay numbers (right-aligned), text is made safe for a terminal and
+    (in listings, not in a single record) shortened."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    text = _table_text(_text(value, booleans=("yes", "no")))
+    if shorten and len(text) > MAX_CELL_WIDTH:
+        text = text[:MAX_CELL_WIDTH - 1] + "…"
+    return text
+
+
+def _project(record: Record, columns: Sequence[str] | None) -> Record:
+    return record if columns is None else {key: record.get(key) for key in columns}
+
+
+# --- sizes for people -----------------------------------------------------------------------------
+
+
+def human_size(n: int) -> str:
+    """A byte count for people, 1024-based like parse_size: ``512``, ``4.2K``, ``17M``, ``1.0G``.
+
+    One decimal below 10 of a unit, none above; parse_size reads the result back (approximately).
+    """
+    if n < 0:
+        raise ValueError(f"a size cannot be negative: {n}")
+    if n < 1024:
+        return str(n)
+    value = float(n)
+    for suffix in "KMGTPE":
+        value /= 1024
+        if round(value, 1) < 10:
+            return f"{value:.1f}{suffix}"
+        if round(value) < 1024 or suffix == "E":
+            return f"{value:.0f}{suffix}"
+    raise AssertionError("unreachable")
