@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.delay_proxy import DelayProxy
 from popctl.models import Credentials, Endpoint, TLSMode
 from popctl.session import Session
-from tests.dovecot_server import start_dovecot
+from tests.support.dovecot_server import start_dovecot
 
 USER = "bob"
 

@@ -4,7 +4,7 @@
                                         # docs/PERFORMANCE.md
     python benchmarks/run.py --quick    # small N, one repetition: a smoke test (seconds)
 
-Starts a private Dovecot on 127.0.0.1 (tests/dovecot_server.py) with generated mailboxes
+Starts a private Dovecot on 127.0.0.1 (tests/support/dovecot_server.py) with generated mailboxes
 (benchmarks/mailboxes.py), puts the user-space delay proxy (benchmarks/delay_proxy.py) in front
 of it for each round-trip time, and runs every client as a separate process doing the closest
 equivalent job, interleaved repetition by repetition so they share the machine's load. Times are
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import mailboxes, peers  # noqa: E402
 from benchmarks.delay_proxy import DelayProxy  # noqa: E402
-from tests.dovecot_server import DovecotServer, start_dovecot  # noqa: E402
+from tests.support.dovecot_server import DovecotServer, start_dovecot  # noqa: E402
 
 PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- benchmarks/run.py: begin -->", "<!-- benchmarks/run.py: end -->"

@@ -128,7 +128,7 @@ TRACE_ALL_VARIABLE: Final = "POPCTL_TRACE_ALL"
 class _TraceCut:
     """What the trace showed of the multi-line reply being read, and what it left out."""
 
-    __slots__ = ("limit", "lines", "octets", "partial", "shown")
+    __slots__ = ("limit", "lines", "octets", "partial", "pending", "shown")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit  # None: show every line
@@ -136,6 +136,14 @@ class _TraceCut:
         self.lines = 0  # complete lines left out
         self.octets = 0  # octets left out
         self.partial = False  # the octets left out end inside a line
+        # The start of a line to show that the next read continues, held so that the line is
+        # traced whole (at most TRACE_PENDING_OCTETS; a longer one is shown in pieces).
+        self.pending = b""
+
+
+# A line to trace that arrives across reads is held until its end, up to this many octets: a
+# status line's limit, ample for any header or body line a person reads in a trace.
+TRACE_PENDING_OCTETS: Final = 8192
 
 
 class Sink(Protocol):
@@ -480,6 +488,8 @@ class Session:
             self._trace_data(event.data)
         elif isinstance(event, EndOfData):
             cut, self._trace_cut = self._trace_cut, None
+            if cut is not None and cut.pending:  # a last line without its line end
+                self._trace_server(cut.pending.decode("utf-8", "replace"))
             if cut is not None and cut.octets:
                 lines = cut.lines + cut.partial
                 self._trace_server(f"... ({lines} more line{'' if lines == 1 else 's'}, "
@@ -490,10 +500,15 @@ class Session:
         """Show lines of a multi-line reply up to the limit, count the rest (never split it:
         a 200 MB message costs a count, not 200 MB of line objects)."""
         cut = self._trace_cut
+        if cut is not None and cut.pending:
+            data, cut.pending = cut.pending + data, b""
         pos, size = 0, len(data)
         while pos < size and (cut is None or cut.limit is None or cut.shown < cut.limit):
             end = data.find(b"\n", pos)
-            if end < 0:  # a line continued in the next read: shown as it arrived
+            if end < 0 and cut is not None and size - pos <= TRACE_PENDING_OCTETS:
+                cut.pending = data[pos:]  # the next read ends the line: traced whole then
+                return
+            if end < 0:  # a line too long to hold: shown as it arrived
                 end = size
             elif cut is not None:
                 cut.shown += 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The long fuzz run of popctl's protocol core and session (tests/fuzz_targets.py).
+"""The long fuzz run of popctl's protocol core and session (tests/support/fuzz_targets.py).
 
 With atheris installed (pip install atheris) it is coverage-guided for --seconds; otherwise
 Hypothesis runs --examples examples per target. Either way it prints the figures that
@@ -38,8 +38,8 @@ def report(engine: str) -> None:
 def with_atheris(seconds: int) -> None:
     import atheris  # type: ignore[import-not-found]
 
-    with atheris.instrument_imports(include=["popctl", "tests.fuzz_targets"]):
-        from tests.fuzz_targets import run_protocol, run_session
+    with atheris.instrument_imports(include=["popctl", "tests.support.fuzz_targets"]):
+        from tests.support.fuzz_targets import run_protocol, run_session
 
     def one_input(data: bytes) -> None:
         fdp = atheris.FuzzedDataProvider(data)
@@ -68,7 +68,7 @@ def with_hypothesis(examples: int) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from tests.fuzz_targets import COMMANDS, PIECES, run_protocol, run_session
+    from tests.support.fuzz_targets import COMMANDS, PIECES, run_protocol, run_session
 
     data = st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=64)),
                     max_size=80).map(b"".join)

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """The long kill test: SIGKILL `popctl retr --all --delete` many times, count what is lost.
 
-Starts a private Dovecot on 127.0.0.1 (tests/dovecot_server.py; needs dovecot-core and
-dovecot-pop3d) and runs tests/kill_harness.py's campaign for each store, printing the figures
-that docs/RELIABILITY.md reports. The CI version is tests/test_kill.py (10 kills per store).
+Starts a private Dovecot on 127.0.0.1 (tests/support/dovecot_server.py; needs dovecot-core and
+dovecot-pop3d) and runs tests/support/kill_harness.py's campaign for each store, printing the
+figures that docs/RELIABILITY.md reports. The CI version is tests/integration/test_kill.py (10 kills
+per store).
 
     python3 scripts/kill_test.py                      # 100 kills per store, seed 1
     python3 scripts/kill_test.py --runs 500 --seed 7 --kinds mbox
     python3 scripts/kill_test.py --kinds no-uidl shared-uids   # issue 11: colliding names
 
-``no-uidl`` and ``shared-uids`` run --output-dir against tests/quirky_server.py (a server
+``no-uidl`` and ``shared-uids`` run --output-dir against tests/support/quirky_server.py (a server
 without UIDL, or one giving several messages one UID), never emptying the directory, so every
 run meets the file names of all the earlier ones.
 """
@@ -24,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.dovecot_server import start_dovecot
-from tests.kill_harness import Campaign
-from tests.quirky_server import QuirkyServer
+from tests.support.dovecot_server import start_dovecot
+from tests.support.kill_harness import Campaign
+from tests.support.quirky_server import QuirkyServer
 
 
 def main() -> int:

@@ -1,13 +1,19 @@
-"""Shared fixtures: a private Dovecot (tests/fixtures_dovecot.py) and user state in temp dirs."""
+"""Fixtures every test folder shares: user state in temp dirs (autouse), test keyrings, a tiny
+file system; the servers' fixtures come from tests/support (fixtures_dovecot, fixtures_servers)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
+import keyring
 import pytest
+from keyring.backends import fail
+from keyrings.alt.file import PlaintextKeyring
 
-pytest_plugins = ["tests.fixtures_dovecot", "tests.fixtures_servers"]
+pytest_plugins = ["tests.support.fixtures_dovecot", "tests.support.fixtures_servers"]
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +41,47 @@ def _isolated_user_state(tmp_path_factory: pytest.TempPathFactory,
         yield
     finally:
         os.umask(previous)
+
+
+@pytest.fixture
+def file_keyring() -> Iterator[PlaintextKeyring]:
+    """keyrings.alt's PlaintextKeyring, its file under the test's temporary HOME (keyring keeps
+    one backend per process: the previous one is put back)."""
+    previous = keyring.get_keyring()
+    ring = PlaintextKeyring()
+    assert str(ring.file_path).startswith(os.environ["HOME"])
+    keyring.set_keyring(ring)
+    try:
+        yield ring
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    """What a server without a desktop has: keyring's fail backend."""
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def tiny_fs() -> Iterator[Path]:
+    """A 64 KiB tmpfs: room for one of the 40 KB test messages, not two."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the RLIMIT_FSIZE test covers the rest)")
+    point = Path(subprocess.run(["mktemp", "-d", "/tmp/popctl-full-XXXXXX"], check=True,
+                                capture_output=True, text=True).stdout.strip())
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        point.rmdir()
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+        point.rmdir()
