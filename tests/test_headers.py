@@ -777,3 +777,14 @@ def test_iso_date_fast_path_at_the_edges_of_its_ranges(text: str) -> None:
 
     when = parse_date(text)
     assert _iso_date(text) == (when.isoformat() if when is not None else None)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["", " ", "\t", "  ", "\r", "x", "\u3000"]), _WORDS,
+       st.sampled_from(["", " ", "\t ", "\r", "y", "\n"]))
+def test_one_encoded_word_fast_path_agrees_with_the_general_loop(before: str, words: list[bytes],
+                                                                 after: str) -> None:
+    from popctl.headers import _decode_words
+
+    value = before + " ".join(w.decode("ascii") for w in words[:1]) + after
+    assert decode_words(value) == _decode_words(value)
