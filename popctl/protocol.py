@@ -196,6 +196,17 @@ def parse_status(line: bytes) -> tuple[bool, str, str | None]:
     return ok, text, code
 
 
+def _line_start_dot(buf: bytearray, start: int, end: int) -> int:
+    """``buf.find(b"\\n.", start, end)``, faster where dots are rare. A two-octet search steps
+    at most three octets at a time (~1 ns an octet here: 0.18 s of a 200 MB attachment), while
+    a one-octet search runs at memory speed; base64 has no dot at all. So: the first dot, and
+    the two-octet search only from there."""
+    dot = buf.find(b".", start + 1, end)
+    if dot < 0 or buf[dot - 1] == _LF:
+        return dot - 1 if dot >= 0 else -1
+    return buf.find(b"\n.", dot, end)
+
+
 class POP3Protocol:
     """Client side of one POP3 connection, without I/O."""
 
@@ -383,7 +394,7 @@ class POP3Protocol:
                 if nxt == _CR and end - pos < 3:
                     break
                 pos += 1  # a stuffed dot: drop it
-            stop = buf.find(b"\n.", pos, end)
+            stop = _line_start_dot(buf, pos, end)
             if stop < 0:
                 pieces.append(bytes(buf[pos:end]))
                 self._at_line_start = buf[end - 1] == _LF

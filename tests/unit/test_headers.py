@@ -322,20 +322,23 @@ def _first_of_each(data: bytes) -> dict[str, bytes]:
     return expected
 
 
+def _summary_fields_by_name(data: bytes) -> dict[str, bytes]:
+    from popctl.headers import _summary_fields
+
+    names = {ord(name[0]): name for name in ("from", "subject", "date", "message-id")}
+    return {names[key]: raw for key, raw in _summary_fields(data).items()}
+
+
 @given(HEADER_PIECES, st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\r"]), st.booleans())
 def test_summary_fields_agree_with_the_full_field_parser(pieces: list[bytes], eol: bytes,
                                                          final_eol: bool) -> None:
-    from popctl.headers import _summary_fields
-
     data = eol.join(pieces) + (eol if final_eol else b"")
-    assert _summary_fields(data) == _first_of_each(data)
+    assert _summary_fields_by_name(data) == _first_of_each(data)
 
 
 @given(st.binary(max_size=300))
 def test_summary_fields_agree_on_arbitrary_bytes(data: bytes) -> None:
-    from popctl.headers import _summary_fields
-
-    assert _summary_fields(data) == _first_of_each(data)
+    assert _summary_fields_by_name(data) == _first_of_each(data)
 
 
 _DATE_PIECES = st.tuples(
@@ -608,3 +611,177 @@ def test_several_mailboxes_read_back_as_as_many(mailboxes: list[tuple[str, str]]
     assert getaddresses([summary.sender]) == [(n.strip(), a) for n, a in mailboxes]
     assert (summary.sender_name, summary.sender_address) == (mailboxes[0][0].strip(),
                                                              mailboxes[0][1])
+
+
+# --- the fast summary against the careful one (issue 13) -----------------------------------------
+
+def _careful_summary(data: bytes) -> HeaderSummary:
+    """summarize() as it was before issue 13, the slow twin of the fast path: every field from
+    the full field parser (_fields), every text cleaned by translating it, the date parsed into
+    a datetime and formatted by it."""
+    from unittest import mock
+
+    from popctl import headers
+
+    def careful_clean(text: str) -> str:
+        return text.translate(headers._CONTROLS).strip()
+
+    with mock.patch.object(headers, "_clean", careful_clean):
+        fields = {name: headers._field_text(raw) for name, raw in _first_of_each(data).items()}
+        sender, sender_cut = fields.get("from", (None, False))
+        subject, subject_cut = fields.get("subject", (None, False))
+        date, _date_cut = fields.get("date", (None, False))
+        message_id, id_cut = fields.get("message-id", ("", False))
+        when = parse_date(date)
+        parsed = (headers._parse_sender(sender) if sender is not None
+                  else headers._Sender("", "", None))
+        message_id = headers._capped(careful_clean(message_id), id_cut)
+        return HeaderSummary(
+            sender=headers._capped(parsed.display, sender_cut),
+            subject=(headers._capped(headers._unstructured(subject), subject_cut)
+                     if subject is not None else ""),
+            date=when.isoformat() if when is not None else None,
+            message_id=message_id or None,
+            sender_name=headers._capped(parsed.name),
+            sender_address=(headers._capped(parsed.address) if parsed.address is not None
+                            else None),
+        )
+
+
+# Pieces of field values: plain and 8-bit text, specials, addresses, encoded words (good, bad,
+# in charsets that decode to surrogates or controls), dates in and out of range, controls.
+_VALUE_PIECES = st.sampled_from([
+    "Alice", "Alice Example", '"Garcia, Trent"', '"a\\"b"', "<a@example.org>", "a@example.org",
+    " ", "  ", "\t", ",", ";", ":", "(c)", "<", ">", "@", '"', "\\", "=?", "?=", "é", "中",
+    "\x1b[31m", "\x00", "\x7f", "\x85", "\u2028", "\ufeff", "\r", "=?utf-8?q?J=C3=B6rg?=",
+    "=?UTF-8?B?8J+OiSBQYXJ0eSE=?=", "=?utf-7?q?+2AA-?=", "=?iso-8859-1?q?caf=E9?=",
+    "=?x-unknown?q?x?=", "=?utf-8?b?!!!?=", "=?utf-8?q?=1B=9B?=", "=?punycode?q?abc?=",
+    "Fri, 20 Nov 2026 14:03:00 +0100", "Thu, 29 Feb 2024 00:00:00 -0000", "30 Feb 2026 1:02 +0530",
+    "Mon, 31 Apr 2026 23:59:60 +2400", "1 Jan 1000 00:00 -2359", " (CET)", "+0099", "Jan",
+    "2026", "24:00", "<m.1@x.example>", "x" * 300,
+])
+_FIELD_NAMES = st.sampled_from([
+    "From", "from", "FROM", "Subject", "SUBJECT", "Date", "date", "Message-ID", "Message-Id",
+    "message-id", "From ", "Subject\t", "To", "Received", "X-From", "Fromage", "Date-X", "",
+    " From", "\tSubject", "From x", "M\xe9ssage-ID",
+])
+_FIELDS = st.lists(st.tuples(
+    _FIELD_NAMES, st.lists(_VALUE_PIECES, max_size=6),
+    st.lists(st.sampled_from(["", " ", "\t", ":"]), max_size=1),  # a fold, or a colon-less line
+), max_size=8)
+
+
+def _header_block(fields: list[tuple[str, list[str], list[str]]], eol: bytes,
+                  end: bytes) -> bytes:
+    lines = []
+    for name, pieces, fold in fields:
+        value = "".join(pieces)
+        if fold and fold[0] != ":" and len(value) > 2:
+            value = value[:2] + "\n" + fold[0] + value[2:]  # a continuation line
+        colon = "" if fold == [":"] else ":"
+        lines.append(f"{name}{colon} {value}".encode("utf-8", "surrogatepass"))
+    return eol.join(line.replace(b"\n", eol) for line in lines) + end
+
+
+@settings(max_examples=200)
+@given(_FIELDS, st.sampled_from([b"\r\n", b"\n", b"\r"]),
+       st.sampled_from([b"", b"\r\n", b"\r\n\r\n", b"\n\n", b"\r\n\r\nFrom: after@blank.example"]))
+def test_fast_summary_is_the_careful_summary_on_header_blocks(
+        fields: list[tuple[str, list[str], list[str]]], eol: bytes, end: bytes) -> None:
+    data = _header_block(fields, eol, end)
+    assert summarize(data) == _careful_summary(data)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=400))
+def test_fast_summary_is_the_careful_summary_on_arbitrary_bytes(data: bytes) -> None:
+    assert summarize(data) == _careful_summary(data)
+
+
+@settings(max_examples=200)
+@given(HEADER_PIECES, st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\r"]), st.booleans())
+def test_fast_summary_is_the_careful_summary_on_header_pieces(pieces: list[bytes], eol: bytes,
+                                                               final_eol: bool) -> None:
+    data = eol.join(pieces) + (eol if final_eol else b"")
+    assert summarize(data) == _careful_summary(data)
+
+
+@pytest.mark.parametrize("field", list(HOSTILE_FIELDS), ids=list(HOSTILE_FIELDS))
+def test_fast_summary_is_the_careful_summary_on_hostile_fields(field: str) -> None:
+    data = HOSTILE_FIELDS[field].encode() + b"\r\n\r\n"
+    assert summarize(data) == _careful_summary(data)
+
+
+def test_fast_summary_is_the_careful_summary_on_the_benchmark_mailbox() -> None:
+    from benchmarks.mailboxes import realistic
+
+    for message in realistic(300, big=()):
+        head = message[:message.index(b"\r\n\r\n") + 4]
+        assert summarize(head) == _careful_summary(head)
+    for data in (BASIC, BASIC.replace(b"\r\n", b"\n"), b"", b"\r\n", b"\n",
+                 b"Subject: " + b"\xc3\xa9" * MAX_FIELD_OCTETS + b"\r\n\r\n",
+                 b"From: " + b"a" * 200_000 + b"\r\nSubject: " + b"b " * 100_000 + b"\r\n\r\n"):
+        assert summarize(data) == _careful_summary(data)
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=80))
+def test_clean_skips_translating_only_what_translating_leaves_alone(text: str) -> None:
+    from popctl import headers
+
+    assert headers._clean(text) == text.translate(headers._CONTROLS).strip()
+
+
+def test_every_character_clean_removes_is_unprintable() -> None:
+    from popctl import headers
+
+    assert not any(chr(c).isprintable() for c in headers._CONTROLS)
+
+
+_MORE_DATE_PIECES = st.tuples(
+    st.sampled_from(["", "Mon, ", "Sun,", "Foo, ", "\x1b", " "]),
+    st.sampled_from(["1", "01", "09", "28", "29", "30", "31", "0", "00", "32", "99"]),
+    st.sampled_from([" "]),
+    st.sampled_from(["Jan", "Feb", "Apr", "Jun", "Sep", "Nov", "Dec", "jan", "Foo"]),
+    st.sampled_from([" 2026 ", " 2024 ", " 2000 ", " 1900 ", " 2100 ", " 1000 ", " 9999 "]),
+    st.sampled_from(["0:00", "9:59", "09:59", "23:59:59", "24:00", "23:60", "23:59:60", "19:00:00",
+                     "20:00"]),
+    st.sampled_from([" +0000", " -0000", " +0530", " -0530", " +0030", " -0030", " +2359",
+                     " -2400", " +2300", " +0060", " +0099", " -1959", " GMT", "", " +0100 (CET)",
+                     " +0000\x85"]),
+)
+
+
+@settings(max_examples=200)
+@given(st.one_of(_MORE_DATE_PIECES.map("".join), st.text(max_size=40)))
+def test_iso_date_fast_path_agrees_with_parse_date(text: str) -> None:
+    from popctl.headers import _iso_date
+
+    when = parse_date(text)
+    assert _iso_date(text) == (when.isoformat() if when is not None else None)
+
+
+@pytest.mark.parametrize("text", [
+    "Sun, 29 Feb 2026 10:00:00 +0000", "Thu, 29 Feb 2024 10:00:00 +0000", "29 Feb 1900 0:00 +0000",
+    "29 Feb 2000 0:00 +0000", "31 Apr 2026 0:00 +0000", "30 Apr 2026 0:00 +0000",
+    "31 Dec 9999 23:59:59 +0000", "1 Jan 1000 00:00 -0000", "0 Jan 2026 00:00 +0000",
+    "1 Jan 2026 24:00 +0000", "1 Jan 2026 23:60 +0000", "1 Jan 2026 23:59:60 +0000",
+    "1 Jan 2026 7:05 -0030", "1 Jan 2026 7:05 +2359", "1 Jan 2026 7:05 -2400",
+    "1 Jan 2026 7:05 +0060", "1 Jan 2026 7:05 +0199", " 1 Jan 2026 7:05 +0100 (CET) ",
+])
+def test_iso_date_fast_path_at_the_edges_of_its_ranges(text: str) -> None:
+    from popctl.headers import _iso_date
+
+    when = parse_date(text)
+    assert _iso_date(text) == (when.isoformat() if when is not None else None)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["", " ", "\t", "  ", "\r", "x", "\u3000"]), _WORDS,
+       st.sampled_from(["", " ", "\t ", "\r", "y", "\n"]))
+def test_one_encoded_word_fast_path_agrees_with_the_general_loop(before: str, words: list[bytes],
+                                                                 after: str) -> None:
+    from popctl.headers import _decode_words
+
+    value = before + " ".join(w.decode("ascii") for w in words[:1]) + after
+    assert decode_words(value) == _decode_words(value)

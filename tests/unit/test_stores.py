@@ -18,7 +18,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from popctl.errors import ExitCode, UsageError
@@ -614,3 +614,69 @@ def test_read_only_location_fails_at_construction(readonly_fs: Path, kind: str) 
             "mbox": MboxStore}[kind]
     with pytest.raises(StoreError, match="Read-only file system"):
         make(target)
+
+
+# --- the receiving path of a big message, fast against careful (issue 13) ----------------------
+
+_WIRE_BYTES = st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b".", b"..", b"x", b"abc", b"\x00",
+                                        b"\r\n.", b"\n.", b"From "]), max_size=60).map(b"".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=6))
+def test_crlf_conversion_is_replace_over_any_split(data: bytes, cuts: list[int]) -> None:
+    from popctl.stores.convert import _CRLFToLF
+
+    bounds = [0, *sorted(cuts), len(data)]
+    convert = _CRLFToLF()
+    out = b"".join(convert.feed(data[a:b]) for a, b in itertools.pairwise(bounds))
+    assert out + convert.finish() == data.replace(b"\r\n", b"\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _WIRE_BYTES), st.integers(0, 210), st.integers(0, 210))
+@example(b"\n.", 1, 2).via("a dot at start after a LF before it")
+@example(b".\n.", 0, 3).via("a dot at start, the LF before it at the other end")
+@example(b"x.\n.", 0, 4).via("a dot not at a line start, then one that is")
+def test_line_start_dot_search_is_find(data: bytes, start: int, end: int) -> None:
+    from popctl.protocol import _line_start_dot
+
+    buf = bytearray(data)
+    assert _line_start_dot(buf, start, end) == buf.find(b"\n.", start, end)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_WIRE_BYTES, st.lists(st.integers(min_value=1, max_value=9), max_size=80))
+def test_maildir_gets_the_unstuffed_body_with_lf_over_any_split(body: bytes,
+                                                               chunks: list[int]) -> None:
+    # What the server sends (every line starting with a dot stuffed, the terminator after a
+    # CRLF), cut anywhere, through the protocol into a Maildir: the body, CRLF -> LF, lone CRs
+    # and LFs kept, whatever the cuts split (CRLF, a stuffed dot, the terminator).
+    from popctl.protocol import NEED_DATA, Command, Data, EndOfData, POP3Protocol
+
+    body += b"\r\n"
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK ready\r\n")
+    protocol.next_event()
+    protocol.send(Command("USER", ("u",)))
+    protocol.send(Command("PASS", ("p",)))
+    protocol.receive_data(b"+OK\r\n+OK\r\n")
+    protocol.next_event()
+    protocol.next_event()
+    protocol.send(Command("RETR", ("1",)))
+    wire = b"+OK\r\n" + re.sub(rb"(^|\n)\.", rb"\1..", body) + b".\r\n"
+    with tempfile.TemporaryDirectory() as tmp, MaildirStore(Path(tmp, "Mail")) as store:
+        sink = store.open(1, "u")
+        ends, pos = 0, 0
+        for size in [*chunks, len(wire)]:
+            protocol.receive_data(wire[pos:pos + size])
+            pos += size
+            while (event := protocol.next_event()) is not NEED_DATA:
+                if isinstance(event, Data):
+                    sink.write(event.data)
+                ends += isinstance(event, EndOfData)
+            if pos >= len(wire):
+                break
+        assert ends == 1
+        path = sink.commit()
+        assert Path(path).read_bytes() == body.replace(b"\r\n", b"\n")
