@@ -127,10 +127,15 @@ TRACE_DATA_LINES: Final = 10
 TRACE_ALL_VARIABLE: Final = "POPCTL_TRACE_ALL"
 
 
+# The start of a traced line held back until its end arrives in a later read (a POP3 line is at
+# most 1,000 octets; one that is longer is traced in the pieces it arrived in).
+TRACE_LINE_HELD: Final = 8 * 1024
+
+
 class _TraceCut:
     """What the trace showed of the multi-line reply being read, and what it left out."""
 
-    __slots__ = ("limit", "lines", "octets", "partial", "shown")
+    __slots__ = ("limit", "lines", "octets", "partial", "pending", "shown")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit  # None: show every line
@@ -138,6 +143,7 @@ class _TraceCut:
         self.lines = 0  # complete lines left out
         self.octets = 0  # octets left out
         self.partial = False  # the octets left out end inside a line
+        self.pending = b""  # the start of a line to show, whose end is in the next read
 
 
 class Sink(Protocol):
@@ -482,6 +488,8 @@ class Session:
             self._trace_data(event.data)
         elif isinstance(event, EndOfData):
             cut, self._trace_cut = self._trace_cut, None
+            if cut is not None and cut.pending:  # a last line without its line end
+                self._trace_server(cut.pending.decode("utf-8", "replace"))
             if cut is not None and cut.octets:
                 lines = cut.lines + cut.partial
                 self._trace_server(f"... ({lines} more line{'' if lines == 1 else 's'}, "
@@ -490,13 +498,19 @@ class Session:
 
     def _trace_data(self, data: bytes) -> None:
         """Show lines of a multi-line reply up to the limit, count the rest (never split it:
-        a 200 MB message costs a count, not 200 MB of line objects)."""
+        a 200 MB message costs a count, not 200 MB of line objects). A line split between two
+        reads is shown once, whole, unless it is longer than TRACE_LINE_HELD."""
         cut = self._trace_cut
+        if cut is not None and cut.pending:
+            data, cut.pending = cut.pending + data, b""
         pos, size = 0, len(data)
         while pos < size and (cut is None or cut.limit is None or cut.shown < cut.limit):
             end = data.find(b"\n", pos)
-            if end < 0:  # a line continued in the next read: shown as it arrived
-                end = size
+            if end < 0:  # a line continued in the next read
+                if cut is not None and size - pos <= TRACE_LINE_HELD:
+                    cut.pending = data[pos:]
+                    return
+                end = size  # too long to hold: shown as it arrived
             elif cut is not None:
                 cut.shown += 1
             for line in data[pos:end].splitlines() or [b""]:  # b"" is a line ended by LF
