@@ -125,6 +125,11 @@ TRACE_DATA_LINES: Final = 10
 TRACE_ALL_VARIABLE: Final = "POPCTL_TRACE_ALL"
 
 
+# The start of a traced line held back until its end arrives in a later read (a POP3 line is at
+# most 1,000 octets; one that is longer is traced in the pieces it arrived in).
+TRACE_LINE_HELD: Final = 8 * 1024
+
+
 class _TraceCut:
     """What the trace showed of the multi-line reply being read, and what it left out."""
 
@@ -136,14 +141,7 @@ class _TraceCut:
         self.lines = 0  # complete lines left out
         self.octets = 0  # octets left out
         self.partial = False  # the octets left out end inside a line
-        # The start of a line to show that the next read continues, held so that the line is
-        # traced whole (at most TRACE_PENDING_OCTETS; a longer one is shown in pieces).
-        self.pending = b""
-
-
-# A line to trace that arrives across reads is held until its end, up to this many octets: a
-# status line's limit, ample for any header or body line a person reads in a trace.
-TRACE_PENDING_OCTETS: Final = 8192
+        self.pending = b""  # the start of a line to show, whose end is in the next read
 
 
 class Sink(Protocol):
@@ -498,18 +496,19 @@ class Session:
 
     def _trace_data(self, data: bytes) -> None:
         """Show lines of a multi-line reply up to the limit, count the rest (never split it:
-        a 200 MB message costs a count, not 200 MB of line objects)."""
+        a 200 MB message costs a count, not 200 MB of line objects). A line split between two
+        reads is shown once, whole, unless it is longer than TRACE_LINE_HELD."""
         cut = self._trace_cut
         if cut is not None and cut.pending:
             data, cut.pending = cut.pending + data, b""
         pos, size = 0, len(data)
         while pos < size and (cut is None or cut.limit is None or cut.shown < cut.limit):
             end = data.find(b"\n", pos)
-            if end < 0 and cut is not None and size - pos <= TRACE_PENDING_OCTETS:
-                cut.pending = data[pos:]  # the next read ends the line: traced whole then
-                return
-            if end < 0:  # a line too long to hold: shown as it arrived
-                end = size
+            if end < 0:  # a line continued in the next read
+                if cut is not None and size - pos <= TRACE_LINE_HELD:
+                    cut.pending = data[pos:]
+                    return
+                end = size  # too long to hold: shown as it arrived
             elif cut is not None:
                 cut.shown += 1
             for line in data[pos:end].splitlines() or [b""]:  # b"" is a line ended by LF
