@@ -11,6 +11,12 @@ fault): no read waits longer than the read timeout ``T``; a status line (the gre
 a SASL challenge) is complete within ``T`` of waiting; the data of a multi-line reply arrives at
 MIN_DATA_RATE octets/s on average once ``T`` of grace is spent. The session as a whole waits at
 most its session timeout (``default_session_timeout``), TLS handshakes and sending included.
+
+Why one module of over a thousand lines: ``Session`` is one object whose state (the protocol's
+queue of pending commands, the pipelining window, the deadline clocks, the trace) every method
+reads and changes, and the tests patch this module's limits (MAX_IN_FLIGHT, MAX_HEADER_BYTES,
+...) by name. The next cut is the I/O pump (``_send`` to ``_batch``, with its clocks and trace)
+as a base class of its own module.
 """
 
 from __future__ import annotations
