@@ -388,6 +388,15 @@ def _field_text(raw: bytes) -> tuple[str, bool]:
     return _bytes_to_text(raw[:MAX_FIELD_OCTETS] if cut else raw), cut
 
 
+def _summary_text(raw: bytes) -> tuple[str, bool]:
+    """``_field_text(raw)`` with a plain UTF-8 decode first: what nearly every field needs."""
+    cut = len(raw) > MAX_FIELD_OCTETS
+    try:
+        return (raw.decode() if not cut else _field_text(raw)[0]), cut
+    except UnicodeDecodeError:
+        return _bytes_to_text(raw), cut
+
+
 def summarize(data: bytes) -> HeaderSummary:
     """Sender, subject, date and Message-ID of a raw header block; never raises."""
     # _capped(text, cut) is written out as "if cut or len(text) > MAX_TEXT" and _field_text's
@@ -396,11 +405,7 @@ def summarize(data: bytes) -> HeaderSummary:
     sender, sender_name, sender_address = "", "", None
     raw = fields.get(_FROM)
     if raw is not None:
-        cut = len(raw) > MAX_FIELD_OCTETS
-        try:
-            text = raw.decode() if not cut else _field_text(raw)[0]
-        except UnicodeDecodeError:
-            text = _bytes_to_text(raw)
+        text, cut = _summary_text(raw)
         sender, sender_name, sender_address = _parse_sender(text)
         if cut or len(sender) > MAX_TEXT:
             sender = _capped(sender, cut)
@@ -411,11 +416,7 @@ def summarize(data: bytes) -> HeaderSummary:
     subject = ""
     raw = fields.get(_SUBJECT)
     if raw is not None:
-        cut = len(raw) > MAX_FIELD_OCTETS
-        try:
-            text = raw.decode() if not cut else _field_text(raw)[0]
-        except UnicodeDecodeError:
-            text = _bytes_to_text(raw)
+        text, cut = _summary_text(raw)
         subject = _unstructured(text)
         if cut or len(subject) > MAX_TEXT:
             subject = _capped(subject, cut)

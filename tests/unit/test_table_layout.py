@@ -13,10 +13,20 @@ import tabulate as tabulate_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popctl.output import render, render_one
+from popctl.output import render, render_one, textwidth
 from popctl.output import table as table_module
 
-tabulate = tabulate_module.tabulate
+
+def tabulate(*args: object, **kwargs: object) -> object:
+    """tabulate with the display widths popctl promises (CJK and emoji two columns), whether or
+    not the optional wcwidth package is installed: without it tabulate counts characters, and
+    the reference would be wrong where popctl is right (a fresh venv has no wcwidth)."""
+    saved = tabulate_module.wcwidth, tabulate_module.WIDE_CHARS_MODE
+    tabulate_module.wcwidth, tabulate_module.WIDE_CHARS_MODE = textwidth, True
+    try:
+        return tabulate_module.tabulate(*args, **kwargs)  # type: ignore[arg-type]
+    finally:
+        tabulate_module.wcwidth, tabulate_module.WIDE_CHARS_MODE = saved
 
 # Letters, digits, punctuation, accented Latin, CJK, a few emoji: what mail headers hold.
 TEXT = st.text(st.sampled_from(list("abcXYZ019 .,:@<>-_éüßÑçø中文字日本語한국어📦🎉✉")),
