@@ -36,6 +36,7 @@ from tests.support.ci import skip_or_fail
 from tests.support.cli import closed_port, invoke, outcome
 from tests.support.dovecot_server import DovecotServer
 from tests.support.scripted_server import ScriptedServer, expect, expect_eof, send
+from tests.support.terminal import drain
 
 dovecot = pytest.mark.dovecot
 
@@ -338,14 +339,7 @@ def _on_terminal(args: list[str], answers: list[tuple[bytes, bytes]],
             shown = shown.replace(prompt, b"<" + prompt + b">", 1)
             os.write(master, answer + b"\n")
         stdout, _ = process.communicate(timeout=60)
-        while select.select([master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
+        shown += drain(master)
     finally:
         os.close(master)
         if process.poll() is None:

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from popctl.cli import cli
 from popctl.sandbox import SandboxServer
+from tests.support.terminal import drain
 
 
 @pytest.fixture
@@ -144,14 +145,7 @@ def on_terminal(args: list[str], lines: list[bytes]) -> tuple[int, bytes]:
             at = read_until(b"popctl> ", at)
             os.write(master, line + b"\n")
         process.wait(timeout=60)
-        while select.select([master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
+        shown += drain(master)
     finally:
         os.close(master)
         if process.poll() is None:

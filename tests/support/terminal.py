@@ -1,0 +1,20 @@
+"""Helpers for tests that run popctl on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import select
+
+
+def drain(master: int) -> bytes:
+    """What the terminal still has to show once the program ended (until it falls silent)."""
+    shown = b""
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    return shown
