@@ -137,21 +137,33 @@ def popctl_command(python: str) -> list[str]:
     return [python, "-m", "popctl"]
 
 
-def install_in_venv(scratch: Path, env: dict[str, str]) -> str:
+def install_in_venv(scratch: Path, env: dict[str, str], source: Path = ROOT,
+                    name: str = "venv") -> str:
     """popctl as a user gets it: ``pip install .`` into a fresh virtual environment (wheel,
     compiled bytecode, no editable-install finder or other development .pth files in its
     site-packages); the python of that environment."""
-    venv = scratch / "venv"
+    venv = scratch / name
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     python = str(venv / "bin" / "python")
     subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    str(ROOT)], check=True, env=env, stdout=subprocess.DEVNULL)
+                    str(source)], check=True, env=env, stdout=subprocess.DEVNULL)
     return python
+
+
+def install_baseline(scratch: Path, env: dict[str, str], ref: str) -> list[str]:
+    """popctl as it was at git ``ref`` (``git archive``, no work tree of ours touched), installed
+    like the current one in a venv of its own: the command that runs it."""
+    source = scratch / "baseline-src"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    return popctl_command(install_in_venv(scratch, env, source, "baseline-venv"))
 
 
 class Bench:
     def __init__(self, config: Config, scratch: Path, out: Callable[[str], None], *,
-                 venv: bool) -> None:
+                 venv: bool, baseline: str | None = None) -> None:
         self.config = config
         self.scratch = scratch
         self.say = out
@@ -167,6 +179,13 @@ class Bench:
             out(f"popctl installed in {scratch / 'venv'} in {time.perf_counter() - started:.0f} s")
         self.installed = "pip install . in a fresh venv" if venv else "this Python's own install"
         self.popctl = popctl_command(self.python)
+        # --baseline REF: an older popctl run beside this one, interleaved, on the start-up,
+        # headers and purge jobs ("no worse than before the redesign", same machine, same run).
+        self.baseline: list[str] | None = None
+        self.baseline_name = f"popctl@{baseline}" if baseline else ""
+        if baseline:
+            self.baseline = install_baseline(scratch, self.env, baseline)
+            out(f"baseline {baseline} installed in {scratch / 'baseline-venv'}")
         peers.PYTHON = self.python
         home = scratch / "home"
         home.mkdir()
@@ -229,11 +248,11 @@ class Bench:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def pop(self, user: str, port: int, *args: str) -> Run:
+    def pop(self, user: str, port: int, *args: str, popctl: Sequence[str] | None = None) -> Run:
         account = self.accounts[user]
         env = dict(self.env, POPCTL_PASSWORD=account.password)
-        command = [*self.popctl, "--host", "127.0.0.1", "--port", str(port), "--tls", "none",
-                   "--allow-plaintext", "--user", user, "--auth", "USER", *args]
+        command = [*(popctl or self.popctl), "--host", "127.0.0.1", "--port", str(port),
+                   "--tls", "none", "--allow-plaintext", "--user", user, "--auth", "USER", *args]
         return execute(command, env)
 
     def fresh(self, name: str) -> Path:
@@ -305,6 +324,10 @@ class Bench:
                     run = self.check(self.pop("mail", port, "list", "--no-cache"), "popctl list")
                     assert run.stdout.count(b"\n") == n + 2, run.stdout[-300:]
                     self.record("headers", "popctl list", rtt, run)
+                    if self.baseline:
+                        run = self.check(self.pop("mail", port, "list", "--no-cache",
+                                                  popctl=self.baseline), "baseline list")
+                        self.record("headers", f"{self.baseline_name} list", rtt, run)
                     if rep >= self.reps(rtt, slow=True):
                         continue
                     if peers.available("poplib"):
@@ -358,6 +381,12 @@ class Bench:
                                               "--yes"), "popctl dele")
                     self.record("purge", "popctl dele --larger-than 1M", rtt, run)
                     self._restore_purge()
+                    if self.baseline:
+                        run = self.check(self.pop("purge", port, "dele", "--larger-than", "1M",
+                                                  "--yes", popctl=self.baseline), "baseline dele")
+                        self.record("purge", f"{self.baseline_name} dele --larger-than 1M", rtt,
+                                    run)
+                        self._restore_purge()
                     if peers.available("mpop"):
                         command = peers.mpop_killsize(self.fresh("mpop-kill"), port,
                                                       self.accounts["purge"], "1m")
@@ -456,6 +485,9 @@ class Bench:
                     "popctl --version": [*self.popctl, "--version"],
                     "popctl --help": [*self.popctl, "--help"],
                     "python -c pass": [self.python, "-c", "pass"]}
+        if self.baseline:
+            commands[f"{self.baseline_name} --version"] = [*self.baseline, "--version"]
+            commands[f"{self.baseline_name} --help"] = [*self.baseline, "--help"]
         for _ in range(self.config.startup_reps):
             for name, command in commands.items():
                 self.record("start-up", name, 0, self.check(execute(command, self.env), name))
@@ -584,6 +616,19 @@ def targets(bench: Bench, slopes: dict[str, tuple[float, float]]) -> str:
         t = med("start-up", name, 0)
         if t and click:
             add(f"`{name}` ≤ {limit}x `import click`", f"{t / click:.2f}x", t <= limit * click)
+    if bench.baseline:
+        # "No worse" with a 5 % margin: closer than that, repeated runs here disagree.
+        base = bench.baseline_name
+        for job, mine, theirs, at in (
+                ("start-up", "popctl --version", f"{base} --version", 0),
+                ("start-up", "popctl --help", f"{base} --help", 0),
+                ("headers", "popctl list", f"{base} list", rtt),
+                ("purge", "popctl dele --larger-than 1M", f"{base} dele --larger-than 1M", rtt)):
+            now, then = med(job, mine, at), med(job, theirs, at)
+            if now and then:
+                add(f"{mine} at {at} ms: no worse than {base}",
+                    f"{now / then:.2f}x ({_seconds(now)} / {_seconds(then)})",
+                    now <= 1.05 * then)
     warm = bench.result("warm cache", "popctl list (warm cache)")
     if warm.notes:
         tops = sorted({int(n.removeprefix("TOP=")) for n in warm.notes})
@@ -656,6 +701,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install", choices=("venv", "here"),
                         help="popctl as a user installs it, in a fresh venv (default), or as "
                              "installed for this Python (default with --quick)")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also run popctl as of this git commit (start-up, headers, purge), "
+                             "interleaved with the current one")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     changes: dict[str, object] = {}
@@ -683,7 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="popctl-bench-", dir="/tmp") as scratch:
         bench = Bench(config, Path(scratch), lambda line: print(line, flush=True),
-                      venv=args.install == "venv" if args.install else not args.quick)
+                      venv=args.install == "venv" if args.install else not args.quick,
+                      baseline=args.baseline)
         try:
             bench.start(jobs)
             for job in JOBS:
