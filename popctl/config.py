@@ -103,8 +103,8 @@ class Config(NamedTuple):
             found = self.accounts[name]
         except KeyError:
             known = ", ".join(self.accounts) or "none"
-            raise ConfigError(f"no account {name!r} in {self.path} (accounts: {known}); add it "
-                              f"with: popctl account add {name} --host HOST --user USER") from None
+            raise ConfigError(f"no account {name!r} in {self.path} (accounts: {known})",
+                              hint="add-named-account", hint_args={"name": name}) from None
         if found.password_command_timeout is None and self.password_command_timeout is not None:
             found = found._replace(password_command_timeout=self.password_command_timeout)
         return found
@@ -129,8 +129,8 @@ def load(path: str | os.PathLike[str] | None = None, *, create: bool = False) ->
     except FileNotFoundError:
         if named and not create:
             raise ConfigError(f"the configuration file {path} (named by POPCTL_CONFIG) does not "
-                              "exist: correct or unset POPCTL_CONFIG, or create the file with: "
-                              "popctl account add NAME --host HOST --user USER") from None
+                              "exist: correct or unset POPCTL_CONFIG",
+                              hint="create-config") from None
         return Config(path, {})
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the configuration: {e.strerror or e}") from None

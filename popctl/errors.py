@@ -9,7 +9,9 @@ its control characters neutralised (display.safe), so no caller can print a raw 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
+from types import MappingProxyType
 
 from popctl.display import safe
 
@@ -31,15 +33,20 @@ class PopctlError(Exception):
 
     ``hint`` names what the user can do about it, as a key of the command line's table of hints
     (``popctl/cli/hints.py``): the layers below the command line know no option names.
+    ``hint_args`` fill the hint's ``{placeholders}`` (a host, an account name).
     """
 
     exit_code: ExitCode = ExitCode.FAILURE
     hint: str | None = None
+    hint_args: Mapping[str, str] = MappingProxyType({})
 
-    def __init__(self, *args: object, hint: str | None = None) -> None:
+    def __init__(self, *args: object, hint: str | None = None,
+                 hint_args: Mapping[str, str] | None = None) -> None:
         super().__init__(*args)
         if hint is not None:
             self.hint = hint
+        if hint_args:
+            self.hint_args = dict(hint_args)
 
     def __str__(self) -> str:
         # Messages quote the server (-ERR text, CAPA, SCRAM's e=): neutralised here, where every
@@ -127,8 +134,8 @@ class ServerError(PopctlError):
     exit_code = ExitCode.SERVER
 
     def __init__(self, message: str, *, command: str = "", code: str | None = None,
-                 text: str = "") -> None:
-        super().__init__(message)
+                 text: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.command = command
         self.code = code
         self.text = text

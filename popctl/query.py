@@ -55,7 +55,7 @@ class Query:
             # UIDs are matched locally, never sent; still, one with a line break is a mistake
             # (or an attempt at command injection), and the user should hear so at once.
             if not uid or any(c <= " " or c == "\x7f" for c in uid):
-                raise UsageError(f"--uid {uid!r}: not a UID (a UID has no spaces or control "
+                raise UsageError(f"{uid!r} is not a UID (a UID has no spaces or control "
                                  "characters); nothing was done")
         self.ranges, self.uids, self.all = ranges, uids, all
         self.larger_than, self.smaller_than = larger_than, smaller_than
@@ -130,7 +130,8 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
                 warn(line)
     if query.uids:
         if uid_listing is None:
-            raise UsageError("the server does not support UIDL, so --uid cannot be used")
+            raise UsageError("the server does not support UIDL, so messages cannot be chosen "
+                             "by UID")
         wanted = set(query.uids)
         by_uid: dict[str, list[int]] = {}
         for number, uid in zip(uid_listing.numbers(), uid_listing.uids(), strict=True):

@@ -330,4 +330,4 @@ def parse_header_filter(text: str) -> tuple[str, re.Pattern[str]]:
     if not _FIELD_NAME.fullmatch(name):
         raise UsageError(f"invalid header filter {text!r}: {name!r} is not a header field name "
                          "(printable ASCII without spaces or colons)")
-    return name, compile_regex(regex.lstrip(), f"--header {name}")
+    return name, compile_regex(regex.lstrip(), f"header filter {name}")

@@ -1117,7 +1117,7 @@ class Session:
                     return
                 raise type(e)(f"{e}; the {self._marked} deletion(s) of this session may or "
                               "may not have been made (see what is left with list)",
-                              hint=e.hint) from e
+                              hint=e.hint, hint_args=e.hint_args) from e
             if not reply.ok:
                 raise server_error(reply, what="QUIT (some deletions may not have been made)")
         finally:

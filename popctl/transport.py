@@ -70,18 +70,16 @@ def _address(host: str, port: int | None) -> str:
     return name if port is None else f"{name}:{port}"
 
 
-def _certificate_hint(host: str, port: int | None, code: int, starttls: bool) -> str:
-    """What to do about a rejected certificate, on one line: the options that fix it, and how
+def _certificate_hint(host: str, port: int | None, code: int, starttls: bool
+                      ) -> tuple[str, dict[str, str]]:
+    """What to do about a rejected certificate (a hint key): the options that fix it, and how
     to see the fingerprint to pin (compared with one obtained another way, it is safe)."""
     see = (f"openssl s_client -connect {_address(host, port or IMPLICIT_TLS_PORT)}"
            f"{' -starttls pop3' if starttls else ''} </dev/null | "
            "openssl x509 -noout -fingerprint -sha256")
-    pin = f"pin the certificate with --fingerprint SHA256 (see it with: {see})"
-    if code in _NAME_MISMATCH:
-        return f"connect by a name the certificate is for, or {pin}"
-    if code in _UNKNOWN_ISSUER:
-        return f"trust its CA with --ca-file FILE, or {pin}"
-    return pin
+    key = ("certificate-name" if code in _NAME_MISMATCH
+           else "certificate-issuer" if code in _UNKNOWN_ISSUER else "certificate")
+    return key, {"see": see}
 
 
 class Transport:
@@ -144,9 +142,9 @@ class Transport:
             tls_sock = context.wrap_socket(self._sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as e:
             reason = str(e.verify_message or e.reason).rstrip(".")
-            hint = _certificate_hint(self.host, self.port, e.verify_code, starttls)
+            hint, args = _certificate_hint(self.host, self.port, e.verify_code, starttls)
             raise TLSError(f"TLS certificate of {self.host} rejected: {reason}; "
-                           f"nothing was sent; {hint}") from e
+                           "nothing was sent", hint=hint, hint_args=args) from e
         except TimeoutError as e:
             raise NetworkTimeoutError(f"TLS handshake with {self.host} not complete after "
                                       f"{self._sock_timeout:g} s (handshake timeout)") from e
@@ -156,7 +154,7 @@ class Transport:
                          else f", or the implicit-TLS port ({IMPLICIT_TLS_PORT})")
                 raise TLSError(
                     f"{_address(self.host, self.port)} did not answer in TLS (it looks like a "
-                    f"plain POP3 port): use --tls starttls{other}") from e
+                    "plain POP3 port)", hint="use-starttls", hint_args={"other": other}) from e
             raise TLSError(f"TLS handshake with {self.host} failed: {e}") from e
         except OSError as e:
             raise TLSError(f"TLS handshake with {self.host} failed: {e}") from e
@@ -203,10 +201,9 @@ class Transport:
         except TimeoutError as e:
             # Silence before the greeting, in clear: an implicit-TLS server waits for our
             # ClientHello and sends nothing, which only the user's --tls can cure.
-            hint = ("; if this is an implicit-TLS port, use --tls implicit"
-                    if self.tls is None and not self._head else "")
             raise NetworkTimeoutError(
-                f"no answer from {self.host} for {self.timeout:g} s (read timeout){hint}") from e
+                f"no answer from {self.host} for {self.timeout:g} s (read timeout)",
+                hint="maybe-implicit" if self.tls is None and not self._head else None) from e
         except OSError as e:
             ssl = sys.modules.get("ssl")  # loaded if this connection can raise its errors
             if ssl is not None and isinstance(e, ssl.SSLError):
@@ -225,7 +222,7 @@ class Transport:
         if len(self._head) == 2 and self._head in _TLS_RECORD_STARTS:
             raise TLSError(
                 f"{_address(self.host, self.port)} answered in TLS, not with a POP3 greeting "
-                "(it looks like an implicit-TLS port): use --tls implicit")
+                "(it looks like an implicit-TLS port)", hint="use-implicit")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

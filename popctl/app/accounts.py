@@ -73,8 +73,7 @@ def list_accounts(context: RunContext) -> None:
     count = context.ui.emit((account_record(a, loaded.default)
                              for a in loaded.accounts.values()), columns)
     if count == 0 and context.options.fmt == "table":
-        context.ui.note(f"no accounts in {loaded.path}; add one with: popctl account add NAME "
-                        "--host HOST --user USER")
+        context.ui.note(f"no accounts in {loaded.path}{context.ui.hint('add-account')}")
 
 
 def show(context: RunContext, name: str) -> None:
@@ -99,7 +98,8 @@ def remove(context: RunContext, name: str, *, yes: bool) -> None:
     key = keyring_key(loaded.account(name))
     if not yes:
         if not ui.interactive():
-            raise UsageError("refusing to remove an account without confirmation: add --yes")
+            raise UsageError("refusing to remove an account without confirmation",
+                             hint="confirm-yes")
         ui.require(f"Remove account {name} ({key}) and its keyring entry?")
     rewritten = config.remove_account(loaded, name)
     ui.note(f"account {name} removed from {loaded.path}{_rewritten(rewritten)}")

@@ -75,6 +75,10 @@ class UI(Protocol):
     def describe(self, error: BaseException) -> str:
         """An error as people read it: with what they can do about it, in their words."""
 
+    def hint(self, key: str, **args: str) -> str:
+        """What the user can do, in the command line's words (a key of its table of hints),
+        for the application's own notes and warnings."""
+
     def interactive(self) -> bool:
         """Whether someone is there to answer: stdin and stderr are terminals."""
 

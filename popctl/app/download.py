@@ -75,8 +75,7 @@ def _report_short(context: RunContext, records: list[Record], *, delete: bool,
 def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Record]:
     rows = list(listing(opened, Plan(request.query)))
     if request.kind == "output" and len(rows) > 1:  # before any RETR: nothing fetched or written
-        raise UsageError(f"--output FILE takes one message; use --output-dir (the selection has "
-                         f"{len(rows)})")
+        raise UsageError(f"the selection has {len(rows)} messages", hint="one-file")
     uid_of = {r.number: r.uid for r in rows}
     listed = {r.number: r.size for r in rows}
     sinks: dict[int, stores.MessageSink] = {}

@@ -36,9 +36,9 @@ def listing(opened: Opened, plan: Plan) -> Iterator[Row]:
         # from LIST and UIDL; header filters would need whole messages, so they are refused.
         if plan.query.header_filters:
             raise CapabilityError(
-                "the server does not support TOP, so --from, --subject, --header, --older-than "
-                "and --newer-than cannot be applied without downloading whole messages; "
-                "nothing was done", command="TOP")
+                "the server does not support TOP, so header filters cannot be applied without "
+                "downloading whole messages; nothing was done", command="TOP",
+                hint="no-top-filters")
         ui.note("note: the server does not support TOP, so From, Subject and Date are not "
                 "shown")
         plan = plan.without_headers()
@@ -171,8 +171,8 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> No
         return [{**record, "deleted": not dry_run} for record in records]
 
     # One question per account from several threads would be a mess: decide up front.
-    refusal = None if yes or dry_run else ("deleting across accounts needs --yes (see first "
-                                           "what would be deleted with --dry-run)")
+    refusal = None if yes or dry_run else UsageError(
+        "deleting across accounts needs a confirmation given in advance", hint="across-yes")
     count = run(context, Job(work, scan=plan.scan, accounts=True, across_refusal=refusal)).emitted
     if context.options.fmt != "table":
         return

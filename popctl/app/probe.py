@@ -56,5 +56,4 @@ def probe(ui: UI, values: dict[str, Any]) -> dict[str, Any]:
             return {}
         return proposal
     raise TransportError(f"probe: no TLS connection to {host} worked ("
-                         + "; ".join(tried) + "); give --tls and --port yourself (--tls none "
-                         "needs --allow-plaintext)")
+                         + "; ".join(tried) + ")", hint="probe-failed")

@@ -40,7 +40,7 @@ class Job(NamedTuple):
     one: bool = False  # a single result (stat), not a listing
     emit: bool = True  # False: the caller reports the records itself
     accounts: bool = False  # may run across several accounts (stat, list, uidl, dele)
-    across_refusal: str | None = None  # why not across accounts after all (it would ask)
+    across_refusal: PopctlError | None = None  # why not across accounts after all (it would ask)
 
 
 class Outcome(NamedTuple):
@@ -82,7 +82,7 @@ def connect(context: RunContext, *, scan: bool = False,
     endpoint, ui = target.endpoint, context.ui
     if endpoint.insecure and endpoint.tls is not TLSMode.NONE:
         # A security warning: said even with --quiet, which silences chatter, not risks.
-        ui.warn("warning: --insecure: the server certificate is NOT verified")
+        ui.warn(f"warning: the server certificate is NOT verified{ui.hint('insecure')}")
     trace = ui.tracer(context.label) if context.options.trace else None
     if endpoint.tls is TLSMode.NONE:
         # Refuse before connecting: nothing would be gained by connecting first.
@@ -136,12 +136,11 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
     runs in its own thread, independent of the others: its own QUIT, or none if it failed.
     """
     if job.across_refusal is not None:
-        raise UsageError(job.across_refusal)
+        raise job.across_refusal
     if context.in_shell:
-        raise UsageError("inside popctl shell there is one session: no --account or "
-                         "--all-accounts")
+        raise UsageError("inside popctl shell there is one session", hint="shell-accounts")
     if context.options.sandbox:
-        raise UsageError("--sandbox has no accounts: drop --all-accounts and --account")
+        raise UsageError("the sandbox has no accounts", hint="sandbox-accounts")
     failures: dict[str, PopctlError] = {}
     jobs: queue.SimpleQueue[tuple[str, RunContext, Target]] = queue.SimpleQueue()
     for name in names:

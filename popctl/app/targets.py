@@ -43,13 +43,14 @@ def several_accounts(options: Options) -> list[str] | None:
     """The accounts of a run across accounts (--all-accounts, --account twice or more)."""
     if options.all_accounts:
         if options.account:
-            raise UsageError("give either --account or --all-accounts, not both")
+            raise UsageError("one account and all accounts were both asked for",
+                             hint="account-or-all")
         from popctl import config
 
         loaded = config.load()
         if not loaded.accounts:
-            raise UsageError(f"--all-accounts: no accounts in {loaded.path}; add one with: "
-                             "popctl account add NAME --host HOST --user USER")
+            raise UsageError(f"all accounts were asked for, and there are none in "
+                             f"{loaded.path}", hint="add-account")
         return list(loaded.accounts)
     names = account_names(options)
     return list(names) if len(names) > 1 else None
@@ -60,8 +61,7 @@ def selected_account(options: Options) -> Account | None:
     the file's default account."""
     names = account_names(options)
     if options.all_accounts or len(names) > 1:
-        raise UsageError("--all-accounts and a repeated --account work with stat, list, uidl "
-                         "and dele only")
+        raise UsageError("this command works on one account at a time", hint="one-account")
     if not names and options.host:
         return None  # a server named on the command line or in POPCTL_HOST: no file needed
     from popctl import config
@@ -72,9 +72,9 @@ def selected_account(options: Options) -> Account | None:
     if loaded.default is not None:
         return loaded.account(loaded.default)
     if loaded.accounts:
-        raise UsageError(f"no server given: use --account NAME ({', '.join(loaded.accounts)}), "
-                         "--host HOST (or POPCTL_HOST), or set default = \"NAME\" in "
-                         f"{loaded.path}")
+        raise UsageError("no server given", hint="choose-account",
+                         hint_args={"accounts": ", ".join(loaded.accounts),
+                                    "path": loaded.path})
     return None
 
 
@@ -88,13 +88,13 @@ def resolve_target(options: Options) -> Target:
 
     host = pick("host")
     if not host:
-        raise UsageError("no server given: use --host HOST (or POPCTL_HOST), or try --sandbox")
+        raise UsageError("no server given", hint="no-host")
     fingerprint = pick("fingerprint")
     if fingerprint is not None:
         try:
             defaults.normalize_fingerprint(fingerprint)
         except ValueError as e:
-            raise UsageError(f"--fingerprint: {e}") from None
+            raise UsageError(f"fingerprint {fingerprint!r}: {e}") from None
     ca_file = options.ca_file
     if ca_file is None and account is not None and account.ca_file is not None:
         from popctl import config
@@ -105,7 +105,7 @@ def resolve_target(options: Options) -> Target:
         if not os.path.isfile(ca_file):
             raise UsageError(f"ca_file {ca_file} of account {account.name}: no such file")
     if ca_file is not None and not os.path.isfile(ca_file):
-        raise UsageError(f"--ca-file {ca_file}: no such file")
+        raise UsageError(f"CA file {ca_file}: no such file")
     timeout = pick("timeout") or defaults.TIMEOUT
     endpoint = Endpoint(host=host, port=pick("port"), tls=TLSMode(pick("tls") or defaults.TLS),
                         ca_file=ca_file, fingerprint=fingerprint,
@@ -113,7 +113,7 @@ def resolve_target(options: Options) -> Target:
                         session_timeout=options.session_timeout)
     user = pick("user")
     if not user:
-        raise UsageError("no user given: use --user NAME (or POPCTL_USER)")
+        raise UsageError("no user given", hint="no-user")
     credentials = Credentials(user=user, password=None,
                               mechanism=pick("auth") or defaults.MECHANISM,
                               allow_plaintext=bool(pick("allow_plaintext")))

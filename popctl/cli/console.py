@@ -12,7 +12,7 @@ from typing import BinaryIO
 import click
 
 from popctl.app.context import Options, Progress, Record, TraceHook
-from popctl.cli.hints import describe
+from popctl.cli.hints import describe, words
 from popctl.display import safe
 
 
@@ -41,6 +41,9 @@ class Console:
 
     def describe(self, error: BaseException) -> str:
         return describe(error)
+
+    def hint(self, key: str, **args: str) -> str:
+        return words(key, args)
 
     def interactive(self) -> bool:
         return interactive()

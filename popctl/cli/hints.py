@@ -3,6 +3,10 @@ names the layers below refer to by key (``PopctlError.hint``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from popctl.display import safe
+
 # Each text follows the error's message as it is, its separator included.
 HINTS: dict[str, str] = {
     "plaintext": "; use --tls implicit or --tls starttls, or allow it explicitly with "
@@ -11,10 +15,46 @@ HINTS: dict[str, str] = {
     "no-pipelining": ": retry with --no-pipelining",
     "session-timeout": " (session timeout; raise it with --session-timeout)",
     "output-replaces": ", and --output replaces the file; redirect standard output instead",
+    # where the server, the user and the accounts come from
+    "add-account": "; add one with: popctl account add NAME --host HOST --user USER",
+    "add-named-account": "; add it with: popctl account add {name} --host HOST --user USER",
+    "create-config": ", or create the file with: popctl account add NAME --host HOST --user USER",
+    "choose-account": ": use --account NAME ({accounts}), --host HOST (or POPCTL_HOST), or set "
+                      "default = \"NAME\" in {path}",
+    "no-host": ": use --host HOST (or POPCTL_HOST), or try --sandbox",
+    "no-user": ": use --user NAME (or POPCTL_USER)",
+    "account-or-all": ": give either --account or --all-accounts, not both",
+    "one-account": " (--all-accounts and a repeated --account work with stat, list, uidl and "
+                   "dele only)",
+    "shell-accounts": ": no --account or --all-accounts",
+    "sandbox-accounts": ": drop --all-accounts and --account",
+    # TLS mistakes and their fixes
+    "use-implicit": ": use --tls implicit",
+    "use-starttls": ": use --tls starttls{other}",
+    "maybe-implicit": "; if this is an implicit-TLS port, use --tls implicit",
+    "certificate": "; pin the certificate with --fingerprint SHA256 (see it with: {see})",
+    "certificate-name": "; connect by a name the certificate is for, or pin the certificate "
+                        "with --fingerprint SHA256 (see it with: {see})",
+    "certificate-issuer": "; trust its CA with --ca-file FILE, or pin the certificate with "
+                          "--fingerprint SHA256 (see it with: {see})",
+    "insecure": " (--insecure)",
+    "probe-failed": "; give --tls and --port yourself (--tls none needs --allow-plaintext)",
+    # the commands' own
+    "confirm-yes": ": add --yes",
+    "across-yes": ": add --yes (see first what would be deleted with --dry-run)",
+    "one-file": "; --output FILE takes one: use --output-dir DIR",
+    "no-top-filters": "; drop --from, --subject, --header, --older-than and --newer-than",
 }
 
 
 def describe(error: BaseException) -> str:
     """An error as people read it: its message, and the hint it names."""
     hint = getattr(error, "hint", None)
-    return f"{error}{HINTS[hint]}" if hint else str(error)
+    return f"{error}{words(hint, getattr(error, 'hint_args', {}))}" if hint else str(error)
+
+
+def words(hint: str, args: Mapping[str, str]) -> str:
+    """A hint's text, its placeholders filled (each value made safe to show: it may quote a
+    host or a file name)."""
+    text = HINTS[hint]
+    return text.format_map({k: safe(v) for k, v in args.items()}) if args else text

@@ -195,7 +195,7 @@ def _refuse_with_sandbox(obj: State) -> None:
     clash = [name for name in _NOT_WITH_SANDBOX if name in obj.given]
     if obj.options.sandbox and clash:
         if clash[0] in ("account", "all_accounts"):
-            raise UsageError("--sandbox has no accounts: drop --all-accounts and --account")
+            raise UsageError("the sandbox has no accounts", hint="sandbox-accounts")
         raise UsageError(f"--sandbox runs popctl's own sample server, with its own login: "
                          f"{flag(clash[0])} cannot be combined with it")
 

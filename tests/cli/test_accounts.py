@@ -31,6 +31,7 @@ from popctl import config
 from popctl.app.context import Options
 from popctl.app.targets import resolve_target
 from popctl.cli import console as console_module
+from popctl.cli.hints import describe
 from popctl.errors import ConfigError, UsageError
 from tests.support.ci import skip_or_fail
 from tests.support.cli import closed_port, invoke, outcome
@@ -159,7 +160,7 @@ def test_accounts_but_no_default_and_no_host() -> None:
     write_config(WORK, HOME)
     with pytest.raises(UsageError) as caught:
         resolve_target(Options())
-    assert str(caught.value) == (
+    assert describe(caught.value) == (
         f"no server given: use --account NAME (work, home), --host HOST (or POPCTL_HOST), or "
         f'set default = "NAME" in {config_file()}')
 
@@ -690,16 +691,17 @@ def test_trace_across_accounts_is_labelled_and_hides_passwords(server: DovecotSe
 def test_across_accounts_refusals() -> None:
     write_config(WORK, HOME)
     assert outcome(invoke("--all-accounts", "-a", "work", "stat")) == (
-        2, "", "Error: give either --account or --all-accounts, not both\n")
+        2, "", "Error: one account and all accounts were both asked for: give either --account "
+               "or --all-accounts, not both\n")
     assert outcome(invoke("--all-accounts", "top", "1")) == (
-        2, "", "Error: --all-accounts and a repeated --account work with stat, list, uidl and "
-               "dele only\n")
+        2, "", "Error: this command works on one account at a time (--all-accounts and a "
+               "repeated --account work with stat, list, uidl and dele only)\n")
     assert outcome(invoke("--sandbox", "--all-accounts", "stat")) == (
-        2, "", "Error: --sandbox has no accounts: drop --all-accounts and --account\n")
+        2, "", "Error: the sandbox has no accounts: drop --all-accounts and --account\n")
     config_file().unlink()
     assert outcome(invoke("--all-accounts", "stat")) == (2, "", (
-        f"Error: --all-accounts: no accounts in {config_file()}; add one with: popctl account "
-        "add NAME --host HOST --user USER\n"))
+        f"Error: all accounts were asked for, and there are none in {config_file()}; add one "
+        "with: popctl account add NAME --host HOST --user USER\n"))
 
 
 def test_an_account_without_a_password_fails_alone(tmp_path: Path) -> None:

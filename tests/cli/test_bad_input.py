@@ -134,8 +134,8 @@ CASES += [
      "'xml' is not one of 'table', 'json', 'ndjson', 'csv'."),
     ("tls-unknown", ["--tls", "maybe", "stat"], 2, "Invalid value for '--tls': 'maybe' is not "
      "one of 'implicit', 'starttls', 'none'."),
-    ("fingerprint-malformed", ["--fingerprint", "zz", "stat"], 2, "--fingerprint: a SHA-256 "
-     "fingerprint is 64 hex digits (colons allowed)"),
+    ("fingerprint-malformed", ["--fingerprint", "zz", "stat"], 2, "fingerprint 'zz': a "
+     "SHA-256 fingerprint is 64 hex digits (colons allowed)"),
     ("command-unknown", ["frobnicate"], 2, "No such command 'frobnicate'."),
     # Local places that cannot be written: refused before connecting, so nothing is fetched.
     ("output-dir-missing", ["retr", "1", "--output-dir", "{tmp}/missing"], 1,
@@ -262,7 +262,7 @@ SERVER_CASES = [
     ("top-two-messages", ["top", "1-2"], 2,
      "this command takes exactly one message; the selection has 2"),
     ("retr-output-takes-one", ["retr", "1,2", "--output", "{out}/one.eml", "--delete"], 2,
-     "--output FILE takes one message; use --output-dir"),
+     "the selection has 2 messages; --output FILE takes one: use --output-dir DIR"),
     ("auth-unknown", ["--auth", "FOO", "stat"], 2, "unknown authentication mechanism 'FOO'; "
      "choose from: APOP, CRAM-MD5, LOGIN, OAUTHBEARER, PLAIN, SCRAM-SHA-256, USER, XOAUTH2"),
 ]

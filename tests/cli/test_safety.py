@@ -23,7 +23,7 @@ from tests.support.cli import invoke, outcome
 from tests.support.scripted_server import ScriptedServer, Step, expect, send
 
 AMBIGUOUS = "is ambiguous: use 'min' for minutes or 'mo' for months"
-SANDBOX_HAS_NO_ACCOUNTS = "Error: --sandbox has no accounts: drop --all-accounts and --account\n"
+SANDBOX_HAS_NO_ACCOUNTS = "Error: the sandbox has no accounts: drop --all-accounts and --account\n"
 
 
 

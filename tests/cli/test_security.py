@@ -314,7 +314,7 @@ def test_control_characters_in_a_uid_are_refused_before_connecting(
     with ScriptedServer([GREET], timeout=0.5) as server:
         result = cli_run(server, "--allow-plaintext", *command, "--uid", uid, tls="none")
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: --uid {uid!r}: not a UID (a UID has no spaces or control characters); "
+        2, f"Error: {uid!r} is not a UID (a UID has no spaces or control characters); "
            "nothing was done\n")
     assert not any(who == "*" and data == b"connected" for who, data in server.transcript)
 

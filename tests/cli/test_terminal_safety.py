@@ -360,7 +360,7 @@ def test_insecure_warning_survives_quiet() -> None:
         result = run(server, "--insecure", "-q", "stat", tls="implicit")
     server.assert_done()
     assert (result.exit_code, result.stderr) == (
-        0, "warning: --insecure: the server certificate is NOT verified\n")
+        0, "warning: the server certificate is NOT verified (--insecure)\n")
 
 
 # --- 4. CSV cells a spreadsheet would run ----------------------------------------------------

@@ -37,6 +37,11 @@ class FakeUI:
 
     warn = error = note
 
+    def hint(self, key: str, **args: str) -> str:
+        from popctl.cli.hints import words
+
+        return words(key, args)
+
     def describe(self, error: BaseException) -> str:
         return str(error)
 

@@ -107,7 +107,9 @@ def test_constants_match_the_code_they_mirror() -> None:
 def test_unknown_account_names_the_fix() -> None:
     with pytest.raises(ConfigError) as caught:
         parse(GOOD).account("home")
-    assert str(caught.value) == (
+    from popctl.cli.hints import describe
+
+    assert describe(caught.value) == (
         "no account 'home' in /etc/c.toml (accounts: work, gmail); add it with: popctl account "
         "add home --host HOST --user USER")
 

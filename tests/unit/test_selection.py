@@ -458,7 +458,7 @@ def test_parse_header_filter(text: str, name: str, matches: str, misses: str | N
                         "name (printable ASCII without spaces or colons)"),
         ("Sujet\u00e9: x", "invalid header filter 'Sujet\u00e9: x': 'Sujet\u00e9' is not a "
                            "header field name (printable ASCII without spaces or colons)"),
-        ("Subject: (unclosed", "invalid regular expression '(unclosed' for --header Subject: "
+        ("Subject: (unclosed", "invalid regular expression '(unclosed' for header filter Subject: "
                                "missing ), unterminated subpattern at position 0"),
     ],
 )
