@@ -877,7 +877,8 @@ def test_malformed_fingerprint() -> None:
     result = invoke("--host", "localhost", "--user", USER, "--fingerprint", "abc", "stat",
                     env=ENV)
     assert outcome(result) == (
-        2, "", "Error: fingerprint 'abc': a SHA-256 fingerprint is 64 hex digits (colons allowed)\n")
+        2, "", "Error: fingerprint 'abc': a SHA-256 fingerprint is 64 hex digits "
+               "(colons allowed)\n")
 
 
 @dovecot
