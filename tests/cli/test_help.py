@@ -1,0 +1,126 @@
+"""Help, usage errors, the man page and shell completion, as a user meets them (issue 16):
+Click's usage errors are one line; a command's --help names the shared options instead of
+describing them again, and shows examples; account names complete from the configuration file;
+``popctl --man`` shows the manual page wherever popctl was installed from."""
+
+from __future__ import annotations
+
+import re
+
+import click
+import pytest
+
+from popctl.cli import cli
+from tests.support.cli import invoke, outcome
+from tests.unit.test_docs import COMMAND_IDS, COMMANDS
+
+# --- usage errors: one line, status 2 ---------------------------------------------------------
+
+USAGE_ERRORS = [
+    (["list", "--no-such-option"], "No such option '--no-such-option' (see popctl list --help)"),
+    (["stat", "--jsn"], "No such option '--jsn'. (Did you mean one of: '--json', '--tls'?) "
+                        "(see popctl stat --help)"),
+    (["--no-such-option", "stat"], "No such option '--no-such-option' (see popctl --help)"),
+    (["account", "show"], "Missing argument 'NAME' (see popctl account show --help)"),
+    (["password", "set", "work", "hunter2"],
+     "Got unexpected extra argument (hunter2) (see popctl password set --help)"),
+    (["list", "--larger-than"],
+     "Option '--larger-than' requires an argument (see popctl list --help)"),
+    (["--port"], "Option '--port' requires an argument (see popctl --help)"),
+    (["stat", "--tls", "maybe"], "Invalid value for '--tls': 'maybe' is not one of 'implicit', "
+                                 "'starttls', 'none' (see popctl stat --help)"),
+    (["top", "1", "x"], "Invalid value for '[LINES]': 'x' is not a valid integer range "
+                        "(see popctl top --help)"),
+    (["frobnicate"], "No such command 'frobnicate' (see popctl --help)"),
+    (["account", "frobnicate"], "No such command 'frobnicate' (see popctl account --help)"),
+    (["sandbox", "serve", "--port", "-1"], "Invalid value for '--port': -1 is not in the range "
+                                           "0<=x<=65535 (see popctl sandbox serve --help)"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), USAGE_ERRORS,
+                         ids=[" ".join(args) for args, _ in USAGE_ERRORS])
+def test_usage_error_is_one_line(args: list[str], message: str) -> None:
+    assert outcome(invoke(*args)) == (2, "", f"Error: {message}\n")
+
+
+def test_usage_error_inside_the_shell_is_one_line() -> None:
+    result = invoke("--sandbox", "--quiet", "shell", input="stat\nlist --no-such-option\n")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: No such option '--no-such-option' (see popctl list --help)\n"
+
+
+# --- --help: the shared options once, examples everywhere ----------------------------------------
+
+SHARED = ["--host", "--port", "--user", "--tls", "--ca-file", "--fingerprint", "--insecure",
+          "--timeout", "--session-timeout", "--auth", "--allow-plaintext", "--no-pipelining",
+          "--no-cache", "--format", "--json", "--trace", "--debug", "--quiet", "--sandbox",
+          "--account", "--all-accounts"]
+
+
+def _help(*path: str) -> str:
+    result = invoke(*path, "--help")
+    assert (result.exit_code, result.stderr) == (0, "")
+    return result.stdout
+
+
+def _section(text: str, title: str) -> str:
+    """The lines of a help section (``Options:``), up to the next blank line."""
+    match = re.search(rf"^{title}:\n(.*?)(?:\n\n|\Z)", text, re.MULTILINE | re.DOTALL)
+    return match.group(1) if match else ""
+
+
+def test_popctl_help_describes_the_shared_options() -> None:
+    options = _section(_help(), "Options")
+    for name in SHARED:
+        assert re.search(rf"^  (-\w, )?{name}\b", options, re.MULTILINE), name
+    assert "Global options" not in _help()
+
+
+@pytest.mark.parametrize("path", [("list",), ("stat",), ("shell",), ("account", "test")],
+                         ids=["list", "stat", "shell", "account test"])
+def test_command_help_names_the_shared_options_in_one_short_section(
+        path: tuple[str, ...]) -> None:
+    text = _help(*path)
+    options = _section(text, "Options")
+    for name in SHARED:
+        assert not re.search(rf"(^|\s){name}\b", options), f"{name} described again"
+    shared = _section(text, "Global options")
+    assert len(shared.splitlines()) <= 6
+    words = " ".join(shared.split())
+    assert "popctl --help" in words
+    assert re.findall(r"--[a-z-]+", words.partition("popctl --help")[2]) == SHARED
+    assert len(text.splitlines()) < 60
+
+
+def test_command_help_keeps_its_own_options_described() -> None:
+    options = _section(_help("list"), "Options")
+    assert re.search(r"^  --larger-than SIZE +Only messages larger than SIZE", options,
+                     re.MULTILINE)
+    assert re.search(r"^  --sizes-only +Only number and size", options, re.MULTILINE)
+    # account add's own --host is its own option, not the shared one: described.
+    assert re.search(r"^  -H, --host TEXT +POP3 server host name",
+                     _section(_help("account", "add"), "Options"), re.MULTILINE)
+    assert _section(_help("account", "list"), "Global options").split() == [
+        "Accepted", "here", "too,", "and", "described", "under", "popctl", "--help:",
+        "--format,", "--json,", "--debug,", "--quiet."]
+
+
+def test_help_lines_fit_80_columns() -> None:
+    for path in COMMANDS:
+        for line in _help(*path).splitlines():
+            assert len(line) <= 80, (path, line)
+
+
+@pytest.mark.parametrize("path", [(), *COMMANDS], ids=["popctl", *COMMAND_IDS])
+def test_every_command_help_has_examples(path: tuple[str, ...]) -> None:
+    text = _help(*path)
+    match = re.search(r"^  Examples?:\n((?:    popctl .*\n|    .*\n)+)", text, re.MULTILINE)
+    assert match, f"popctl {' '.join(path)} --help has no Example section"
+    lines = [line.strip() for line in match.group(1).splitlines()]
+    command = " ".join(("popctl", *path))
+    assert any(command in line for line in lines), (command, lines)
+
+
+def test_the_walk_sees_every_command() -> None:
+    assert len(COMMANDS) >= 20 and isinstance(cli, click.Group)
