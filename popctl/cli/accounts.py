@@ -10,13 +10,22 @@ import click
 from popctl import defaults
 from popctl.app.context import RunContext
 from popctl.cli.group import cli
-from popctl.cli.options import common_options, flag, output_options, pass_run, state
+from popctl.cli.options import (
+    common_options,
+    complete_account,
+    flag,
+    output_options,
+    pass_run,
+    state,
+)
 from popctl.errors import UsageError
+
+_name = click.argument("name", shell_complete=complete_account)
 
 
 def one_account(f: Callable[..., None]) -> Callable[..., None]:
     """A command about the account NAME, with the output options and the run context."""
-    return click.argument("name")(output_options(pass_run(f)))
+    return _name(output_options(pass_run(f)))
 
 
 @cli.group()
@@ -123,7 +132,7 @@ def account_remove(run: RunContext, name: str, yes: bool) -> None:
 
 
 @account.command(name="test")
-@click.argument("name")
+@_name
 @common_options
 @pass_run
 def account_test(run: RunContext, name: str) -> None:

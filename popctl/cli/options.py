@@ -75,6 +75,15 @@ def pass_run(f: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def complete_account(ctx: click.Context, param: click.Parameter, incomplete: str
+                     ) -> list[str]:
+    """Shell completion of --account and of the commands' account NAME: the names in the
+    configuration file (POPCTL_CONFIG, else the XDG one)."""
+    from popctl.app.accounts import account_names
+
+    return [name for name in account_names() if name.startswith(incomplete)]
+
+
 def _decorate(f: Callable[..., Any], decorators: list[Callable[[Any], Any]]) -> Any:
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -138,6 +147,7 @@ _RUN_OPTIONS: list[Callable[[F], F]] = [
                  help="Run against popctl's bundled sample server (no real mail touched; "
                       "its own server and login, so not with --host, --user, --account, ...)."),
     shared_option("--account", "-a", "account", multiple=True, metavar="NAME",
+                  shell_complete=complete_account,
                  help="Use this account of the configuration file (repeatable for stat, list, "
                       "uidl, dele) [default: POPCTL_ACCOUNT, else the file's default]."),
     shared_option("--all-accounts", is_flag=True, default=None,

@@ -5,10 +5,15 @@ describing them again, and shows examples; account names complete from the confi
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from popctl.cli import cli
 from tests.support.cli import invoke, outcome
@@ -124,3 +129,77 @@ def test_every_command_help_has_examples(path: tuple[str, ...]) -> None:
 
 def test_the_walk_sees_every_command() -> None:
     assert len(COMMANDS) >= 20 and isinstance(cli, click.Group)
+
+
+# --- shell completion of account names ------------------------------------------------------------
+
+CONFIG = """\
+default = "work"
+[accounts.work]
+host = "pop.example.org"
+user = "me"
+[accounts.home]
+host = "pop.example.net"
+user = "me"
+[accounts.wife]
+host = "pop.example.net"
+user = "her"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG)
+    path.chmod(0o600)
+    return path
+
+
+def complete(line: str, config: Path) -> list[str]:
+    """What bash completes at the end of ``line``, through Click's completion protocol (the
+    script `eval "$(_POPCTL_COMPLETE=bash_source popctl)"` installs asks exactly this)."""
+    words = line.split()
+    result = CliRunner().invoke(cli, [], prog_name="popctl", env={
+        "_POPCTL_COMPLETE": "bash_complete", "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - (0 if line.endswith(" ") else 1)),
+        "POPCTL_CONFIG": str(config)})
+    assert (result.exit_code, result.stderr) == (0, "")
+    return [item.partition(",")[2] for item in result.stdout.splitlines() if item]
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("popctl --account ", ["work", "home", "wife"]),
+    ("popctl -a w", ["work", "wife"]),
+    ("popctl list --account h", ["home"]),
+    ("popctl stat -a work -a ", ["work", "home", "wife"]),
+    ("popctl account show ", ["work", "home", "wife"]),
+    ("popctl account remove wi", ["wife"]),
+    ("popctl account test h", ["home"]),
+    ("popctl password set w", ["work", "wife"]),
+    ("popctl password delete ", ["work", "home", "wife"]),
+    ("popctl account show x", []),
+])
+def test_account_names_complete(line: str, expected: list[str], config: Path) -> None:
+    assert complete(line, config) == expected
+
+
+def test_a_new_account_name_is_not_completed(config: Path) -> None:
+    assert complete("popctl account add ", config) == []
+
+
+def test_a_broken_configuration_completes_nothing_and_says_nothing(tmp_path: Path) -> None:
+    broken = tmp_path / "config.toml"
+    broken.write_text("[accounts.work\n")
+    broken.chmod(0o600)
+    assert complete("popctl --account ", broken) == []
+    assert complete("popctl account show ", tmp_path / "missing.toml") == []
+
+
+def test_the_readme_completion_line_gives_a_script(tmp_path: Path) -> None:
+    """`eval "$(_POPCTL_COMPLETE=bash_source popctl)"`, as README and popctl(1) say."""
+    done = subprocess.run([sys.executable, "-m", "popctl"], capture_output=True, timeout=60,
+                          env={**os.environ, "_POPCTL_COMPLETE": "bash_source"}, cwd=tmp_path,
+                          check=False)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert b"_POPCTL_COMPLETE=bash_complete" in done.stdout
+    assert b"complete -o nosort -F _popctl_completion popctl" in done.stdout
