@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import click
 
 from popctl import __version__
+from popctl.cli import manual
 from popctl.cli.commands import PopctlSubgroup
 from popctl.cli.errors import exit_status, usage_error
 from popctl.cli.options import State, common_options, state
@@ -43,8 +44,11 @@ class PopctlGroup(PopctlSubgroup):
              epilog="Exit status: 0 ok, 1 local write failed, 2 usage, 3 authentication, "
                     "4 connection/TLS/timeout, "
                     "5 server error, 6 protocol error, 7 no credentials, 130 interrupted. "
-                    "See popctl(1).")
+                    "See popctl(1) or popctl --man.")
 @click.version_option(__version__, "--version", "-V", prog_name="popctl")
+@click.option("--man", is_flag=True, expose_value=False, is_eager=True, callback=manual.show,
+              help="Show the manual page, popctl(1), and exit (its roff source when standard "
+                   "output is not a terminal).")
 @common_options
 def cli() -> None:
     """Manage a POP3 mailbox without downloading it.

@@ -6,7 +6,10 @@ describing them again, and shows examples; account names complete from the confi
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +20,7 @@ from click.testing import CliRunner
 
 from popctl.cli import cli
 from tests.support.cli import invoke, outcome
+from tests.support.terminal import drain
 from tests.unit.test_docs import COMMAND_IDS, COMMANDS
 
 # --- usage errors: one line, status 2 ---------------------------------------------------------
@@ -131,7 +135,7 @@ def test_the_walk_sees_every_command() -> None:
     assert len(COMMANDS) >= 20 and isinstance(cli, click.Group)
 
 
-# --- shell completion of account names ------------------------------------------------------------
+# --- shell completion of account names ----------------------------------------------------------
 
 CONFIG = """\
 default = "work"
@@ -203,3 +207,61 @@ def test_the_readme_completion_line_gives_a_script(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (0, b"")
     assert b"_POPCTL_COMPLETE=bash_complete" in done.stdout
     assert b"complete -o nosort -F _popctl_completion popctl" in done.stdout
+
+
+# --- popctl --man ---------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = (ROOT / "man" / "popctl.1").read_text(encoding="utf-8")
+
+
+def test_the_package_holds_the_one_manual_page() -> None:
+    """What a wheel ships as package data is man/popctl.1 itself (a link, not a copy to keep
+    in step)."""
+    inside = ROOT / "popctl" / "man" / "popctl.1"
+    assert inside.is_symlink() and inside.resolve() == (ROOT / "man" / "popctl.1").resolve()
+
+
+def test_man_prints_the_page_when_not_on_a_terminal(tmp_path: Path) -> None:
+    assert outcome(invoke("--man")) == (0, PAGE, "")
+    done = subprocess.run([sys.executable, "-m", "popctl", "--man"], capture_output=True,
+                          stdin=subprocess.DEVNULL, cwd=tmp_path, timeout=60, check=False)
+    assert (done.returncode, done.stdout.decode(), done.stderr) == (0, PAGE, b"")
+
+
+def test_help_points_to_the_man_page_both_ways() -> None:
+    text = " ".join(_help().split())
+    assert "See popctl(1) or popctl --man." in text
+    assert "--man Show the manual page, popctl(1), and exit" in text
+
+
+@pytest.mark.skipif(shutil.which("man") is None, reason="man is not installed")
+def test_man_on_a_terminal_shows_it_through_man() -> None:
+    master, slave = pty.openpty()
+    env = {**os.environ, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"}
+    process = subprocess.Popen([sys.executable, "-m", "popctl", "--man"], stdin=slave,
+                               stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    shown = b""
+    try:
+        while process.poll() is None or select.select([master], [], [], 0.2)[0]:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        process.wait(timeout=60)
+        shown += drain(master)
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # Formatted by man (bold by overstrike or escapes taken off): no roff left.
+    text = re.sub(r".\x08|\x1b\[[0-9;]*m", "", shown.decode("utf-8", "replace"))
+    assert process.returncode == 0, text[-2000:]
+    assert "popctl - manage a POP3 mailbox remotely without downloading it" in text
+    assert "SHELL COMPLETION" in text and ".SH" not in text and ".TH" not in text
