@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from tests.support.ci import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
