@@ -27,12 +27,16 @@ class PopctlGroup(PopctlSubgroup):
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:  # `popctl` alone: the help, as Click shows it
+            raise
         except click.UsageError as e:
             raise click.exceptions.Exit(usage_error(e)) from e
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:  # `popctl account` alone: its help
+            raise
         except click.UsageError as e:
             ctx.exit(usage_error(e))
         except BaseException as e:  # exit_status re-raises what it does not handle

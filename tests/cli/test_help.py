@@ -53,6 +53,16 @@ def test_usage_error_is_one_line(args: list[str], message: str) -> None:
     assert outcome(invoke(*args)) == (2, "", f"Error: {message}\n")
 
 
+@pytest.mark.parametrize("path", [(), ("account",), ("password",), ("sandbox",)],
+                         ids=["popctl", "account", "password", "sandbox"])
+def test_a_group_alone_shows_its_help(path: tuple[str, ...]) -> None:
+    """Nothing typed after a group is not an error to put on one line: its help, as before."""
+    result = invoke(*path)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"Usage: {' '.join(('popctl', *path))} [OPTIONS] COMMAND")
+    assert "\nCommands:\n" in result.stderr and "Error" not in result.stderr
+
+
 def test_usage_error_inside_the_shell_is_one_line() -> None:
     result = invoke("--sandbox", "--quiet", "shell", input="stat\nlist --no-such-option\n")
     assert result.exit_code == 2
