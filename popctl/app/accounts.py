@@ -13,7 +13,7 @@ from popctl import config, defaults
 from popctl import credentials as secrets
 from popctl.app.context import RunContext
 from popctl.config import Account
-from popctl.errors import UsageError
+from popctl.errors import PopctlError, UsageError
 
 
 def keyring_key(account: Account) -> str:
@@ -65,6 +65,15 @@ def add(context: RunContext, name: str, values: dict[str, Any], *, make_default:
         ui.note(f"store its password with: popctl password set {name}")
     if context.options.machine:
         ui.emit_one(account_record(new, name if make_default else loaded.default))
+
+
+def account_names() -> list[str]:
+    """The configured accounts' names, for shell completion: none when the file is missing or
+    has a mistake (a completion has no way to say so; the command itself will)."""
+    try:
+        return list(config.load().accounts)
+    except (PopctlError, OSError):
+        return []
 
 
 def list_accounts(context: RunContext) -> None:

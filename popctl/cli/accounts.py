@@ -10,13 +10,22 @@ import click
 from popctl import defaults
 from popctl.app.context import RunContext
 from popctl.cli.group import cli
-from popctl.cli.options import common_options, flag, output_options, pass_run, state
+from popctl.cli.options import (
+    common_options,
+    complete_account,
+    flag,
+    output_options,
+    pass_run,
+    state,
+)
 from popctl.errors import UsageError
+
+_name = click.argument("name", shell_complete=complete_account)
 
 
 def one_account(f: Callable[..., None]) -> Callable[..., None]:
     """A command about the account NAME, with the output options and the run context."""
-    return click.argument("name")(output_options(pass_run(f)))
+    return _name(output_options(pass_run(f)))
 
 
 @cli.group()
@@ -25,7 +34,7 @@ def account() -> None:
 
     \b
     Examples:
-      popctl account add work --host pop.example.org --user me@example.org --default
+      popctl account add work --host pop.example.org --user me --default
       popctl password set work
       popctl account test work
       popctl --all-accounts list --larger-than 5M
@@ -78,7 +87,13 @@ def account_add(run: RunContext, name: str, make_default: bool, probe: bool,
 @output_options
 @pass_run
 def account_list(run: RunContext) -> None:
-    """The configured accounts (no secrets)."""
+    """The configured accounts (no secrets).
+
+    \b
+    Examples:
+      popctl account list
+      popctl account list --json | jq -r '.[].name'
+    """
     from popctl.app import accounts
 
     accounts.list_accounts(run)
@@ -87,7 +102,12 @@ def account_list(run: RunContext) -> None:
 @account.command(name="show")
 @one_account
 def account_show(run: RunContext, name: str) -> None:
-    """One account's settings and whether the keyring holds its password."""
+    """One account's settings and whether the keyring holds its password.
+
+    \b
+    Example:
+      popctl account show work
+    """
     from popctl.app import accounts
 
     accounts.show(run, name)
@@ -100,6 +120,11 @@ def account_remove(run: RunContext, name: str, yes: bool) -> None:
     """Remove an account from the configuration file, and its password from the keyring.
 
     On a terminal popctl asks first; without one it requires --yes.
+
+    \b
+    Examples:
+      popctl account remove work
+      popctl account remove old --yes
     """
     from popctl.app import accounts
 
@@ -107,7 +132,7 @@ def account_remove(run: RunContext, name: str, yes: bool) -> None:
 
 
 @account.command(name="test")
-@click.argument("name")
+@_name
 @common_options
 @pass_run
 def account_test(run: RunContext, name: str) -> None:
@@ -146,7 +171,13 @@ def password() -> None:
 @one_account
 def password_set(run: RunContext, name: str) -> None:
     """Store an account's password in the keyring: asked (hidden) on a terminal, else one line
-    read from standard input. Never from the command line."""
+    read from standard input. Never from the command line.
+
+    \b
+    Examples:
+      popctl password set work
+      pass show mail/work | popctl password set work
+    """
     from popctl.app import accounts
 
     accounts.set_password(run, name)
@@ -155,7 +186,12 @@ def password_set(run: RunContext, name: str) -> None:
 @password.command(name="delete")
 @one_account
 def password_delete(run: RunContext, name: str) -> None:
-    """Delete an account's password from the keyring (nothing stored is not an error)."""
+    """Delete an account's password from the keyring (nothing stored is not an error).
+
+    \b
+    Example:
+      popctl password delete work
+    """
     from popctl.app import accounts
 
     accounts.delete_password(run, name)

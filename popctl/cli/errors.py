@@ -1,6 +1,7 @@
 """Errors become exit codes here, and only here: one ``Error: ...`` line on stderr and the
 error's documented status (``popctl.errors.ExitCode``); Ctrl-C is 130; a traceback only with
---debug (or POPCTL_DEBUG=1). The group's ``invoke`` and the shell's command lines both use it.
+--debug (or POPCTL_DEBUG=1). The group's ``invoke`` and the shell's command lines both use it;
+Click's own usage errors (no such option, a bad value, ...) are one line too (``usage_error``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def exit_status(error: BaseException, *, debug: bool) -> int:
                 "for details, and please report it)", debug=debug)
         return ExitCode.FAILURE
     raise error
+
+
+def usage_error(error: click.UsageError) -> int:
+    """Report one of Click's usage errors on ONE line (Click's own shows the usage line, a
+    "Try ... --help" line and a blank line first) and return its status, 2."""
+    message = error.format_message().strip()
+    if message.endswith("."):
+        message = message[:-1]
+    ctx = error.ctx
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        message += f" (see {ctx.command_path} --help)"
+    click.echo(safe(f"Error: {message}"), err=True)
+    return error.exit_code
 
 
 def _report(line: str, *, debug: bool) -> None:

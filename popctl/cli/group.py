@@ -10,28 +10,49 @@ from typing import Any, NoReturn
 import click
 
 from popctl import __version__
-from popctl.cli.errors import exit_status
+from popctl.cli import manual
+from popctl.cli.commands import PopctlSubgroup
+from popctl.cli.errors import exit_status, usage_error
 from popctl.cli.options import State, common_options, state
 from popctl.errors import ExitCode
 
 
-class PopctlGroup(click.Group):
-    """Turns every error into one ``Error: ...`` line and its documented exit code."""
+class PopctlGroup(PopctlSubgroup):
+    """Turns every error into one ``Error: ...`` line and its documented exit code: those of
+    the command line itself (parsed in ``make_context``), and those of the commands."""
+
+    group_class = PopctlSubgroup
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:  # `popctl` alone: the help, as Click shows it
+            raise
+        except click.UsageError as e:
+            raise click.exceptions.Exit(usage_error(e)) from e
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:  # `popctl account` alone: its help
+            raise
+        except click.UsageError as e:
+            ctx.exit(usage_error(e))
         except BaseException as e:  # exit_status re-raises what it does not handle
             obj = ctx.find_object(State)
             ctx.exit(exit_status(e, debug=obj is not None and obj.options.debug))
 
 
-@click.group(cls=PopctlGroup, context_settings={"help_option_names": ["-h", "--help"]},
+@click.group("popctl", cls=PopctlGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit status: 0 ok, 1 local write failed, 2 usage, 3 authentication, "
                     "4 connection/TLS/timeout, "
                     "5 server error, 6 protocol error, 7 no credentials, 130 interrupted. "
-                    "See popctl(1).")
+                    "See popctl(1) or popctl --man.")
 @click.version_option(__version__, "--version", "-V", prog_name="popctl")
+@click.option("--man", is_flag=True, expose_value=False, is_eager=True, callback=manual.show,
+              help="Show the manual page, popctl(1), and exit (its roff source when standard "
+                   "output is not a terminal).")
 @common_options
 def cli() -> None:
     """Manage a POP3 mailbox without downloading it.

@@ -198,6 +198,11 @@ def rset(run: RunContext) -> None:
 
     Each popctl command is its own session, so deletions made by a finished `popctl dele`
     are already committed; use RSET inside `popctl shell`, where it really undoes.
+
+    \b
+    Example:
+      printf 'dele 3 --yes\\nrset\\nquit\\n' | popctl shell    # the shell's rset
+      popctl rset --trace
     """
     from popctl.app import mailbox
 
@@ -208,7 +213,12 @@ def rset(run: RunContext) -> None:
 @common_options
 @pass_run
 def noop(run: RunContext) -> None:
-    """Check that the server answers (connect, log in, NOOP)."""
+    """Check that the server answers (connect, log in, NOOP).
+
+    \b
+    Example:
+      popctl noop --account work && echo reachable
+    """
     from popctl.app import mailbox
 
     mailbox.noop(run)
@@ -218,7 +228,13 @@ def noop(run: RunContext) -> None:
 @common_options
 @pass_run
 def capa(run: RunContext) -> None:
-    """Server information: capabilities, implementation, SASL, TLS and certificate."""
+    """Server information: capabilities, implementation, SASL, TLS and certificate.
+
+    \b
+    Examples:
+      popctl capa --host pop.example.org
+      popctl capa --json | jq .capabilities
+    """
     from popctl.app import mailbox
 
     mailbox.capa(run)

@@ -18,6 +18,7 @@ from click.core import ParameterSource
 
 from popctl import defaults
 from popctl.app.context import Opened, Options, RunContext
+from popctl.cli.commands import shared_option
 from popctl.cli.console import Console
 from popctl.errors import UsageError
 
@@ -74,6 +75,15 @@ def pass_run(f: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def complete_account(ctx: click.Context, param: click.Parameter, incomplete: str
+                     ) -> list[str]:
+    """Shell completion of --account and of the commands' account NAME: the names in the
+    configuration file (POPCTL_CONFIG, else the XDG one)."""
+    from popctl.app.accounts import account_names
+
+    return [name for name in account_names() if name.startswith(incomplete)]
+
+
 def _decorate(f: Callable[..., Any], decorators: list[Callable[[Any], Any]]) -> Any:
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -81,65 +91,66 @@ def _decorate(f: Callable[..., Any], decorators: list[Callable[[Any], Any]]) -> 
 
 
 _CONNECTION_OPTIONS: list[Callable[[F], F]] = [
-    click.option("--host", "-H", envvar="POPCTL_HOST", help="POP3 server host name."),
-    click.option("--port", "-P", type=click.IntRange(1, 65535), envvar="POPCTL_PORT",
+    shared_option("--host", "-H", envvar="POPCTL_HOST", help="POP3 server host name."),
+    shared_option("--port", "-P", type=click.IntRange(1, 65535), envvar="POPCTL_PORT",
                  help=f"Server port [default: {defaults.IMPLICIT_TLS_PORT} for --tls implicit, "
                       f"else {defaults.PLAIN_PORT}]."),
-    click.option("--user", "-u", envvar="POPCTL_USER", help="Login name."),
-    click.option("--tls", type=click.Choice(defaults.TLS_MODES), envvar="POPCTL_TLS",
+    shared_option("--user", "-u", envvar="POPCTL_USER", help="Login name."),
+    shared_option("--tls", type=click.Choice(defaults.TLS_MODES), envvar="POPCTL_TLS",
                  help=f"implicit (port {defaults.IMPLICIT_TLS_PORT}), starttls (STLS on port "
                       f"{defaults.PLAIN_PORT}) or none [default: {defaults.TLS}]."),
-    click.option("--ca-file", type=click.Path(dir_okay=False), envvar="POPCTL_CA_FILE",
+    shared_option("--ca-file", type=click.Path(dir_okay=False), envvar="POPCTL_CA_FILE",
                  help="Trust the CA certificates in this PEM file instead of the system's."),
-    click.option("--fingerprint", envvar="POPCTL_FINGERPRINT",
+    shared_option("--fingerprint", envvar="POPCTL_FINGERPRINT",
                  help="Accept only the server certificate with this SHA-256 fingerprint."),
-    click.option("--insecure", is_flag=True, default=None,
+    shared_option("--insecure", is_flag=True, default=None,
                  help="Do not verify the server certificate at all (dangerous)."),
-    click.option("--timeout", type=click.FloatRange(*defaults.TIMEOUT_RANGE),
+    shared_option("--timeout", type=click.FloatRange(*defaults.TIMEOUT_RANGE),
                  envvar="POPCTL_TIMEOUT",
                  help="Seconds to wait for the connection, for any read, and for each reply's "
                       "first line; after that, multi-line replies must keep coming at 1 KiB/s "
                       f"or faster [default: {defaults.TIMEOUT:g}]."),
-    click.option("--session-timeout", type=click.FloatRange(0, 10**7),
+    shared_option("--session-timeout", type=click.FloatRange(0, 10**7),
                  envvar="POPCTL_SESSION_TIMEOUT",
                  help="Seconds the whole session may spend waiting for the server, 0 for no "
                       f"limit [default: {defaults.SESSION_TIMEOUT:g}, or "
                       f"{defaults.SESSION_TIMEOUT_READS} times --timeout if more]."),
-    click.option("--auth", "auth", envvar="POPCTL_AUTH",
+    shared_option("--auth", "auth", envvar="POPCTL_AUTH",
                  help="Authentication mechanism: "
                       f"{', '.join(defaults.MECHANISMS)} [default: {defaults.MECHANISM}]."),
-    click.option("--allow-plaintext", is_flag=True, default=None,
+    shared_option("--allow-plaintext", is_flag=True, default=None,
                  help="Allow sending credentials over a connection without TLS."),
-    click.option("--no-pipelining", is_flag=True, default=None,
+    shared_option("--no-pipelining", is_flag=True, default=None,
                  help="Send one command at a time even if the server allows pipelining."),
-    click.option("--no-cache", is_flag=True, default=None,
+    shared_option("--no-cache", is_flag=True, default=None,
                  help="Neither read nor update the header cache (list, dele): fetch every "
                       "header."),
 ]
 
 _OUTPUT_OPTIONS: list[Callable[[F], F]] = [
-    click.option("--format", "-f", "format", type=click.Choice(defaults.FORMATS),
+    shared_option("--format", "-f", "format", type=click.Choice(defaults.FORMATS),
                  help=f"Output format [default: {defaults.FORMAT}]."),
-    click.option("--json", "json_", is_flag=True, default=None, help="Same as --format json."),
+    shared_option("--json", "json_", is_flag=True, default=None, help="Same as --format json."),
 ]
 
 _REPORT_OPTIONS: list[Callable[[F], F]] = [
-    click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
-    click.option("--quiet", "-q", is_flag=True, default=None,
+    shared_option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
+    shared_option("--quiet", "-q", is_flag=True, default=None,
                  help="No messages or progress on stderr, only errors and security warnings."),
 ]
 
 _RUN_OPTIONS: list[Callable[[F], F]] = [
-    click.option("--trace", is_flag=True, default=None,
+    shared_option("--trace", is_flag=True, default=None,
                  help="Show the POP3 dialogue on stderr (credentials redacted)."),
     *_REPORT_OPTIONS,
-    click.option("--sandbox", is_flag=True, default=None,
+    shared_option("--sandbox", is_flag=True, default=None,
                  help="Run against popctl's bundled sample server (no real mail touched; "
                       "its own server and login, so not with --host, --user, --account, ...)."),
-    click.option("--account", "-a", "account", multiple=True, metavar="NAME",
+    shared_option("--account", "-a", "account", multiple=True, metavar="NAME",
+                  shell_complete=complete_account,
                  help="Use this account of the configuration file (repeatable for stat, list, "
                       "uidl, dele) [default: POPCTL_ACCOUNT, else the file's default]."),
-    click.option("--all-accounts", is_flag=True, default=None,
+    shared_option("--all-accounts", is_flag=True, default=None,
                  help="Run stat, list, uidl or dele for every configured account at once."),
 ]
 

@@ -12,7 +12,13 @@ from popctl.cli.options import refuse_unused
 
 @cli.group()
 def sandbox() -> None:
-    """popctl's bundled sample POP3 server."""
+    """popctl's bundled sample POP3 server (popctl --sandbox COMMAND starts one for a command).
+
+    \b
+    Examples:
+      popctl sandbox serve --port 1110
+      popctl --sandbox list
+    """
 
 
 @sandbox.command(name="serve")
@@ -23,6 +29,10 @@ def sandbox_serve(port: int) -> None:
 
     It listens on 127.0.0.1 only, with user "sandbox", password "sandbox", and about 50 sample
     messages; deletions are kept in memory and never touch real mail.
+
+    \b
+    Example:
+      popctl sandbox serve --port 1110
     """
     from popctl.sandbox import SandboxServer
 

@@ -743,14 +743,15 @@ def test_missing_user() -> None:
 
 def test_click_usage_error() -> None:
     result = invoke("list", "--no-such-option")
-    assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.splitlines()[-1].startswith("Error: No such option '--no-such-option'")
+    assert outcome(result) == (
+        2, "", "Error: No such option '--no-such-option' (see popctl list --help)\n")
 
 
 def test_unknown_format_is_a_usage_error() -> None:
     result = invoke("stat", "--format", "xml")
-    assert result.exit_code == 2 and result.stdout == ""
-    assert "Invalid value for '--format' / '-f'" in result.stderr
+    assert outcome(result) == (
+        2, "", "Error: Invalid value for '--format' / '-f': 'xml' is not one of 'table', "
+               "'json', 'ndjson', 'csv' (see popctl stat --help)\n")
 
 
 # --- connection and TLS errors --------------------------------------------------------------------

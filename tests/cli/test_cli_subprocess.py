@@ -55,10 +55,7 @@ def test_help_mentions_every_command(tmp_path: Path) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     done = popctl_run("list", "--no-such-option", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, b"")
-    lines = done.stderr.decode().splitlines()
-    assert lines[:2] == ["Usage: popctl list [OPTIONS] [MESSAGES]...",
-                         "Try 'popctl list --help' for help."]
-    assert lines[-1].startswith("Error: No such option '--no-such-option'")
+    assert done.stderr == b"Error: No such option '--no-such-option' (see popctl list --help)\n"
     done = popctl_run("--sandbox", "--quiet", "list", "7-3", cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (
         2, b"", b"Error: invalid message selection '7-3': the range is backwards (write 3-7)\n")

@@ -144,6 +144,17 @@ def test_options_in_man_page(path: tuple[str, ...], sections: dict[str, list[str
     assert not missing, f"man/popctl.1 OPTIONS lacks {missing} (popctl {' '.join(path)})"
 
 
+def test_every_option_in_the_readme() -> None:
+    """README names every long option some command has (issue 16: --insecure was only in a
+    list of what --sandbox refuses, --no-pipelining nowhere); popctl(1) describes them."""
+    text = README.read_text(encoding="utf-8")
+    names = {name for path in [(), *COMMANDS] for name in _long_names(_command(path))}
+    assert {"--insecure", "--man", "--sizes-only", "--password-command"} <= names
+    missing = sorted(name for name in names
+                     if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text))
+    assert not missing, f"README.md never names {missing}"
+
+
 # --- exit status and environment --------------------------------------------------------------
 
 
