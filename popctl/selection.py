@@ -316,10 +316,10 @@ def compile_regex(text: str, what: str) -> re.Pattern[str]:
         raise UsageError(f"invalid regular expression {text!r} for {what}: {e}") from None
 
 
-def parse_header_filter(text: str) -> tuple[str, re.Pattern[str]]:
+def parse_header_filter(text: str, label: str = "header filter") -> tuple[str, re.Pattern[str]]:
     """``'Name: REGEX'`` as (field name, pattern); the pattern is searched case-insensitively in
     each decoded value. An empty REGEX matches any value, so ``'X-Spam-Flag:'`` means the field
-    is present."""
+    is present. ``label`` names the filter in errors (the command line passes its option)."""
     name, colon, regex = text.partition(":")
     example = "expected 'Name: REGEX', e.g. 'X-Spam-Flag: yes'"
     if not colon:
@@ -330,4 +330,4 @@ def parse_header_filter(text: str) -> tuple[str, re.Pattern[str]]:
     if not _FIELD_NAME.fullmatch(name):
         raise UsageError(f"invalid header filter {text!r}: {name!r} is not a header field name "
                          "(printable ASCII without spaces or colons)")
-    return name, compile_regex(regex.lstrip(), f"header filter {name}")
+    return name, compile_regex(regex.lstrip(), f"{label} {name}")

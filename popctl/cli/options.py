@@ -278,7 +278,7 @@ def build_query(selection: dict[str, Any]) -> Query:
         smaller_than=opt("smaller_than", parse.parse_size),
         sender=opt("from_", lambda v: parse.compile_regex(v, "--from")),
         subject=opt("subject", lambda v: parse.compile_regex(v, "--subject")),
-        header=tuple(parse.parse_header_filter(h) for h in selection.get("header", ())),
+        header=tuple(parse.parse_header_filter(h, "--header") for h in selection.get("header", ())),
         older_than=opt("older_than", parse.parse_duration),
         newer_than=opt("newer_than", parse.parse_duration),
     )
