@@ -8,7 +8,7 @@ from typing import TextIO
 from popctl.defaults import FORMATS
 from popctl.errors import UsageError
 from popctl.output.streams import _render_csv, _render_json, _render_ndjson
-from popctl.output.table import _render_table, _tabulate
+from popctl.output.table import Layout, _render_table, _tabulate
 from popctl.output.values import Record, _json, _table_text, _text
 
 Renderer = Callable[[Iterable[Record], TextIO, Sequence[str] | None], int]
@@ -30,12 +30,15 @@ def _renderer(fmt: str) -> Renderer:
 
 
 def render(records: Iterable[Record], fmt: str, out: TextIO, *,
-           columns: Sequence[str] | None = None) -> int:
+           columns: Sequence[str] | None = None, layout: Layout | None = None) -> int:
     """Write ``records`` to ``out`` in format ``fmt``; return how many were written.
 
     ``columns`` selects and orders the keys (a missing key is null/empty); by default every key
-    is written (table: every key any record has; csv: the first record's keys).
+    is written (table: every key any record has; csv: the first record's keys). ``layout``
+    fits a table to a terminal (other formats ignore it).
     """
+    if fmt == "table":
+        return _render_table(records, out, columns, layout)
     return _renderer(fmt)(records, out, columns)
 
 
