@@ -25,7 +25,7 @@ def listing(rows: int) -> list[dict[str, object]]:
     return [{"number": n, "size": 1000 + n * 37, "uid": f"{n:032x}",
              "from": "田中 由紀 <yuki@tokyo.example>" if n % 5 == 0
              else f"Person {n} <person{n}@example.org>",
-             "subject": "会議の議事録（第3四半期）" if n % 7 == 0
+             "subject": "会議の議事録 第3四半期" if n % 7 == 0
              else f"Subject line number {n} about things",
              "date": "2026-10-05T21:43:45-07:00"} for n in range(1, rows + 1)]
 

@@ -18,4 +18,5 @@ from popctl.output.registry import render, render_one
 from popctl.output.table import Layout
 from popctl.output.values import MAX_CELL_WIDTH, human_size, short_date
 
-__all__ = ["FORMATS", "MAX_CELL_WIDTH", "Layout", "human_size", "render", "render_one", "short_date"]
+__all__ = ["FORMATS", "MAX_CELL_WIDTH", "Layout", "human_size", "render", "render_one",
+           "short_date"]
