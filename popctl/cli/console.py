@@ -105,7 +105,7 @@ class Console:
     def emit_one(self, record: Record) -> None:
         from popctl import output
 
-        output.render_one(record, self.options.fmt, sys.stdout)
+        output.render_one(record, self.options.fmt, sys.stdout, layout=self._layout(sys.stdout))
 
     def show(self, records: Sequence[Record]) -> None:
         from popctl import output

@@ -86,11 +86,21 @@ def _tabulate(rows: list[list[str]], **options: Any) -> str:
     return _put_back(tabulate(cells, disable_numparse=True, **options), originals)
 
 
+def is_size(key: str) -> bool:
+    """A column of octets (``size``, retr's ``listed_size``): shown as 2.0M on a terminal."""
+    return key == "size" or key.endswith("_size")
+
+
+def human_cell(value: object) -> object:
+    """An octet count as people read it; anything else as it is."""
+    return human_size(value) if type(value) is int and value >= 0 else value
+
+
 def _humane(columns: Sequence[str], rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     """Rows with sizes for people (2.0M) and short local dates, for a terminal."""
-    size = columns.index("size") if "size" in columns else -1
+    sizes = [i for i, name in enumerate(columns) if is_size(name)]
     date = columns.index("date") if "date" in columns else -1
-    if size < 0 and date < 0:
+    if not sizes and date < 0:
         return rows
     from datetime import datetime
 
@@ -98,10 +108,10 @@ def _humane(columns: Sequence[str], rows: list[tuple[object, ...]]) -> list[tupl
 
     def humane(row: tuple[object, ...]) -> tuple[object, ...]:
         cells = list(row)
-        if size >= 0 and type(cells[size]) is int and cells[size] >= 0:  # type: ignore[operator]
-            cells[size] = human_size(cells[size])  # type: ignore[arg-type]
-        if date >= 0 and isinstance(cells[date], str):
-            cells[date] = short_date(cells[date], now)  # type: ignore[arg-type]
+        for i in sizes:
+            cells[i] = human_cell(cells[i])
+        if date >= 0 and isinstance(text := cells[date], str):
+            cells[date] = short_date(text, now)
         return tuple(cells)
 
     return [humane(row) for row in rows]

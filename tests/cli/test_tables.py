@@ -161,7 +161,7 @@ def _reference_table(records: list[dict[str, object]], columns: list[str]) -> st
 
 def test_piped_list_table_is_unchanged() -> None:
     records = sandbox_json("list")
-    result = invoke("--sandbox", "-q", "list")
+    result = invoke("--sandbox", "-q", "list", env={"COLUMNS": "40"})  # a pipe has no width
     assert outcome(result) == (0, _reference_table(records, [
         "number", "size", "uid", "from", "subject", "date"]), "")
     assert max(len(line) for line in result.stdout.splitlines()) > 170  # not fitted to 80
@@ -258,3 +258,15 @@ def test_sort_by_several_fields_and_text_ignoring_case() -> None:
 ])
 def test_unknown_sort_field_is_a_usage_error(args: list[str], message: str) -> None:
     assert outcome(invoke("--sandbox", "list", *args)) == (2, "", message)
+
+
+def test_single_results_and_reports_show_human_sizes_on_a_terminal(tmp_path: object) -> None:
+    code, shown = on_terminal(["stat", "--sandbox"], 80)
+    assert code == 0, shown
+    assert "size   8.0M\n" in shown
+    assert invoke("--sandbox", "-q", "stat").stdout == "count  50\nsize   8374557\n"  # piped
+    code, shown = on_terminal(["retr", "--sandbox", "38", "--output-dir", str(tmp_path),
+                               "--format", "table"], 80)
+    assert code == 0, shown
+    row = table_lines(shown)[2].split()
+    assert row[:3] == ["38", "4.0M", "4.0M"]  # size and listed_size
