@@ -45,7 +45,7 @@ _COLUMNS_HELP = ("Choose and order the columns (table, CSV) or fields (JSON, NDJ
 
 def columns_option(valid: tuple[str, ...]) -> Callable[[F], F]:
     return click.option("--columns", "columns", metavar="LIST",
-                        help=_COLUMNS_HELP + ",".join(valid) + ".")
+                        help=_COLUMNS_HELP + ", ".join(valid) + ".")
 
 
 @cli.command(name="list")
@@ -55,7 +55,8 @@ def columns_option(valid: tuple[str, ...]) -> Callable[[F], F]:
 @columns_option(defaults.LIST_COLUMNS)
 @click.option("--sort", "sort", metavar="FIELDS",
               help="Order the messages by number, size, date, from, subject or uid; a leading "
-                   "- for descending, commas for ties: -size, date,-size.")
+                   "- for descending, a comma before the field that breaks ties: --sort -size, "
+                   "--sort date,-size.")
 @common_options
 @pass_run
 def list_cmd(run: RunContext, sizes_only: bool, columns: str | None, sort: str | None,

@@ -122,7 +122,6 @@ def _fit(columns: Sequence[str], widths: list[int], limit: int) -> tuple[list[in
     keep = list(range(len(columns)))
     if not any(name in FLEXIBLE_MINIMUM for name in columns):
         return keep, widths
-    fitted: list[int] | None = None
     for drop in (None, *_DROP_ORDER):
         if drop is not None:
             if drop not in columns or not any(columns[i] in FLEXIBLE_MINIMUM
