@@ -114,7 +114,9 @@ class Console:
 
     def _layout(self, stream: TextIO) -> Layout | None:
         """A table for the person at a terminal: fitted to its width, with human sizes and
-        short local dates; None (every value whole, as before) when piped or with --full."""
+        short local dates; None (every value whole, as before) when piped or with --full.
+        The one way output depends on the terminal (issue 16): scripts read a pipe, and there
+        the table is byte for byte what it was."""
         if self.options.full or not stream.isatty():
             return None
         from popctl.output import Layout

@@ -139,3 +139,14 @@ def test_a_fitted_table_fits_and_is_the_unfitted_one_when_there_is_room(
     else:
         assert all(wcswidth(line) <= width for line in fitted.splitlines()), fitted
         assert len(fitted.splitlines()) == len(full.splitlines())
+
+
+def test_the_table_benchmark_runs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "table_render.py"
+    result = subprocess.run([sys.executable, str(script), "--reps", "1", "--rows", "20"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert "table minus json" in result.stdout and "import tabulate" in result.stdout
