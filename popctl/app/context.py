@@ -47,6 +47,7 @@ class Options(NamedTuple):
     sandbox: bool = False
     no_pipelining: bool = False
     no_cache: bool = False
+    full: bool = False  # tables as when piped: every value whole, octets, ISO 8601 dates
     account: tuple[str, ...] = ()
     all_accounts: bool = False
 

@@ -8,9 +8,11 @@ or refuses a plan; headers come from the header cache where it has them.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from popctl import defaults
 from popctl import query as queries
 from popctl.app.context import Opened, Record, RunContext
 from popctl.app.runner import Job, run
@@ -83,6 +85,76 @@ def from_parts(context: RunContext) -> bool:
     return context.options.fmt in ("json", "ndjson")
 
 
+# --- columns and order ----------------------------------------------------------------------------
+# The fields a person may choose and order are in popctl.defaults (the help text names them).
+_FROM_PARTS = frozenset(("from_name", "from_address"))
+
+SortKey = tuple[str, bool]  # a field, and whether descending
+
+
+def _names(text: str, what: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise UsageError(f"name at least one {what}, separated by commas")
+    return names
+
+
+def parse_columns(text: str | None, valid: Sequence[str]) -> tuple[str, ...] | None:
+    """Comma-separated column names, checked against ``valid``; None when not given."""
+    if text is None:
+        return None
+    names = _names(text, "column")
+    for name in names:
+        if name not in valid:
+            raise UsageError(f"unknown column {name!r}: the columns are {', '.join(valid)}")
+    return tuple(names)
+
+
+def parse_sort(text: str | None, valid: Sequence[str] = defaults.SORT_FIELDS
+               ) -> tuple[SortKey, ...]:
+    """Comma-separated fields to sort by, each descending with a leading ``-``: ``-size,date``."""
+    if text is None:
+        return ()
+    keys = []
+    for name in _names(text, "field to sort by"):
+        field = name.removeprefix("-")
+        if field not in valid:
+            raise UsageError(f"cannot sort by {field!r}: sort by {', '.join(valid)} (a leading "
+                             "- for descending: -size)")
+        keys.append((field, name.startswith("-")))
+    return tuple(keys)
+
+
+def _sort_value(row: Row, field: str) -> object:
+    if field == "date":
+        if row.date is None:
+            return None
+        try:
+            return datetime.fromisoformat(row.date).timestamp()
+        except ValueError:
+            return None
+    value = {"number": row.number, "size": row.size, "uid": row.uid, "from": row.sender,
+             "subject": row.subject}[field]
+    return value.casefold() if isinstance(value, str) else value
+
+
+def sorted_rows(rows: Iterable[Row], keys: Sequence[SortKey]) -> list[Row]:
+    """``rows`` ordered by ``keys``, the first deciding; rows without a field (no Date, no
+    UIDL) after those with one, in either direction. Stable: ties keep the server's order."""
+    ordered = list(rows)
+    for field, descending in reversed(keys):
+        values = [(_sort_value(row, field), row) for row in ordered]
+        present = [pair for pair in values if pair[0] is not None]
+        present.sort(key=lambda pair: pair[0], reverse=descending)  # type: ignore[arg-type,return-value]
+        ordered = [row for _, row in present] + [row for value, row in values if value is None]
+    return ordered
+
+
+def _projected(records: Iterable[Record], columns: Sequence[str] | None) -> list[Record]:
+    return list(records) if columns is None else \
+        [{key: record.get(key) for key in columns} for record in records]
+
+
 def one_message(opened: Opened, query: Query) -> int:
     rows = list(queries.run(opened.session, Plan(query), warn=warner(opened.context)))
     if len(rows) != 1:
@@ -101,26 +173,34 @@ def stat(context: RunContext) -> None:
     run(context, Job(work, one=True, accounts=True))
 
 
-def list_messages(context: RunContext, query: Query, *, sizes_only: bool) -> None:
+def list_messages(context: RunContext, query: Query, *, sizes_only: bool,
+                  columns: Sequence[str] | None = None, sort: Sequence[SortKey] = ()) -> None:
+    """``columns`` chooses and orders the fields of every format; ``sort`` orders the rows
+    (within each account), which are then written once all have been read."""
     plan = Plan(query, headers=not sizes_only, sizes_only=sizes_only)
 
-    def work(opened: Opened) -> Iterator[Record]:
-        parts = from_parts(opened.context)
-        return (r.to_record(not sizes_only, parts) for r in listing(opened, plan))
+    def work(opened: Opened) -> Iterable[Record]:
+        parts = from_parts(opened.context) or bool(_FROM_PARTS.intersection(columns or ()))
+        rows: Iterable[Row] = listing(opened, plan)
+        if sort:
+            rows = sorted_rows(rows, sort)
+        return (r.to_record(not sizes_only, parts) for r in rows)
 
+    if columns is None and sizes_only:
+        columns = defaults.SIZES_ONLY_COLUMNS
     outcome = run(context, Job(work, scan=plan.scan, stream=True, accounts=True,
-                               columns=["number", "size"] if sizes_only else None))
+                               columns=columns))
     if outcome.emitted == 0 and context.options.fmt == "table":
         context.ui.note("no messages")
 
 
-def uidl(context: RunContext, query: Query) -> None:
+def uidl(context: RunContext, query: Query, columns: Sequence[str] | None = None) -> None:
     plan = Plan(query, uids=True)
 
     def work(opened: Opened) -> Iterator[Record]:
         return ({"number": r.number, "uid": r.uid} for r in listing(opened, plan))
 
-    run(context, Job(work, scan=plan.scan, stream=True, accounts=True))
+    run(context, Job(work, scan=plan.scan, stream=True, accounts=True, columns=columns))
 
 
 def top(context: RunContext, query: Query, lines: int) -> None:
@@ -151,8 +231,10 @@ def parsed_top(number: int, data: bytes) -> dict[str, object]:
             "body": body.decode("utf-8", "replace")}
 
 
-def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> None:
-    """Mark the selected messages deleted (committed by QUIT); ask first unless ``yes``."""
+def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool,
+           columns: Sequence[str] | None = None) -> None:
+    """Mark the selected messages deleted (committed by QUIT); ask first unless ``yes``.
+    ``columns`` chooses the fields shown, in the question's table too."""
     ui = context.ui
     # Nothing to ask and a selection known before the headers arrive: the DELEs go in the same
     # pipelined window as the TOPs that read what is deleted (one round trip fewer).
@@ -161,11 +243,13 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> No
 
     def work(opened: Opened) -> list[Record]:
         rows = list(listing(opened, plan))
-        records = [{**r.to_record(True, from_parts(opened.context)), "deleted": at_once}
-                   for r in rows]
+        parts = from_parts(opened.context) or bool(_FROM_PARTS.intersection(columns or ()))
+        records = [{**r.to_record(True, parts), "deleted": at_once} for r in rows]
         if rows and not (dry_run or at_once):
             if not yes:
-                ui.show([{**r.to_record(True), "deleted": False} for r in rows])
+                shown = [{**r.to_record(True, parts and columns is not None), "deleted": False}
+                         for r in rows]
+                ui.show(_projected(shown, columns))
                 ui.require(f"Delete {len(rows)} message(s)?")
             opened.session.dele([r.number for r in rows])
         return [{**record, "deleted": not dry_run} for record in records]
@@ -173,7 +257,8 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> No
     # One question per account from several threads would be a mess: decide up front.
     refusal = None if yes or dry_run else UsageError(
         "deleting across accounts needs a confirmation given in advance", hint="across-yes")
-    count = run(context, Job(work, scan=plan.scan, accounts=True, across_refusal=refusal)).emitted
+    count = run(context, Job(work, scan=plan.scan, accounts=True, across_refusal=refusal,
+                             columns=columns)).emitted
     if context.options.fmt != "table":
         return
     if dry_run:

@@ -4,10 +4,11 @@ records in the chosen format, prompts and progress bars only on a terminal."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import click
 
@@ -15,10 +16,25 @@ from popctl.app.context import Options, Progress, Record, TraceHook
 from popctl.cli.hints import describe, words
 from popctl.display import safe
 
+if TYPE_CHECKING:
+    from popctl.output import Layout
+
 
 def interactive() -> bool:
     """Someone can answer: stdin and stderr are terminals."""
     return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal ``stream`` shows on: $COLUMNS when set (as shutil reads it),
+    else the terminal's own size, else 80."""
+    with contextlib.suppress(ValueError):
+        if (columns := int(os.environ.get("COLUMNS", "0"))) > 0:
+            return columns
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
 
 
 class Console:
@@ -86,17 +102,29 @@ class Console:
     def emit(self, records: Iterable[Record], columns: Sequence[str] | None = None) -> int:
         from popctl import output
 
-        return output.render(records, self.options.fmt, sys.stdout, columns=columns)
+        return output.render(records, self.options.fmt, sys.stdout, columns=columns,
+                             layout=self._layout(sys.stdout))
 
     def emit_one(self, record: Record) -> None:
         from popctl import output
 
-        output.render_one(record, self.options.fmt, sys.stdout)
+        output.render_one(record, self.options.fmt, sys.stdout, layout=self._layout(sys.stdout))
 
     def show(self, records: Sequence[Record]) -> None:
         from popctl import output
 
-        output.render(records, "table", sys.stderr)
+        output.render(records, "table", sys.stderr, layout=self._layout(sys.stderr))
+
+    def _layout(self, stream: TextIO) -> Layout | None:
+        """A table for the person at a terminal: fitted to its width, with human sizes and
+        short local dates; None (every value whole, as before) when piped or with --full.
+        The one way output depends on the terminal (issue 16): scripts read a pipe, and there
+        the table is byte for byte what it was."""
+        if self.options.full or not stream.isatty():
+            return None
+        from popctl.output import Layout
+
+        return Layout(width=terminal_width(stream), human=True)
 
     def echo(self, text: str, *, newline: bool = True) -> None:
         if newline:

@@ -6,10 +6,12 @@ in the command's body: ``popctl --help`` and ``--version`` load none of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from popctl import defaults
 from popctl.app.context import RunContext
 from popctl.cli.group import cli
 from popctl.cli.options import build_query, common_options, pass_run, selection_options
@@ -18,6 +20,8 @@ from popctl.errors import UsageError
 if TYPE_CHECKING:
     from popctl.app.download import Download
     from popctl.query import Query
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @cli.command()
@@ -35,20 +39,37 @@ def stat(run: RunContext) -> None:
     mailbox.stat(run)
 
 
+_COLUMNS_HELP = ("Choose and order the columns (table, CSV) or fields (JSON, NDJSON), "
+                 "comma-separated: ")
+
+
+def columns_option(valid: tuple[str, ...]) -> Callable[[F], F]:
+    return click.option("--columns", "columns", metavar="LIST",
+                        help=_COLUMNS_HELP + ", ".join(valid) + ".")
+
+
 @cli.command(name="list")
 @selection_options
 @click.option("--sizes-only", is_flag=True,
               help="Only number and size (one LIST; no headers, no UIDs): fastest.")
+@columns_option(defaults.LIST_COLUMNS)
+@click.option("--sort", "sort", metavar="FIELDS",
+              help="Order the messages by number, size, date, from, subject or uid; a leading "
+                   "- for descending, a comma before the field that breaks ties: --sort -size, "
+                   "--sort date,-size.")
 @common_options
 @pass_run
-def list_cmd(run: RunContext, sizes_only: bool, **selection: Any) -> None:
+def list_cmd(run: RunContext, sizes_only: bool, columns: str | None, sort: str | None,
+             **selection: Any) -> None:
     """What is waiting: number, size, UID, From, Subject, Date (headers only).
 
-    Headers are read with pipelined TOP n 0; nothing is downloaded.
+    Headers are read with pipelined TOP n 0; nothing is downloaded. On a terminal the table
+    fits its width (see --full).
 
     \b
     Examples:
       popctl list
+      popctl list --sort -size --columns number,size,subject
       popctl list --larger-than 1M --format json | jq '.[].uid'
       popctl list last:10 --from 'example\\.org'
     """
@@ -58,14 +79,18 @@ def list_cmd(run: RunContext, sizes_only: bool, **selection: Any) -> None:
     if sizes_only and query.header_filters:
         raise UsageError("--sizes-only reads no headers, so it cannot be combined with "
                          "--from, --subject, --header, --older-than or --newer-than")
-    mailbox.list_messages(run, query, sizes_only=sizes_only)
+    valid = defaults.SIZES_ONLY_COLUMNS if sizes_only else defaults.LIST_COLUMNS
+    mailbox.list_messages(run, query, sizes_only=sizes_only,
+                          columns=option_columns(columns, valid),
+                          sort=option_sort(sort, valid))
 
 
 @cli.command()
 @selection_options
+@columns_option(defaults.UIDL_COLUMNS)
 @common_options
 @pass_run
-def uidl(run: RunContext, **selection: Any) -> None:
+def uidl(run: RunContext, columns: str | None, **selection: Any) -> None:
     """Message numbers and their unique ids (stable across sessions).
 
     \b
@@ -74,7 +99,7 @@ def uidl(run: RunContext, **selection: Any) -> None:
     """
     from popctl.app import mailbox
 
-    mailbox.uidl(run, build_query(selection))
+    mailbox.uidl(run, build_query(selection), option_columns(columns, defaults.UIDL_COLUMNS))
 
 
 @cli.command()
@@ -165,9 +190,11 @@ def _download(run: RunContext, query: Query, destinations: dict[str, str], delet
 @selection_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be deleted; delete nothing.")
+@columns_option(defaults.DELE_COLUMNS)
 @common_options
 @pass_run
-def dele(run: RunContext, yes: bool, dry_run: bool, **selection: Any) -> None:
+def dele(run: RunContext, yes: bool, dry_run: bool, columns: str | None,
+         **selection: Any) -> None:
     """Delete messages on the server (committed when the session ends cleanly).
 
     On a terminal popctl asks first; without one it requires --yes.
@@ -187,7 +214,8 @@ def dele(run: RunContext, yes: bool, dry_run: bool, **selection: Any) -> None:
     if not (yes or dry_run or run.ui.interactive()):
         raise UsageError("refusing to delete without confirmation: add --yes (or --dry-run to "
                          "see what would be deleted)")
-    mailbox.delete(run, query, yes=yes, dry_run=dry_run)
+    mailbox.delete(run, query, yes=yes, dry_run=dry_run,
+                   columns=option_columns(columns, defaults.DELE_COLUMNS))
 
 
 @cli.command()
@@ -238,3 +266,17 @@ def capa(run: RunContext) -> None:
     from popctl.app import mailbox
 
     mailbox.capa(run)
+
+
+def option_columns(text: str | None, valid: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--columns checked (a usage error names the valid columns)."""
+    from popctl.app import mailbox
+
+    return mailbox.parse_columns(text, valid)
+
+
+def option_sort(text: str | None, valid: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+    """--sort checked against the fields the listing has (--sizes-only: number and size)."""
+    from popctl.app import mailbox
+
+    return mailbox.parse_sort(text, [f for f in defaults.SORT_FIELDS if f in valid])

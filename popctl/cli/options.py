@@ -133,6 +133,13 @@ _OUTPUT_OPTIONS: list[Callable[[F], F]] = [
     shared_option("--json", "json_", is_flag=True, default=None, help="Same as --format json."),
 ]
 
+_TABLE_OPTIONS: list[Callable[[F], F]] = [
+    click.option("--full", is_flag=True, default=None,
+                 help="Tables on a terminal as when piped: every column, values whole, sizes "
+                      "in octets, dates in ISO 8601 (by default a terminal's table fits its "
+                      "width)."),
+]
+
 _REPORT_OPTIONS: list[Callable[[F], F]] = [
     shared_option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     shared_option("--quiet", "-q", is_flag=True, default=None,
@@ -174,7 +181,8 @@ def common_options(f: F) -> F:
         _refuse_with_sandbox(obj)
         return f(*args, **{k: v for k, v in kwargs.items() if k not in _OPTION_NAMES})
 
-    return cast(F, _decorate(wrapper, [*_CONNECTION_OPTIONS, *_OUTPUT_OPTIONS, *_RUN_OPTIONS]))
+    return cast(F, _decorate(wrapper, [*_CONNECTION_OPTIONS, *_OUTPUT_OPTIONS, *_TABLE_OPTIONS,
+                                       *_RUN_OPTIONS]))
 
 
 def output_options(f: F) -> F:

@@ -15,6 +15,8 @@ records come, ``table`` lays tables out with tabulate, ``registry`` chooses by f
 
 from popctl.defaults import FORMATS
 from popctl.output.registry import render, render_one
-from popctl.output.values import MAX_CELL_WIDTH, human_size
+from popctl.output.table import Layout
+from popctl.output.values import MAX_CELL_WIDTH, human_size, short_date
 
-__all__ = ["FORMATS", "MAX_CELL_WIDTH", "human_size", "render", "render_one"]
+__all__ = ["FORMATS", "MAX_CELL_WIDTH", "Layout", "human_size", "render", "render_one",
+           "short_date"]

@@ -1,33 +1,53 @@
-"""Tables: tabulate's "simple" format for listings, "plain" for one record."""
+"""Tables: tabulate's "simple" format for listings, "plain" for one record; a listing fitted to
+a terminal's width when it is written to one (``Layout``)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
-from popctl.output.values import Record, _cell
+from popctl.output.values import Record, _cell, human_size, short_date
 
 # --- tables ---------------------------------------------------------------------------------------
-# Laid out by tabulate ("simple" for listings, "plain" for one record) through its one public
-# function, imported only when a table is written. tabulate measures a cell with len(), or with
-# wcwidth when that optional package is installed: the two disagree on CJK and emoji, and neither
-# is ours to switch. So tabulate sees ASCII only: a cell with any other character goes in as a
-# stand-in of as many _SLOT characters as it takes columns on a terminal (textwidth.py), which
-# both measures count alike, and the text is put back into the finished lines.
+# A listing is tabulate's "simple" format: each column as wide as its widest cell or its name
+# plus two, cells padded to it (numbers to the right, text to the left), two spaces between
+# columns, trailing spaces cut. popctl writes those lines itself from the widths it has measured
+# once (tests/unit/test_table_layout.py compares them with tabulate over random tables): handed
+# the cells, tabulate would measure every one again and guess each one's type (_column_type),
+# which cost a 1,000-row listing 20 ms of its 28 (issue 13). Widths are display widths
+# (textwidth.py: CJK and emoji take two columns) whether or not wcwidth is installed.
 #
-# A listing is measured once over compact rows (tuples of cells, numbers kept as the record's int
-# objects), then handed to tabulate TABLE_CHUNK rows at a time with every column forced to its
-# width over the whole table: the text is the same as one tabulate call over all the rows, but a
-# 100,000-message listing never holds tabulate's formatted copies of every cell.
+# A single record is a two-column "plain" table laid out by tabulate itself, through its one
+# public function, imported only then. tabulate measures a cell with len(), or with wcwidth
+# when that optional package is installed: the two disagree on CJK and emoji, and neither is
+# ours to switch. So tabulate sees ASCII only: a cell with any other character goes in as a
+# stand-in of as many _SLOT characters as it takes columns on a terminal, which both measures
+# count alike, and the text is put back into the finished lines.
 
+# Lines written to ``out`` at a time: a 100,000-message listing never holds all its lines.
 TABLE_CHUNK = 2000
 # tabulate makes a column at least as wide as its header plus two (the "simple" format's rule).
 _HEADER_PADDING = 2
+_SEPARATOR = "  "
 # A private-use character: one column for len() and wcwidth alike, and never in a stand-in's
 # neighbourhood otherwise (a cell holding one is itself replaced by a stand-in).
 _SLOT = "\ue000"
-_SLOTS = re.compile(_SLOT + "+")
+
+# --- fitting a terminal ---------------------------------------------------------------------------
+# On a terminal (and not with --full) a listing keeps one line per message: From and Subject, the
+# columns whose length varies, give up width first, down to these minimums (shorter text keeps
+# its own width); below them, whole columns are left out in _DROP_ORDER until they fit. A table
+# without a flexible column is never cut (uidl's UIDs are what it is for). With every droppable
+# column gone and still too wide, the terminal wraps the lines.
+FLEXIBLE_MINIMUM = {"from": 16, "subject": 20}
+_DROP_ORDER = ("uid", "deleted", "date", "from", "size")
+
+
+class Layout(NamedTuple):
+    """How a listing table is laid out for a person at a terminal; None of it when piped."""
+
+    width: int | None = None  # fit the lines into this many columns
+    human: bool = False  # sizes as 2.0M, dates short and in local time
 
 
 def _number_text(value: int | float) -> str:
@@ -52,8 +72,10 @@ def _put_back(text: str, originals: list[str]) -> str:
     cells' order, and separates them by at least a space)."""
     if not originals:
         return text
+    import re
+
     cells = iter(originals)
-    return _SLOTS.sub(lambda _match: next(cells), text)
+    return re.sub(_SLOT + "+", lambda _match: next(cells), text)
 
 
 def _tabulate(rows: list[list[str]], **options: Any) -> str:
@@ -64,11 +86,89 @@ def _tabulate(rows: list[list[str]], **options: Any) -> str:
     return _put_back(tabulate(cells, disable_numparse=True, **options), originals)
 
 
-def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
+def is_size(key: str) -> bool:
+    """A column of octets (``size``, retr's ``listed_size``): shown as 2.0M on a terminal."""
+    return key == "size" or key.endswith("_size")
+
+
+def human_cell(value: object) -> object:
+    """An octet count as people read it; anything else as it is."""
+    return human_size(value) if type(value) is int and value >= 0 else value
+
+
+def _humane(columns: Sequence[str], rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Rows with sizes for people (2.0M) and short local dates, for a terminal."""
+    sizes = [i for i, name in enumerate(columns) if is_size(name)]
+    date = columns.index("date") if "date" in columns else -1
+    if not sizes and date < 0:
+        return rows
+    from datetime import datetime
+
+    now = datetime.now().astimezone()
+
+    def humane(row: tuple[object, ...]) -> tuple[object, ...]:
+        cells = list(row)
+        for i in sizes:
+            cells[i] = human_cell(cells[i])
+        if date >= 0 and isinstance(text := cells[date], str):
+            cells[date] = short_date(text, now)
+        return tuple(cells)
+
+    return [humane(row) for row in rows]
+
+
+def _fit(columns: Sequence[str], widths: list[int], limit: int) -> tuple[list[int], list[int]]:
+    """Which columns to keep (their indexes) and how wide each kept one is, to fit ``limit``."""
+    keep = list(range(len(columns)))
+    if not any(name in FLEXIBLE_MINIMUM for name in columns):
+        return keep, widths
+    for drop in (None, *_DROP_ORDER):
+        if drop is not None:
+            if drop not in columns or not any(columns[i] in FLEXIBLE_MINIMUM
+                                              for i in keep if columns[i] != drop):
+                continue
+            keep.remove(columns.index(drop))
+        fitted = _shrink([columns[i] for i in keep], [widths[i] for i in keep], limit)
+        if fitted is not None:
+            return keep, fitted
+    names = [columns[i] for i in keep]
+    return keep, [min(w, FLEXIBLE_MINIMUM[name]) if name in FLEXIBLE_MINIMUM else w
+                  for name, w in zip(names, (widths[i] for i in keep), strict=True)]
+
+
+def _shrink(columns: Sequence[str], widths: list[int], limit: int) -> list[int] | None:
+    """``widths`` with the flexible columns narrowed, widest first, so that the line fits
+    ``limit``; None if they would have to go below their minimums."""
+    total = sum(widths) + len(_SEPARATOR) * (len(widths) - 1)
+    if total <= limit:
+        return widths
+    flexible = [i for i, name in enumerate(columns) if name in FLEXIBLE_MINIMUM]
+    room = limit - (total - sum(widths[i] for i in flexible))
+    least = {i: min(widths[i], FLEXIBLE_MINIMUM[columns[i]]) for i in flexible}
+    if room < sum(least.values()):
+        return None
+    # The widest cap under which the flexible columns fit the room; what is left goes a
+    # column at a time to those the cap cut, the first first.
+    cap = max(widths[i] for i in flexible)
+    while sum(max(least[i], min(widths[i], cap)) for i in flexible) > room:
+        cap -= 1
+    fitted = list(widths)
+    for i in flexible:
+        fitted[i] = max(least[i], min(widths[i], cap))
+    spare = room - sum(fitted[i] for i in flexible)
+    for i in flexible:
+        if spare and fitted[i] < widths[i]:
+            fitted[i] += 1
+            spare -= 1
+    return fitted
+
+
+def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None,
+                  layout: Layout | None = None) -> int:
     """Nothing at all for no records: the command says "no messages" on stderr itself.
 
     Each column is as wide as its widest cell or its name plus two, two spaces apart; all-number
-    columns right-aligned, the others left-aligned.
+    columns right-aligned, the others left-aligned (human sizes stay right-aligned).
     """
     if columns is None:
         kept = list(records)
@@ -79,33 +179,59 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
         rows = [tuple(_cell(record.get(key)) for key in columns) for record in records]
     if not rows:
         return 0
-    from popctl.output.textwidth import wcswidth  # unicodedata: only tables measure text
+    from popctl.output.textwidth import truncate, wcswidth  # unicodedata: only tables measure
 
-    widths = [len(name) + _HEADER_PADDING for name in columns]
+    layout = layout or Layout()
     numbers, texts = [False] * len(columns), [False] * len(columns)
     for row in rows:
         for i, cell in enumerate(row):
-            if cell is None:
-                continue
-            if isinstance(cell, str):
-                texts[i] = True
-                cell_width = wcswidth(cell)
-            else:
-                numbers[i] = True
-                cell_width = len(_number_text(cell))  # type: ignore[arg-type]
-            if cell_width > widths[i]:
-                widths[i] = cell_width
-    aligns = ["right" if n and not t else "left" for n, t in zip(numbers, texts, strict=True)]
-    # A header padded on the side it is aligned away from fixes each chunk's column at the whole
-    # table's width.
-    headers = [" " * (w - _HEADER_PADDING - len(name)) + name if align == "right"
-               else name + " " * (w - _HEADER_PADDING - len(name))
-               for name, w, align in zip(columns, widths, aligns, strict=True)]
-    for start in range(0, len(rows), TABLE_CHUNK):
-        cells = [["" if c is None else c if isinstance(c, str) else _number_text(c)  # type: ignore[arg-type]
-                  for c in row] for row in rows[start:start + TABLE_CHUNK]]
-        text = _tabulate(cells, headers=headers, tablefmt="simple", colalign=aligns)
-        if start:
-            text = text.split("\n", 2)[2]  # the header and its rule are written once
-        out.write(text + "\n")
-    return len(rows)
+            if cell is not None:
+                if isinstance(cell, str):
+                    texts[i] = True
+                else:
+                    numbers[i] = True
+    rights = [n and not t for n, t in zip(numbers, texts, strict=True)]
+    if layout.human:
+        rows = _humane(columns, rows)
+    # Every cell as text, with its display width (a cell of zero width shows nothing).
+    cells: list[list[tuple[str, int]]] = []
+    widths = [len(name) + _HEADER_PADDING for name in columns]
+    for row in rows:
+        line = []
+        for i, cell in enumerate(row):
+            text = "" if cell is None else cell if isinstance(cell, str) \
+                else _number_text(cell)  # type: ignore[arg-type]
+            width = wcswidth(text)
+            if not width:
+                text = ""
+            if width > widths[i]:
+                widths[i] = width
+            line.append((text, width))
+        cells.append(line)
+    del rows
+    keep = list(range(len(columns)))
+    if layout.width is not None:
+        keep, fitted = _fit(columns, widths, layout.width)
+        for at, i in enumerate(keep):
+            if fitted[at] < widths[i]:
+                for line in cells:
+                    text, width = line[i]
+                    if width > fitted[at]:
+                        text = truncate(text, fitted[at])
+                        line[i] = (text, wcswidth(text))
+            widths[i] = fitted[at]
+    header = [(name.rjust if rights[i] else name.ljust)(widths[i]) for i in keep
+              for name in (columns[i],)]
+    out.write(_SEPARATOR.join(header).rstrip(" ") + "\n"
+              + _SEPARATOR.join("-" * widths[i] for i in keep) + "\n")
+    for start in range(0, len(cells), TABLE_CHUNK):
+        lines = []
+        for line in cells[start:start + TABLE_CHUNK]:
+            parts = []
+            for i in keep:
+                text, width = line[i]
+                pad = " " * (widths[i] - width)
+                parts.append(pad + text if rights[i] else text + pad)
+            lines.append(_SEPARATOR.join(parts).rstrip(" "))
+        out.write("\n".join(lines) + "\n")
+    return len(cells)

@@ -1,5 +1,6 @@
 """Values as each format writes them: JSON text (valid UTF-8 whatever the input), a line of
-text for a CSV or table cell, a table cell made safe and shortened; byte counts for people."""
+text for a CSV or table cell, a table cell made safe and shortened; byte counts and dates for
+people."""
 
 from __future__ import annotations
 
@@ -143,3 +144,24 @@ def human_size(n: int) -> str:
         if round(value) < 1024 or suffix == "E":
             return f"{value:.0f}{suffix}"
     raise AssertionError("unreachable")
+
+
+# --- dates for people -----------------------------------------------------------------------------
+
+
+def short_date(iso: str, now: datetime) -> str:
+    """An ISO 8601 date in the local time zone, short: ``Dec 05 14:03`` in ``now``'s year,
+    ``2025-11-30`` otherwise (``ls -l``'s idea, by calendar year). Text that is not an ISO date
+    is returned as it is."""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    local = when.astimezone(now.tzinfo) if when.tzinfo else when
+    if local.year == now.year:
+        return f"{_MONTHS[local.month - 1]} {local.day:02d} {local.hour:02d}:{local.minute:02d}"
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+
+
+# English month names whatever the locale (strftime's %b follows LC_TIME once a program sets it).
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
