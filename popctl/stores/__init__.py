@@ -14,7 +14,8 @@ Decisions:
 
 * stdout, file and directory stores keep the bytes exactly as received (CRLF line ends).
 * Maildir and mbox convert CRLF to LF (as every local delivery agent does); lone CRs are kept.
-* Files are created mode 0600, directories 0700.
+* Files are created mode 0600, directories 0700. --output-dir and --maildir create their
+  directory when missing (not its parents: a mistyped path is an error, not a new tree).
 * A file name never stands for two messages (issue 11: a UID is not a message's identity;
   popa3d gives two messages one UID, a server without UIDL has only message numbers, which
   every run starts again at 1). DirectoryStore never replaces a file: a name is taken with

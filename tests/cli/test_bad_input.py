@@ -138,8 +138,9 @@ CASES += [
      "fingerprint is 64 hex digits (colons allowed)"),
     ("command-unknown", ["frobnicate"], 2, "No such command 'frobnicate'."),
     # Local places that cannot be written: refused before connecting, so nothing is fetched.
-    ("output-dir-missing", ["retr", "1", "--output-dir", "{tmp}/missing"], 1,
-     "cannot write to {tmp}/missing: No such file or directory"),
+    # --output-dir creates its directory (as --maildir does), but not a missing parent.
+    ("output-dir-parent-missing", ["retr", "1", "--output-dir", "{tmp}/missing/big"], 1,
+     "cannot create {tmp}/missing/big: No such file or directory"),
     ("output-dir-is-a-file", ["retr", "1", "--output-dir", "{tmp}/file"], 2,
      "Invalid value for '--output-dir': Directory '{tmp}/file' is a file."),
     ("output-in-missing-dir", ["retr", "1", "--output", "{tmp}/missing/x.eml"], 1,

@@ -498,9 +498,9 @@ def test_retr_into_maildir_json_report(box: Box, tmp_path: Path) -> None:
 
 @dovecot
 def test_retr_delete_keeps_everything_when_storing_fails(box: Box, tmp_path: Path) -> None:
-    missing = tmp_path / "no-such-dir"
+    missing = tmp_path / "no-such-dir" / "big"  # the directory is created, not its parent
     result = box.run("retr", "--all", "--output-dir", str(missing), "--delete")
-    assert outcome(result) == (1, "", f"Error: cannot write to {missing}: No such file or "
+    assert outcome(result) == (1, "", f"Error: cannot create {missing}: No such file or "
                                       "directory\n")
     assert box.count() == 3
 
