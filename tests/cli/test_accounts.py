@@ -216,8 +216,7 @@ def record_of(result: Result) -> dict[str, object]:
 def test_from_the_keyring(server: DovecotServer) -> None:
     write_config(account_toml(server, "bob", "bob"))
     store("bob", "bob", server.users["bob"], server)
-    record = record_of(invoke("account", "test", "bob", "--json",
-                                env={"POPCTL_PASSWORD": "ignored"}))
+    record = record_of(invoke("account", "test", "bob", "--json"))
     assert record["credentials"] == "keyring" and record["count"] == 1
 
 
@@ -227,8 +226,7 @@ def test_from_the_password_command(server: DovecotServer, tmp_path: Path) -> Non
     secret.write_text(server.users["bob"] + "\nsecond line\n")
     write_config(account_toml(server, "bob", "bob",
                               extra=f'password_command = "cat {secret} | head -5"'))
-    record = record_of(invoke("account", "test", "bob", "--json",
-                                env={"POPCTL_PASSWORD": "ignored"}))
+    record = record_of(invoke("account", "test", "bob", "--json"))
     assert record["credentials"] == "password_command" and record["count"] == 1
 
 
@@ -247,6 +245,55 @@ def test_from_the_environment(server: DovecotServer) -> None:
     record = record_of(invoke("account", "test", "bob", "--json",
                                 env={"POPCTL_PASSWORD": server.users["bob"]}))
     assert record["credentials"] == "POPCTL_PASSWORD"
+
+
+@dovecot
+def test_the_environment_overrides_a_stored_password(server: DovecotServer,
+                                                     tmp_path: Path) -> None:
+    """Issue 16: "environment before account" holds for the password too: POPCTL_PASSWORD
+    beats a stale keyring entry and the account's password_command (which is not run)."""
+    write_config(account_toml(server, "bob", "bob",
+                              extra=f'password_command = "touch {tmp_path}/ran; echo nope"'))
+    store("bob", "bob", "stale-password", server)
+    env = {"POPCTL_PASSWORD": server.users["bob"]}
+    assert outcome(invoke("--account", "bob", "stat", "--json", env=env)) == (
+        0, '{\n  "count": 1,\n  "size": 42\n}\n', "")
+    assert record_of(invoke("account", "test", "bob", "--json", env=env))["credentials"] == (
+        "POPCTL_PASSWORD")
+    assert not (tmp_path / "ran").exists()
+
+
+REFUSED = "Error: login failed: server said: [AUTH] Authentication failed; "
+
+
+@dovecot
+def test_a_refused_login_names_where_the_password_came_from(server: DovecotServer,
+                                                            tmp_path: Path) -> None:
+    write_config(account_toml(server, "bob", "bob"))
+    store("bob", "bob", "stale-password", server)
+    key = f"bob@localhost:{server.tls_port}"
+    assert outcome(invoke("--account", "bob", "stat")) == (3, "", (
+        f"{REFUSED}the password came from the keyring (popctl, {key}): if it has changed, "
+        "store the new one with: popctl password set bob\n"))
+    assert outcome(invoke("--account", "bob", "stat", env={"POPCTL_PASSWORD": "typo"})) == (
+        3, "", f"{REFUSED}the password came from POPCTL_PASSWORD (it comes before an account's "
+               "keyring entry and password_command): correct or unset it\n")
+    keyring.delete_password("popctl", key)
+    write_config(account_toml(server, "bob", "bob", extra='password_command = "echo typo"'))
+    assert outcome(invoke("--account", "bob", "stat")) == (3, "", (
+        f"{REFUSED}the password came from the password_command of account bob: check what "
+        "it prints\n"))
+
+
+def test_several_accounts_refuse_popctl_password() -> None:
+    """POPCTL_PASSWORD comes before every account's own secret: across accounts it would be
+    sent to each of their servers. Refused before connecting anywhere."""
+    write_config(WORK, HOME)
+    for args in (["--all-accounts"], ["-a", "work", "-a", "home"]):
+        result = invoke(*args, "stat", env={"POPCTL_PASSWORD": "secret"})
+        assert outcome(result) == (2, "", (
+            "Error: POPCTL_PASSWORD would be sent to the server of every account: unset it for "
+            "a run across accounts (each then uses its keyring entry or password_command)\n"))
 
 
 @dovecot
@@ -271,7 +318,7 @@ def test_nothing_anywhere_names_the_fix(tmp_path: Path) -> None:
 @dovecot
 def test_a_failing_password_command(server: DovecotServer) -> None:
     write_config(account_toml(server, "bob", "bob", extra='password_command = "exit 4"'))
-    result = invoke("--account", "bob", "stat", env={"POPCTL_PASSWORD": server.users["bob"]})
+    result = invoke("--account", "bob", "stat")
     assert outcome(result) == (7, "", "Error: password_command of account 'bob' failed (exit "
                                       "status 4): exit 4\n")
 
@@ -609,7 +656,9 @@ def test_all_accounts_stat_two_results_one_error(server: DovecotServer) -> None:
         {"account": "alice", "count": 2, "size": sum(map(len, ALICE_MAIL))},
         {"account": "bob", "count": 1, "size": 42}]
     assert done.stderr.decode() == (
-        "Error: wrong: login failed: server said: [AUTH] Authentication failed.\n"
+        "Error: wrong: login failed: server said: [AUTH] Authentication failed; the password "
+        f"came from the keyring (popctl, carol@localhost:{server.tls_port}): if it has "
+        "changed, store the new one with: popctl password set wrong\n"
         "Error: 1 of 3 account(s) failed\n")
     assert done.returncode == 3
     assert elapsed < 60
@@ -621,14 +670,14 @@ def test_different_failures_exit_1(server: DovecotServer) -> None:
     config_file().write_text(config_file().read_text() + account_toml(
         server, "nobody", "bob").replace(f"port = {server.tls_port}", f"port = {closed_port()}"))
     keyring.set_password("popctl", "bob@localhost:1", "x")  # irrelevant entry
-    result = invoke("--all-accounts", "stat", "--format", "ndjson",
-                    env={"POPCTL_PASSWORD": server.users["bob"]})
+    result = invoke("--all-accounts", "stat", "--format", "ndjson")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f'{{"account":"alice","count":2,"size":{sum(map(len, ALICE_MAIL))}}}',
         '{"account":"bob","count":1,"size":42}']
     errors = result.stderr.splitlines()
-    assert errors[0] == "Error: wrong: login failed: server said: [AUTH] Authentication failed."
+    assert errors[0].startswith("Error: wrong: login failed: server said: [AUTH] "
+                                "Authentication failed; the password came from the keyring")
     assert errors[1].startswith("Error: nobody: ")
     assert errors[2] == "Error: 2 of 4 account(s) failed"
 
