@@ -215,9 +215,13 @@ def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
 
 def refused(error: AuthenticationError, target: Target, source: str | None
             ) -> AuthenticationError:
-    """A refused login, saying where the secret came from and what to do about it."""
+    """A refused login, saying where the secret came from and what to do about it: with an
+    account, where several sources compete (without one it can only be POPCTL_PASSWORD or the
+    prompt, and the person knows which)."""
     account = target.account
-    name = account.name if account is not None else None
+    if account is None:
+        return error
+    name = account.name
     from popctl.credentials import keyring_user
 
     key = keyring_user(target.credentials.user, target.endpoint.host,
