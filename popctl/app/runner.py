@@ -104,7 +104,7 @@ def connect(context: RunContext, *, scan: bool = False,
         except AuthenticationError as e:
             raise refused(e, target, source) from e
         yield Opened(session, context, (credentials.user, endpoint.host, endpoint.effective_port),
-                     source)
+                     source, target.account.name if target.account is not None else None)
 
 
 def preload(fmt: str, *, scan: bool) -> None:
