@@ -21,6 +21,7 @@ from popctl.app.context import Opened, Record, RunContext
 from popctl.app.targets import (
     Target,
     find_secret,
+    refuse_shared_password,
     refused,
     resolve_target,
     several_accounts,
@@ -152,6 +153,7 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
                          "--all-accounts")
     if context.options.sandbox:
         raise UsageError("--sandbox has no accounts: drop --all-accounts and --account")
+    refuse_shared_password()
     failures: dict[str, PopctlError] = {}
     jobs: queue.SimpleQueue[tuple[str, RunContext, Target]] = queue.SimpleQueue()
     for name in names:

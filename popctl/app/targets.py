@@ -40,18 +40,17 @@ def account_names(options: Options) -> tuple[str, ...]:
     return (name,) if name else ()
 
 
-def several_accounts(options: Options) -> list[str] | None:
-    """The accounts of a run across accounts (--all-accounts, --account twice or more)."""
-    names = _several_accounts(options)
-    if names is not None and os.environ.get("POPCTL_PASSWORD"):
-        # It comes before every account's own secret: it would be sent to all their servers.
+def refuse_shared_password() -> None:
+    """POPCTL_PASSWORD comes before every account's own secret (find_secret): in a run across
+    accounts it would be sent to all their servers, so such a run refuses it."""
+    if os.environ.get("POPCTL_PASSWORD"):
         raise UsageError("POPCTL_PASSWORD would be sent to the server of every account: unset "
                          "it for a run across accounts (each then uses its keyring entry or "
                          "password_command)")
-    return names
 
 
-def _several_accounts(options: Options) -> list[str] | None:
+def several_accounts(options: Options) -> list[str] | None:
+    """The accounts of a run across accounts (--all-accounts, --account twice or more)."""
     if options.all_accounts:
         if options.account:
             raise UsageError("give either --account or --all-accounts, not both")

@@ -109,12 +109,15 @@ CASES += [
     ("retr-nothing-selected", ["retr"], 2, "say which messages: numbers or ranges (3, 3-7, "
      "last:5), --uid, --all, or a filter such as --larger-than"),
     ("retr-delete-to-stdout", ["retr", "1", "--delete"], 2, "--delete needs a place to store "
-     "messages first: --output-dir, --maildir, --mbox or --output"),
+     "messages first: --output-dir, --maildir, --mbox FILE, --pipe or --output"),
+    ("retr-delete-to-stdout-mbox", ["retr", "1", "--mbox", "-", "--delete"], 2, "--delete needs "
+     "a place to store messages first: --output-dir, --maildir, --mbox FILE, --pipe or --output"),
+    ("retr-empty-pipe", ["retr", "1", "--pipe", " "], 2, "the command to deliver to is empty"),
     ("retr-format-to-stdout", ["retr", "1", "--format", "json"], 2, "retr writes the messages "
      "themselves to stdout; --format applies to the report when storing with --output, "
-     "--output-dir, --maildir or --mbox"),
+     "--output-dir, --maildir, --mbox FILE or --pipe"),
     ("retr-two-stores", ["retr", "1", "--output-dir", "{tmp}", "--maildir", "{tmp}/m"], 2,
-     "choose one of --output, --output-dir, --maildir, --mbox"),
+     "choose one of --output, --output-dir, --maildir, --mbox, --pipe"),
     ("top-no-message", ["top"], 2, "say which message: a number or --uid UID"),
     ("top-number-lines-and-uid", ["top", "1", "2", "--uid", "x"], 2, "with --uid, give only "
      "LINES after it: top --uid UID [LINES]"),
