@@ -239,5 +239,5 @@ def refused(error: AuthenticationError, target: Target, source: str | None
     origin = origins.get(source or "")
     if origin is None:
         return error
-    return AuthenticationError(f"{str(error).rstrip('.')}; {origin}", command=error.command, code=error.code,
-                               text=error.text)
+    return AuthenticationError(f"{str(error).rstrip('.')}; {origin}", command=error.command,
+                               code=error.code, text=error.text)

@@ -366,8 +366,8 @@ def uid_filename(uid: str) -> str:
 
 
 class DirectoryStore(_StoreBase):
-    """One file per message in a directory (created if missing), bytes exact (CRLF kept); never replaces
-    a file. The names a message may take, in order (see ``names``)::
+    """One file per message in a directory (created if missing), bytes exact (CRLF kept);
+    never replaces a file. The names a message may take, in order (see ``names``)::
 
         <uid>.eml  <uid>~<hash>.eml  <uid>~<hash>~2.eml ...   (with a UID: uid_filename)
                    msg~<hash>.eml    msg~<hash>~2.eml ...     (without UIDL)

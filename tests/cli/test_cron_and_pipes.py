@@ -259,7 +259,8 @@ def test_the_programs_output_does_not_reach_the_report(sandbox: SandboxServer,
 def test_a_failing_program_stops_the_batch_and_deletes_nothing(tmp_path: Path) -> None:
     messages = [message(1), message(2), message(3)]
     seen = tmp_path / "seen"
-    command = f'echo "$POPCTL_NUMBER" >> {seen}; cat > /dev/null; test "$POPCTL_NUMBER" != 2 || exit 75'
+    command = (f'echo "$POPCTL_NUMBER" >> {seen}; cat > /dev/null; '
+               'test "$POPCTL_NUMBER" != 2 || exit 75')
     with SandboxServer(messages) as server:
         result = run(server, "retr", "--all", "--pipe", command, "--delete")
         uid = re.search(r"uid (\S+)\)", result.stderr)
