@@ -234,7 +234,8 @@ def refused(error: AuthenticationError, target: Target, source: str | None
                             "check what it prints",
         "oauth2_token_command": f"the token came from the oauth2_token_command of account "
                                 f"{name}: check that it prints a fresh access token",
-        "prompt": "the password was the one typed at the prompt",
+        "prompt": "the password was the one typed at the prompt (none was stored for "
+                  f"{key}): check it, or store it with: popctl password set {name}",
     }
     origin = origins.get(source or "")
     if origin is None:

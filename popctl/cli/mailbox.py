@@ -144,7 +144,7 @@ def retr(run: RunContext, delete: bool, **given: Any) -> None:
     from popctl.app import download
 
     places = {kind: given.pop(kind) for kind in _STORES}
-    destinations = {kind: path for kind, path in places.items() if path}
+    destinations = {kind: path for kind, path in places.items() if path is not None}
     download.download(run, _download(run, build_query(given), destinations, delete))
 
 

@@ -405,6 +405,20 @@ def test_a_hidden_prompt_on_a_terminal(server: DovecotServer) -> None:
     assert password not in shown  # not echoed
 
 
+@dovecot
+def test_a_refused_typed_password_says_it_was_typed(server: DovecotServer) -> None:
+    write_config(account_toml(server, "bob", "bob"))
+    status, stdout, shown = _on_terminal(["--account", "bob", "stat"],
+                                         [(b"Password for bob@localhost: ", b"typo")],
+                                         FILE_BACKEND)
+    assert (status, stdout) == (3, b""), shown
+    assert shown.replace(b"\r\n", b"\n").endswith(
+        b"Error: login failed: server said: [AUTH] Authentication failed; the password was "
+        b"the one typed at the prompt (none was stored for bob@localhost:"
+        + str(server.tls_port).encode() + b"): check it, or store it with: popctl password "
+        b"set bob\n")
+
+
 def test_password_set_asks_twice_hidden_on_a_terminal() -> None:
     write_config(WORK)
     key = "me@pop.work.example:1995"

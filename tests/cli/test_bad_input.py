@@ -113,6 +113,7 @@ CASES += [
     ("retr-delete-to-stdout-mbox", ["retr", "1", "--mbox", "-", "--delete"], 2, "--delete needs "
      "a place to store messages first: --output-dir, --maildir, --mbox FILE, --pipe or --output"),
     ("retr-empty-pipe", ["retr", "1", "--pipe", " "], 2, "the command to deliver to is empty"),
+    ("retr-empty-pipe-2", ["retr", "1", "--pipe", ""], 2, "the command to deliver to is empty"),
     ("retr-format-to-stdout", ["retr", "1", "--format", "json"], 2, "retr writes the messages "
      "themselves to stdout; --format applies to the report when storing with --output, "
      "--output-dir, --maildir, --mbox FILE or --pipe"),
