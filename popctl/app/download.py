@@ -2,7 +2,7 @@
 program).
 
 With ``delete``, a message's DELE is sent only after the store committed it (written, flushed
-to disk, renamed into place); the stored directories are synced once before QUIT. A failed
+to disk, renamed into place; or the program it was piped to exited 0); the stored directories are synced once before QUIT. A failed
 write stops the batch and the session ends without QUIT, so the server keeps every message.
 """
 
