@@ -132,6 +132,33 @@ def test_the_readme_cron_lines_write_an_ndjson_log(tmp_path: Path, popctl_on_pat
         assert list(record)[-2:] == ["account", "time"]
 
 
+def test_the_readme_cron_fetch_line_delivers_through_procmail(tmp_path: Path,
+                                                             popctl_on_path: Path) -> None:
+    """The README's procmail line, run as written; ``procmail`` is a stand-in on the PATH that
+    records its arguments and what it read."""
+    [command] = [c for c in readme_cron_lines() if " retr " in c]
+    assert "--pipe" in command and command.endswith(">> ~/fetch.log")
+    procmail = popctl_on_path / "procmail"
+    procmail.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$HOME/args-$POPCTL_NUMBER"\n'
+                        'cat > "$HOME/mail-$POPCTL_NUMBER"\n')
+    procmail.chmod(0o755)
+    messages = [message(1, sender="alice@example.org"), message(2)]
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    with SandboxServer(messages) as server:
+        for _run in range(2):  # the second finds nothing: nothing is logged
+            run_in_cron(command, home, server, popctl_on_path)
+        assert count(server) == 0
+    assert [(home / f"mail-{n}").read_bytes() for n in (1, 2)] == [
+        m.replace(b"\r\n", b"\n") for m in messages]
+    assert (home / "args-1").read_text() == "-f\nalice@example.org\n"
+    assert (home / "args-2").read_text() == "-f\nMAILER-DAEMON\n"
+    records = [json.loads(line) for line in (home / "fetch.log").read_text().splitlines()]
+    assert [(r["number"], r["deleted"]) for r in records] == [(1, True), (2, True)]
+    assert all(TIME.fullmatch(r["time"]) and r["account"].startswith("sandbox@localhost:")
+               for r in records)
+
+
 def test_ndjson_writes_nothing_when_nothing_matched(sandbox: SandboxServer) -> None:
     result = run(sandbox, "dele", "--larger-than", "100M", "--yes", "--format", "ndjson")
     assert outcome(result) == (0, "", "")
