@@ -2,8 +2,9 @@
 program).
 
 With ``delete``, a message's DELE is sent only after the store committed it (written, flushed
-to disk, renamed into place; or the program it was piped to exited 0); the stored directories are synced once before QUIT. A failed
-write stops the batch and the session ends without QUIT, so the server keeps every message.
+to disk, renamed into place; or the program it was piped to exited 0); the stored directories
+are synced once before QUIT. A failed write or delivery stops the batch and the session ends
+without QUIT, so the server keeps every message.
 """
 
 from __future__ import annotations
