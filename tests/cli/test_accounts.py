@@ -625,6 +625,17 @@ def test_password_set_from_stdin_and_delete(file_keyring: PlaintextKeyring) -> N
         "\n"))
 
 
+def test_password_set_says_when_the_environment_overrides_it(
+        file_keyring: PlaintextKeyring) -> None:
+    write_config(WORK)
+    result = invoke("password", "set", "work", input="stored\n",
+                    env={"POPCTL_PASSWORD": "from-env"})
+    assert result.exit_code == 0
+    assert result.stderr.endswith(
+        "password of account work stored\nnote: POPCTL_PASSWORD is set here, and comes before "
+        "the keyring: unset it for popctl to use the stored password\n")
+
+
 def test_password_set_refusals() -> None:
     write_config(WORK)
     assert invoke("password", "set", "work", input="").stderr.endswith(
