@@ -299,15 +299,17 @@ ENVIRONMENT = "POPCTL_PASSWORD"
 def find_password(key: str | None, command: str | None, account: str | None,
                   warn: Callable[[str], None] | None = None,
                   timeout: float | None = None, *,
-                  token_command: str | None = None) -> Secret | None:
+                  token_command: str | None = None, token_only: bool = False) -> Secret | None:
     """The secret from the first source that has one, in the one order of precedence, the
     environment before the account (as for every other setting): POPCTL_PASSWORD; the account's
     oauth2_token_command (``token_command``: given only when the mechanism can use a token);
     its keyring entry ``key``; its password_command. None if none has one (the caller may then
     prompt). A source later in the order is not even tried (no keyring unlock, no command run).
+    ``token_only``: the mechanism takes a token, never a password (XOAUTH2, OAUTHBEARER asked
+    for), so POPCTL_PASSWORD does not stand in for the token command.
     """
     value = os.environ.get(ENVIRONMENT)
-    if value:
+    if value and not (token_only and token_command is not None):
         return Secret(value, ENVIRONMENT)
     if token_command is not None:
         return Secret(run_command(token_command, "oauth2_token_command", account or "?",

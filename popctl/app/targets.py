@@ -194,7 +194,8 @@ def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
     found = secrets.find_password(key, own.password_command if own else None,
                                   account.name if account else None, warn=ui.note,
                                   timeout=account.password_command_timeout if account else None,
-                                  token_command=token_command)
+                                  token_command=token_command,
+                                  token_only=credentials.mechanism.upper() != "AUTO")
     if found is not None and found.source == "oauth2_token_command":
         return credentials._replace(oauth2_token=found.value), found.source
     if found is not None:

@@ -89,6 +89,14 @@ def test_the_environment_first(file_keyring: PlaintextKeyring,
     assert not ran.exists()  # neither command is even run
 
 
+def test_a_token_mechanism_takes_the_token_command_first(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """auth = XOAUTH2 takes no password: POPCTL_PASSWORD does not stand in for the token."""
+    monkeypatch.setenv("POPCTL_PASSWORD", "from-env")
+    assert credentials.find_password(None, None, "a", token_command="echo token",
+                                     token_only=True) == ("token", "oauth2_token_command")
+
+
 def test_then_the_token_command(file_keyring: PlaintextKeyring, tmp_path: Path) -> None:
     credentials.set_password("u@h:995", "from-keyring")
     found = credentials.find_password("u@h:995", "echo from-command", "a",
