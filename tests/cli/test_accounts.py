@@ -361,6 +361,27 @@ def test_oauth2_token_command_logs_in_with_oauthbearer(tmp_path: Path) -> None:
     assert OAUTH_TOKEN not in result.stdout + result.stderr
 
 
+def test_a_token_mechanism_ignores_popctl_password(tmp_path: Path) -> None:
+    """auth = "OAUTHBEARER" takes a token, never a password: POPCTL_PASSWORD does not stand
+    in for the account's token command (issue 16's "environment first" stops there)."""
+    token_file = tmp_path / "token"
+    token_file.write_text(OAUTH_TOKEN + "\n")
+    capa = b"+OK\r\nUSER\r\nSASL PLAIN OAUTHBEARER\r\n.\r\n"
+    payload = base64.b64encode(f"n,a=me@gmail.com,\x01auth=Bearer {OAUTH_TOKEN}\x01\x01".encode())
+    script = [send(b"+OK ready\r\n"), expect(b"CAPA\r\n"), send(capa),
+              expect(b"AUTH OAUTHBEARER " + payload + b"\r\n"), send(b"+OK welcome\r\n"),
+              expect(b"CAPA\r\n"), send(capa), expect(b"STAT\r\n"), send(b"+OK 4 400\r\n"),
+              expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]
+    with ScriptedServer(script, tls="implicit") as s:
+        write_config(f'[accounts.gmail]\nhost = "localhost"\nport = {s.port}\n'
+                     f'user = "me@gmail.com"\nca_file = "{s.ca_file}"\nauth = "OAUTHBEARER"\n'
+                     f'oauth2_token_command = "cat {token_file}"\n')
+        result = invoke("account", "test", "gmail", "--json",
+                        env={"POPCTL_PASSWORD": "an-app-password"})
+    s.assert_done()
+    assert json.loads(result.stdout)["credentials"] == "oauth2_token_command"
+
+
 def _on_terminal(args: list[str], answers: list[tuple[bytes, bytes]],
                  env: dict[str, str]) -> tuple[int, bytes, bytes]:
     """Run popctl with a pseudo-terminal as its controlling terminal, stdin and stderr (stdout a
