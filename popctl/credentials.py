@@ -290,14 +290,30 @@ def _restore_terminal(state: list[Any]) -> None:
 
 class Secret(NamedTuple):
     value: str
-    source: str  # "keyring", "password_command", "POPCTL_PASSWORD", "oauth2_token_command"
+    source: str  # "POPCTL_PASSWORD", "oauth2_token_command", "keyring", "password_command"
+
+
+ENVIRONMENT = "POPCTL_PASSWORD"
 
 
 def find_password(key: str | None, command: str | None, account: str | None,
                   warn: Callable[[str], None] | None = None,
-                  timeout: float | None = None) -> Secret | None:
-    """keyring, then the account's password_command, then POPCTL_PASSWORD; None if none has
-    one (the caller may then prompt)."""
+                  timeout: float | None = None, *,
+                  token_command: str | None = None, token_only: bool = False) -> Secret | None:
+    """The secret from the first source that has one, in the one order of precedence, the
+    environment before the account (as for every other setting): POPCTL_PASSWORD; the account's
+    oauth2_token_command (``token_command``: given only when the mechanism can use a token);
+    its keyring entry ``key``; its password_command. None if none has one (the caller may then
+    prompt). A source later in the order is not even tried (no keyring unlock, no command run).
+    ``token_only``: the mechanism takes a token, never a password (XOAUTH2, OAUTHBEARER asked
+    for), so POPCTL_PASSWORD does not stand in for the token command.
+    """
+    value = os.environ.get(ENVIRONMENT)
+    if value and not (token_only and token_command is not None):
+        return Secret(value, ENVIRONMENT)
+    if token_command is not None:
+        return Secret(run_command(token_command, "oauth2_token_command", account or "?",
+                                  timeout), "oauth2_token_command")
     if key is not None:
         stored = get_password(key, warn)
         if stored is not None:
@@ -305,7 +321,4 @@ def find_password(key: str | None, command: str | None, account: str | None,
     if command is not None:
         return Secret(run_command(command, "password_command", account or "?", timeout),
                       "password_command")
-    value = os.environ.get("POPCTL_PASSWORD")
-    if value:
-        return Secret(value, "POPCTL_PASSWORD")
     return None

@@ -6,6 +6,7 @@ and ``password`` commands do with them, and what they tell the user.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -174,6 +175,9 @@ def set_password(context: RunContext, name: str) -> None:
         raise UsageError("the password contains a CR, LF or NUL character; nothing was stored")
     secrets.set_password(key, value)
     ui.note(f"password of account {name} stored")
+    if os.environ.get("POPCTL_PASSWORD"):
+        ui.note("note: POPCTL_PASSWORD is set here, and comes before the keyring: unset it for "
+                "popctl to use the stored password")
     if context.options.machine:
         ui.emit_one({"account": name, "keyring_user": key, "backend": found.name,
                      "stored": True})

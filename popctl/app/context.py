@@ -144,3 +144,4 @@ class Opened(NamedTuple):
     context: RunContext
     cache_key: tuple[str, str, int] | None = None  # user, host, port whose header cache to use
     secret_source: str | None = None  # where the secret came from (account test shows it)
+    account: str | None = None  # the configured account's name, if one is in use

@@ -1,8 +1,10 @@
-"""retr: whole messages into a store (stdout, a file, a directory, a Maildir, an mbox).
+"""retr: whole messages into a store (stdout, a file, a directory, a Maildir, an mbox, a
+program).
 
 With ``delete``, a message's DELE is sent only after the store committed it (written, flushed
-to disk, renamed into place); the stored directories are synced once before QUIT. A failed
-write stops the batch and the session ends without QUIT, so the server keeps every message.
+to disk, renamed into place; or the program it was piped to exited 0); the stored directories
+are synced once before QUIT. A failed write or delivery stops the batch and the session ends
+without QUIT, so the server keeps every message.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from typing import NamedTuple
 
 from popctl import stores
 from popctl.app.context import Opened, Record, RunContext
-from popctl.app.mailbox import listing
+from popctl.app.mailbox import account_label, acted, listing
 from popctl.app.runner import Job, run
 from popctl.errors import ShortMessageError, UsageError
 from popctl.query import Plan, Query
 
 
 class Download(NamedTuple):
-    """What to fetch and where to put it; ``kind`` None: stdout."""
+    """What to fetch and where to put it; ``kind`` None: stdout as they are, "mbox" without a
+    ``path``: mboxrd on stdout."""
 
     query: Query
-    kind: str | None = None  # "output" (one file), "output_dir", "maildir" or "mbox"
-    path: str | None = None
+    kind: str | None = None  # "output" (one file), "output_dir", "maildir", "mbox" or "pipe"
+    path: str | None = None  # the file or directory; for "pipe", the command
     delete: bool = False
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.kind is None or self.path is None
 
 
 STORES: dict[str, Callable[[str], stores.Store]] = {
@@ -32,22 +39,32 @@ STORES: dict[str, Callable[[str], stores.Store]] = {
     "output_dir": stores.DirectoryStore,
     "maildir": stores.MaildirStore,
     "mbox": stores.MboxStore,
+    "pipe": stores.PipeStore,
 }
 
 
+def _store(context: RunContext, request: Download) -> stores.Store:
+    if request.kind is None:
+        return stores.StdoutStore(context.ui.stdout)
+    if request.path is None:  # "mbox" on stdout
+        return stores.MboxStreamStore(context.ui.stdout)
+    return STORES[request.kind](request.path)
+
+
 def download(context: RunContext, request: Download) -> None:
-    store = (STORES[request.kind](request.path or "") if request.kind is not None
-             else stores.StdoutStore(context.ui.stdout))
+    store = _store(context, request)
     try:
         records = run(context, Job(lambda opened: _fetch(opened, request, store), scan=True,
                                    emit=context.options.machine)).records
     finally:
         store.close()
-    if not context.options.machine and request.kind is not None:
+    if not context.options.machine and not request.to_stdout:
         deleted = sum(1 for r in records if r["deleted"])
-        context.ui.note(f"{len(records)} message(s) stored in {request.path}"
+        where = f"delivered to {request.path}" if request.kind == "pipe" else \
+            f"stored in {request.path}"
+        context.ui.note(f"{len(records)} message(s) {where}"
                         + (f", {deleted} deleted from the server" if request.delete else ""))
-    _report_short(context, records, delete=request.delete, stdout=request.kind is None)
+    _report_short(context, records, delete=request.delete, stdout=request.to_stdout)
 
 
 def _report_short(context: RunContext, records: list[Record], *, delete: bool,
@@ -76,6 +93,11 @@ def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Recor
     rows = list(listing(opened, Plan(request.query)))
     if request.kind == "output" and len(rows) > 1:  # before any RETR: nothing fetched or written
         raise UsageError(f"the selection has {len(rows)} messages", hint="one-file")
+    if request.kind is None and len(rows) > 1:  # nothing would tell them apart
+        raise UsageError(f"the selection has {len(rows)} messages, which would run together on "
+                         "standard output with nothing between them", hint="several-to-stdout")
+    if isinstance(store, stores.PipeStore):
+        store.account = account_label(opened)
     uid_of = {r.number: r.uid for r in rows}
     listed = {r.number: r.size for r in rows}
     sinks: dict[int, stores.MessageSink] = {}
@@ -89,7 +111,7 @@ def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Recor
         stored[n] = sinks.pop(n).commit()
 
     # A bar for several messages into a store (never over a message written to stdout).
-    total = sum(r.size for r in rows) if request.kind is not None and len(rows) > 1 else 0
+    total = sum(r.size for r in rows) if not request.to_stdout and len(rows) > 1 else 0
     records: list[Record] = []
     try:
         with opened.context.ui.progress(total, "retrieving") as progress:
@@ -99,7 +121,8 @@ def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Recor
                 records.append({"number": done.number, "size": done.octets,
                                 "listed_size": listed.get(done.number), "short": done.short,
                                 "uid": uid_of.get(done.number),
-                                "stored": stored.get(done.number), "deleted": done.deleted})
+                                "stored": stored.get(done.number), "deleted": done.deleted,
+                                **acted(opened)})
                 if progress is not None:
                     progress(done.octets)
     except BaseException:

@@ -8,6 +8,7 @@ or refuses a plan; headers come from the header cache where it has them.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -153,6 +154,29 @@ def sorted_rows(rows: Iterable[Row], keys: Sequence[SortKey]) -> list[Row]:
 def _projected(records: Iterable[Record], columns: Sequence[str] | None) -> list[Record]:
     return list(records) if columns is None else \
         [{key: record.get(key) for key in columns} for record in records]
+def acted(opened: Opened) -> dict[str, object]:
+    """``account`` and ``time`` for a record of what popctl did (dele, retr), in JSON and NDJSON:
+    a log that cron appends to needs to say which account and when. CSV and the table keep the
+    columns of 0.1, as for ``from_parts``."""
+    if not from_parts(opened.context):
+        return {}
+    return {"account": account_label(opened), "time": utc_now()}
+
+
+def account_label(opened: Opened) -> str:
+    """The account's name (in a run across accounts, the one being run); without one,
+    ``user@host:port``."""
+    if opened.context.label:
+        return opened.context.label
+    if opened.account:
+        return opened.account
+    user, host, port = opened.cache_key or ("", "", 0)
+    return f"{user}@{host.lower()}:{port}"
+
+
+def utc_now() -> str:
+    """Now in UTC, ISO 8601 to the second with ``Z`` (what jq's ``fromdateiso8601`` reads)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def one_message(opened: Opened, query: Query) -> int:
@@ -252,7 +276,8 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool,
                 ui.show(_projected(shown, columns))
                 ui.require(f"Delete {len(rows)} message(s)?")
             opened.session.dele([r.number for r in rows])
-        return [{**record, "deleted": not dry_run} for record in records]
+        stamp = acted(opened)  # after the DELEs were answered
+        return [{**record, "deleted": not dry_run, **stamp} for record in records]
 
     # One question per account from several threads would be a mess: decide up front.
     refusal = None if yes or dry_run else UsageError(

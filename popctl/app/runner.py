@@ -18,8 +18,16 @@ from typing import NamedTuple
 
 from popctl import auth
 from popctl.app.context import Opened, Record, RunContext
-from popctl.app.targets import Target, find_secret, resolve_target, several_accounts, target_of
-from popctl.errors import ExitCode, PopctlError, UsageError
+from popctl.app.targets import (
+    Target,
+    find_secret,
+    refuse_shared_password,
+    refused,
+    resolve_target,
+    several_accounts,
+    target_of,
+)
+from popctl.errors import AuthenticationError, ExitCode, PopctlError, UsageError
 from popctl.models import TLSMode
 from popctl.session import Session
 
@@ -92,9 +100,12 @@ def connect(context: RunContext, *, scan: bool = False,
                               pipelining=False if context.options.no_pipelining else None)
     with session:
         credentials, source = find_secret(target, ui)
-        session.login(credentials, scan=scan)
+        try:
+            session.login(credentials, scan=scan)
+        except AuthenticationError as e:
+            raise refused(e, target, source) from e
         yield Opened(session, context, (credentials.user, endpoint.host, endpoint.effective_port),
-                     source)
+                     source, target.account.name if target.account is not None else None)
 
 
 def preload(fmt: str, *, scan: bool) -> None:
@@ -142,6 +153,7 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
         raise UsageError("inside popctl shell there is one session", hint="shell-accounts")
     if context.options.sandbox:
         raise UsageError("the sandbox has no accounts", hint="sandbox-accounts")
+    refuse_shared_password()
     failures: dict[str, PopctlError] = {}
     jobs: queue.SimpleQueue[tuple[str, RunContext, Target]] = queue.SimpleQueue()
     for name in names:
@@ -150,7 +162,8 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
                                  label=name)
         try:
             target = resolve_target(child.options)
-            target = target._replace(credentials=find_secret(target, child.ui)[0])
+            credentials, source = find_secret(target, child.ui)
+            target = target._replace(credentials=credentials, source=source)
         except PopctlError as e:
             failures[name] = e
             continue

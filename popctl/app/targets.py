@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from popctl import defaults
 from popctl.app.context import UI, Options, RunContext
-from popctl.errors import NoCredentialsError, UsageError
+from popctl.errors import AuthenticationError, NoCredentialsError, UsageError
 from popctl.models import Credentials, Endpoint, TLSMode
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class Target(NamedTuple):
     credentials: Credentials  # without the secret until find_secret
     account: Account | None = None  # the configured account in use
     own: bool = False  # its own user, host and port: its password/token commands may be used
+    source: str | None = None  # where the secret in ``credentials`` came from, once found
 
 
 def account_names(options: Options) -> tuple[str, ...]:
@@ -37,6 +38,15 @@ def account_names(options: Options) -> tuple[str, ...]:
         return options.account
     name = os.environ.get("POPCTL_ACCOUNT", "").strip()
     return (name,) if name else ()
+
+
+def refuse_shared_password() -> None:
+    """POPCTL_PASSWORD comes before every account's own secret (find_secret): in a run across
+    accounts it would be sent to all their servers, so such a run refuses it."""
+    if os.environ.get("POPCTL_PASSWORD"):
+        raise UsageError("POPCTL_PASSWORD would be sent to the server of every account: unset "
+                         "it for a run across accounts (each then uses its keyring entry or "
+                         "password_command)")
 
 
 def several_accounts(options: Options) -> list[str] | None:
@@ -161,12 +171,12 @@ def target_of(run: RunContext) -> Target:
 
 
 def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
-    """The credentials with their secret, and where it came from: an account's
-    oauth2_token_command; else the keyring, the account's password_command, POPCTL_PASSWORD,
-    a prompt on a terminal (in that order)."""
+    """The credentials with their secret, and where it came from (``credentials.find_password``
+    keeps the order: POPCTL_PASSWORD, the account's oauth2_token_command, keyring entry and
+    password_command), else a prompt on a terminal."""
     credentials = target.credentials
     if credentials.password is not None or credentials.oauth2_token is not None:
-        return credentials, None
+        return credentials, target.source
     from popctl import credentials as secrets
 
     account = target.account
@@ -175,18 +185,19 @@ def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
                                                    or account.oauth2_token_command):
         ui.note(f"note: not using the password or token command of account {account.name}: "
                 "the user, host or port was overridden")
-    if (account is not None and target.own and account.oauth2_token_command
-            and credentials.mechanism.upper() in ("AUTO", "XOAUTH2", "OAUTHBEARER")):
-        token = secrets.run_command(account.oauth2_token_command, "oauth2_token_command",
-                                    account.name, account.password_command_timeout)
-        return credentials._replace(oauth2_token=token), "oauth2_token_command"
     key = None
     if account is not None:
         key = secrets.keyring_user(user, host, target.endpoint.effective_port)
-    command = account.password_command if account is not None and target.own else None
-    found = secrets.find_password(key, command, account.name if account else None,
-                                  warn=ui.note,
-                                  timeout=account.password_command_timeout if account else None)
+    own = account if account is not None and target.own else None
+    token_command = (own.oauth2_token_command if own is not None and credentials.mechanism.upper()
+                     in ("AUTO", "XOAUTH2", "OAUTHBEARER") else None)
+    found = secrets.find_password(key, own.password_command if own else None,
+                                  account.name if account else None, warn=ui.note,
+                                  timeout=account.password_command_timeout if account else None,
+                                  token_command=token_command,
+                                  token_only=credentials.mechanism.upper() != "AUTO")
+    if found is not None and found.source == "oauth2_token_command":
+        return credentials._replace(oauth2_token=found.value), found.source
     if found is not None:
         return credentials._replace(password=found.value), found.source
     if ui.interactive():
@@ -200,3 +211,35 @@ def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
     raise NoCredentialsError(
         f"no password for {user}@{host}: set POPCTL_PASSWORD, or run popctl on a terminal "
         "to be asked")
+
+
+def refused(error: AuthenticationError, target: Target, source: str | None
+            ) -> AuthenticationError:
+    """A refused login, saying where the secret came from and what to do about it: with an
+    account, where several sources compete (without one it can only be POPCTL_PASSWORD or the
+    prompt, and the person knows which)."""
+    account = target.account
+    if account is None:
+        return error
+    name = account.name
+    from popctl.credentials import keyring_user
+
+    key = keyring_user(target.credentials.user, target.endpoint.host,
+                       target.endpoint.effective_port)
+    origins = {
+        "POPCTL_PASSWORD": "the password came from POPCTL_PASSWORD (it comes before an "
+                           "account's keyring entry and password_command): correct or unset it",
+        "keyring": f"the password came from the keyring (popctl, {key}): if it has changed, "
+                   f"store the new one with: popctl password set {name}",
+        "password_command": f"the password came from the password_command of account {name}: "
+                            "check what it prints",
+        "oauth2_token_command": f"the token came from the oauth2_token_command of account "
+                                f"{name}: check that it prints a fresh access token",
+        "prompt": "the password was the one typed at the prompt (none was stored for "
+                  f"{key}): check it, or store it with: popctl password set {name}",
+    }
+    origin = origins.get(source or "")
+    if origin is None:
+        return error
+    return AuthenticationError(f"{str(error).rstrip('.')}; {origin}", command=error.command,
+                               code=error.code, text=error.text)

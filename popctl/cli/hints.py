@@ -14,6 +14,9 @@ HINTS: dict[str, str] = {
     "no-stls": ". Use --tls implicit, or --tls none if you really mean it",
     "no-pipelining": ": retry with --no-pipelining",
     "session-timeout": " (session timeout; raise it with --session-timeout)",
+    "several-to-stdout": ": use --mbox - for mboxrd on standard output (each message after "
+                         "its From line), or store them with --output-dir, --maildir, "
+                         "--mbox FILE or --pipe COMMAND",
     "output-replaces": ", and --output replaces the file; redirect standard output instead",
     # where the server, the user and the accounts come from
     "add-account": "; add one with: popctl account add NAME --host HOST --user USER",

@@ -130,7 +130,7 @@ def top(run: RunContext, message: str | None, lines: int, uid: str | None) -> No
                                   "uids": [uid] if uid else []}), lines)
 
 
-_STORES = ("output", "output_dir", "maildir", "mbox")
+_STORES = ("output", "output_dir", "maildir", "mbox", "pipe")
 
 
 @cli.command()
@@ -138,31 +138,38 @@ _STORES = ("output", "output_dir", "maildir", "mbox")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False),
               help="Write the message to FILE (one message).")
 @click.option("--output-dir", type=click.Path(file_okay=False),
-              help="Write each message to DIR/UID.eml.")
+              help="Write each message to DIR/UID.eml (DIR is created if missing).")
 @click.option("--maildir", type=click.Path(file_okay=False),
               help="Deliver into the Maildir DIR (tmp/, then new/).")
-@click.option("--mbox", type=click.Path(dir_okay=False),
-              help="Append to the mbox FILE (mboxrd, locked).")
+@click.option("--mbox", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Append to the mbox FILE (mboxrd, locked); '-': mboxrd on stdout.")
+@click.option("--pipe", metavar="COMMAND",
+              help="Run COMMAND (/bin/sh) for each message, the message on its stdin; "
+                   "delivered when it exits 0.")
 @click.option("--delete", is_flag=True,
               help="Delete each message from the server once it is safely stored.")
 @common_options
 @pass_run
 def retr(run: RunContext, delete: bool, **given: Any) -> None:
-    """Download whole messages: to stdout (byte-exact), a file, a directory, a Maildir or mbox.
+    """Download whole messages: to stdout (byte-exact), a file, a directory, a Maildir, an mbox
+    or a program.
 
     With --delete, each message is deleted on the server only after it has been written and
-    flushed to disk (fsync); the deletions take effect when the session ends cleanly.
+    flushed to disk (fsync), or the --pipe program exited 0; the deletions take effect when the
+    session ends cleanly. Several messages go to stdout only as mboxrd (--mbox -).
 
     \b
     Examples:
       popctl retr 3 > message.eml
+      popctl retr 1-3 --mbox - | less
       popctl retr --all --maildir ~/Maildir --delete
+      popctl retr --all --pipe 'procmail -f "$POPCTL_SENDER"' --delete
       popctl retr --larger-than 5M --output-dir big/
     """
     from popctl.app import download
 
     places = {kind: given.pop(kind) for kind in _STORES}
-    destinations = {kind: path for kind, path in places.items() if path}
+    destinations = {kind: path for kind, path in places.items() if path is not None}
     download.download(run, _download(run, build_query(given), destinations, delete))
 
 
@@ -175,15 +182,17 @@ def _download(run: RunContext, query: Query, destinations: dict[str, str], delet
         raise UsageError("say which messages: numbers or ranges (3, 3-7, last:5), --uid, "
                          "--all, or a filter such as --larger-than")
     if len(destinations) > 1:
-        raise UsageError("choose one of --output, --output-dir, --maildir, --mbox")
-    if delete and not destinations:
-        raise UsageError("--delete needs a place to store messages first: --output-dir, "
-                         "--maildir, --mbox or --output")
-    if run.options.machine and not destinations:
-        raise UsageError("retr writes the messages themselves to stdout; --format applies to "
-                         "the report when storing with --output, --output-dir, --maildir or --mbox")
+        raise UsageError("choose one of --output, --output-dir, --maildir, --mbox, --pipe")
     kind, path = next(iter(destinations.items()), (None, None))
-    return Download(query, kind, path, delete)
+    request = Download(query, kind, None if path == "-" and kind == "mbox" else path, delete)
+    if delete and request.to_stdout:
+        raise UsageError("--delete needs a place to store messages first: --output-dir, "
+                         "--maildir, --mbox FILE, --pipe or --output")
+    if run.options.machine and request.to_stdout:
+        raise UsageError("retr writes the messages themselves to stdout; --format applies to "
+                         "the report when storing with --output, --output-dir, --maildir, "
+                         "--mbox FILE or --pipe")
+    return request
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""Where retrieved messages go: standard output, one file, a directory, a Maildir or an mbox.
+"""Where retrieved messages go: standard output (as they are, or as mboxrd), one file, a
+directory, a Maildir, an mbox, or a program (one process per message).
 
 The session streams each message's bytes (as the server sent them: CRLF line ends, already
 dot-unstuffed) into a :class:`MessageSink` in pieces of any size, then the caller calls
@@ -14,7 +15,8 @@ Decisions:
 
 * stdout, file and directory stores keep the bytes exactly as received (CRLF line ends).
 * Maildir and mbox convert CRLF to LF (as every local delivery agent does); lone CRs are kept.
-* Files are created mode 0600, directories 0700.
+* Files are created mode 0600, directories 0700. --output-dir and --maildir create their
+  directory when missing (not its parents: a mistyped path is an error, not a new tree).
 * A file name never stands for two messages (issue 11: a UID is not a message's identity;
   popa3d gives two messages one UID, a server without UIDL has only message numbers, which
   every run starts again at 1). DirectoryStore never replaces a file: a name is taken with
@@ -34,6 +36,10 @@ Decisions:
   file planted in a shared directory is refused, never appended to or taken over.
 * Maildir names are ``<secs>.M<usecs>P<pid>Q<seq>R<random>.<host>`` (cr.yp.to/proto/maildir.html),
   the host with ``/`` and ``:`` written ``\\057`` and ``\\072``; delivered by link() into new/.
+* A program (PipeStore) gets each message on its standard input, LF line ends, once the whole
+  message has arrived; delivered means it exited 0 (see pipe.py for the rest).
+* Several messages on standard output are told apart only as mboxrd (MboxStreamStore, the
+  records MboxStore writes, unlocked): the command line refuses to concatenate them raw.
 * mbox is mboxrd: ``From <sender> <asctime UTC>``, the sender from the first Return-Path header
   (else MAILER-DAEMON), ``>`` added to every ``>*From `` line, a blank line after each message.
   It is locked for the whole run with fcntl (lockf) and a ``<path>.lock`` dotlock; a lock held
@@ -46,14 +52,17 @@ from popctl.stores.base import MessageSink, Store, StoreError
 from popctl.stores.files import DirectoryStore, FileStore, uid_filename
 from popctl.stores.maildir import MaildirStore, maildir_unique_name
 from popctl.stores.mbox import MboxStore, envelope_sender
-from popctl.stores.stdout import StdoutStore
+from popctl.stores.pipe import PipeStore
+from popctl.stores.stdout import MboxStreamStore, StdoutStore
 
 __all__ = [
     "DirectoryStore",
     "FileStore",
     "MaildirStore",
     "MboxStore",
+    "MboxStreamStore",
     "MessageSink",
+    "PipeStore",
     "StdoutStore",
     "Store",
     "StoreError",

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from popctl.errors import UsageError
+from popctl.stores import base
 from popctl.stores.base import (
     _BUFFER,
+    _DIR_MODE,
     _FILE_MODE,
     MessageSink,
     StoreError,
@@ -364,8 +366,8 @@ def uid_filename(uid: str) -> str:
 
 
 class DirectoryStore(_StoreBase):
-    """One file per message in an existing directory, bytes exact (CRLF kept); never replaces
-    a file. The names a message may take, in order (see ``names``)::
+    """One file per message in a directory (created if missing), bytes exact (CRLF kept);
+    never replaces a file. The names a message may take, in order (see ``names``)::
 
         <uid>.eml  <uid>~<hash>.eml  <uid>~<hash>~2.eml ...   (with a UID: uid_filename)
                    msg~<hash>.eml    msg~<hash>~2.eml ...     (without UIDL)
@@ -380,6 +382,19 @@ class DirectoryStore(_StoreBase):
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         super().__init__()
         self.directory = os.fspath(directory)
+        # Created (mode 0700) when missing, as a Maildir is; its parent must exist, so that a
+        # mistyped path does not grow a tree of directories somewhere unexpected.
+        try:
+            os.mkdir(self.directory, _DIR_MODE)
+        except FileExistsError:
+            pass  # _check_directory says if it is not a directory
+        except OSError as exc:
+            raise _os_error("create", self.directory, exc) from None
+        else:
+            try:
+                base._fsync_dir(os.path.dirname(os.path.abspath(self.directory)))
+            except OSError as exc:
+                raise _os_error("sync", self.directory, exc) from None
         _check_directory(self.directory)
         self.claimed: set[str] = set()  # paths a message of this run is stored under
 

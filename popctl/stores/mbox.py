@@ -68,6 +68,48 @@ def envelope_sender(head: bytes) -> str:
     return "MAILER-DAEMON"
 
 
+class MboxrdRecord:
+    """One message as an mboxrd record, from pieces split anywhere: the ``From `` line (its
+    sender from the first Return-Path, read once the header block is complete or 8 KiB long),
+    CRLF to LF, ``>`` added to every ``>*From `` line, a final line end and the blank line
+    that ends the record. ``feed`` returns what can be written so far, ``finish`` the rest."""
+
+    def __init__(self) -> None:
+        self._head: bytearray | None = bytearray()  # until the From_ line is written
+        self._to_lf = _CRLFToLF()
+        self._quote = _MboxrdQuoter()
+        self._last = b"\n"  # last byte of the message written so far
+
+    def feed(self, data: bytes) -> bytes:
+        if self._head is not None:
+            self._head += data
+            if len(self._head) < _HEAD_LIMIT and not _headers_ended(self._head):
+                return b""
+            return self._begin()
+        return self._body(self._to_lf.feed(data))
+
+    def _begin(self) -> bytes:
+        assert self._head is not None
+        head, self._head = bytes(self._head), None
+        line = f"From {envelope_sender(head)} {time.asctime(time.gmtime())}\n"
+        return line.encode("ascii") + self._body(self._to_lf.feed(head))
+
+    def _body(self, data: bytes) -> bytes:
+        out = self._quote.feed(data)
+        if out:
+            self._last = out[-1:]
+        return out
+
+    def finish(self) -> bytes:
+        out = self._begin() if self._head is not None else b""
+        out += self._body(self._to_lf.finish())
+        tail = self._quote.finish()
+        if tail:
+            self._last = tail[-1:]
+        out += tail
+        return out + (b"\n" if self._last != b"\n" else b"") + b"\n"
+
+
 _held_mboxes: set[tuple[int, int]] = set()  # (device, inode) of the mboxes this process locked
 
 
@@ -321,33 +363,13 @@ class _MboxSink(_SinkBase):
         self._staged = 0  # bytes of the record in the staging file
         self._appending = False  # the mbox itself is being written: a failure truncates it
         self._buffer = bytearray(separator)
-        self._head: bytearray | None = bytearray()  # until the From_ line is written
-        self._to_lf = _CRLFToLF()
-        self._quote = _MboxrdQuoter()
-        self._last = b"\n"  # last byte of the message body written so far
+        self._record = MboxrdRecord()
 
     def write(self, data: bytes, /) -> None:
         self._check_writable()
-        if self._head is not None:
-            self._head += data
-            if len(self._head) < _HEAD_LIMIT and not _headers_ended(self._head):
-                return
-            data = self._begin()
-        self._add(self._quote.feed(self._to_lf.feed(data)))
+        self._buffer += self._record.feed(data)
         if len(self._buffer) >= _BUFFER:
             self._flush()
-
-    def _begin(self) -> bytes:
-        assert self._head is not None
-        head, self._head = bytes(self._head), None
-        sender = envelope_sender(head)
-        self._buffer += f"From {sender} {time.asctime(time.gmtime())}\n".encode("ascii")
-        return head
-
-    def _add(self, data: bytes) -> None:
-        if data:
-            self._buffer += data
-            self._last = data[-1:]
 
     def _flush(self) -> None:
         """Move the buffer to the staging file (the mbox is written only by commit)."""
@@ -387,13 +409,7 @@ class _MboxSink(_SinkBase):
         if self._state == "committed":
             return self._result
         self._check_writable()
-        if self._head is not None:
-            self._add(self._quote.feed(self._to_lf.feed(self._begin())))
-        self._add(self._quote.feed(self._to_lf.finish()))
-        self._add(self._quote.finish())
-        if self._last != b"\n":
-            self._buffer += b"\n"
-        self._buffer += b"\n"  # the blank line ending the record
+        self._buffer += self._record.finish()
         self._flush()
         try:
             self._append()

@@ -1,10 +1,12 @@
-"""Messages written to standard output (or any binary stream), byte for byte."""
+"""Messages written to standard output (or any binary stream): byte for byte (one message),
+or as mboxrd records (several, told apart by their ``From `` lines)."""
 
 from __future__ import annotations
 
 from typing import BinaryIO
 
 from popctl.stores.base import MessageSink, _os_error, _SinkBase, _StoreBase
+from popctl.stores.mbox import MboxrdRecord
 
 
 class StdoutStore(_StoreBase):
@@ -24,13 +26,27 @@ class StdoutStore(_StoreBase):
         return _StreamSink(self)
 
 
+class MboxStreamStore(StdoutStore):
+    """Messages as mboxrd records on a binary stream (``retr --mbox -``): each with its
+    ``From `` line, LF line ends and ``>From`` quoting, as MboxStore writes them, so that a
+    reader (``formail -s``, ``mail -f -``) can tell them apart. Nothing is locked or synced."""
+
+    def open(self, number: int, uid: str | None) -> MessageSink:
+        self._check_open()
+        return _StreamSink(self, MboxrdRecord())
+
+
 class _StreamSink(_SinkBase):
-    def __init__(self, store: StdoutStore) -> None:
+    def __init__(self, store: StdoutStore, record: MboxrdRecord | None = None) -> None:
         super().__init__(store)
         self._stream_store = store
+        self._record = record
 
     def write(self, data: bytes, /) -> None:
         self._check_writable()
+        self._put(self._record.feed(data) if self._record is not None else data)
+
+    def _put(self, data: bytes) -> None:
         try:
             self._stream_store.stream.write(data)
         except OSError as exc:
@@ -41,6 +57,8 @@ class _StreamSink(_SinkBase):
         if self._state == "committed":
             return self._result
         self._check_writable()
+        if self._record is not None:
+            self._put(self._record.finish())
         try:
             self._stream_store.stream.flush()
         except OSError as exc:

@@ -217,8 +217,7 @@ def record_of(result: Result) -> dict[str, object]:
 def test_from_the_keyring(server: DovecotServer) -> None:
     write_config(account_toml(server, "bob", "bob"))
     store("bob", "bob", server.users["bob"], server)
-    record = record_of(invoke("account", "test", "bob", "--json",
-                                env={"POPCTL_PASSWORD": "ignored"}))
+    record = record_of(invoke("account", "test", "bob", "--json"))
     assert record["credentials"] == "keyring" and record["count"] == 1
 
 
@@ -228,8 +227,7 @@ def test_from_the_password_command(server: DovecotServer, tmp_path: Path) -> Non
     secret.write_text(server.users["bob"] + "\nsecond line\n")
     write_config(account_toml(server, "bob", "bob",
                               extra=f'password_command = "cat {secret} | head -5"'))
-    record = record_of(invoke("account", "test", "bob", "--json",
-                                env={"POPCTL_PASSWORD": "ignored"}))
+    record = record_of(invoke("account", "test", "bob", "--json"))
     assert record["credentials"] == "password_command" and record["count"] == 1
 
 
@@ -248,6 +246,55 @@ def test_from_the_environment(server: DovecotServer) -> None:
     record = record_of(invoke("account", "test", "bob", "--json",
                                 env={"POPCTL_PASSWORD": server.users["bob"]}))
     assert record["credentials"] == "POPCTL_PASSWORD"
+
+
+@dovecot
+def test_the_environment_overrides_a_stored_password(server: DovecotServer,
+                                                     tmp_path: Path) -> None:
+    """Issue 16: "environment before account" holds for the password too: POPCTL_PASSWORD
+    beats a stale keyring entry and the account's password_command (which is not run)."""
+    write_config(account_toml(server, "bob", "bob",
+                              extra=f'password_command = "touch {tmp_path}/ran; echo nope"'))
+    store("bob", "bob", "stale-password", server)
+    env = {"POPCTL_PASSWORD": server.users["bob"]}
+    assert outcome(invoke("--account", "bob", "stat", "--json", env=env)) == (
+        0, '{\n  "count": 1,\n  "size": 42\n}\n', "")
+    assert record_of(invoke("account", "test", "bob", "--json", env=env))["credentials"] == (
+        "POPCTL_PASSWORD")
+    assert not (tmp_path / "ran").exists()
+
+
+REFUSED = "Error: login failed: server said: [AUTH] Authentication failed; "
+
+
+@dovecot
+def test_a_refused_login_names_where_the_password_came_from(server: DovecotServer,
+                                                            tmp_path: Path) -> None:
+    write_config(account_toml(server, "bob", "bob"))
+    store("bob", "bob", "stale-password", server)
+    key = f"bob@localhost:{server.tls_port}"
+    assert outcome(invoke("--account", "bob", "stat")) == (3, "", (
+        f"{REFUSED}the password came from the keyring (popctl, {key}): if it has changed, "
+        "store the new one with: popctl password set bob\n"))
+    assert outcome(invoke("--account", "bob", "stat", env={"POPCTL_PASSWORD": "typo"})) == (
+        3, "", f"{REFUSED}the password came from POPCTL_PASSWORD (it comes before an account's "
+               "keyring entry and password_command): correct or unset it\n")
+    keyring.delete_password("popctl", key)
+    write_config(account_toml(server, "bob", "bob", extra='password_command = "echo typo"'))
+    assert outcome(invoke("--account", "bob", "stat")) == (3, "", (
+        f"{REFUSED}the password came from the password_command of account bob: check what "
+        "it prints\n"))
+
+
+def test_several_accounts_refuse_popctl_password() -> None:
+    """POPCTL_PASSWORD comes before every account's own secret: across accounts it would be
+    sent to each of their servers. Refused before connecting anywhere."""
+    write_config(WORK, HOME)
+    for args in (["--all-accounts"], ["-a", "work", "-a", "home"]):
+        result = invoke(*args, "stat", env={"POPCTL_PASSWORD": "secret"})
+        assert outcome(result) == (2, "", (
+            "Error: POPCTL_PASSWORD would be sent to the server of every account: unset it for "
+            "a run across accounts (each then uses its keyring entry or password_command)\n"))
 
 
 @dovecot
@@ -272,7 +319,7 @@ def test_nothing_anywhere_names_the_fix(tmp_path: Path) -> None:
 @dovecot
 def test_a_failing_password_command(server: DovecotServer) -> None:
     write_config(account_toml(server, "bob", "bob", extra='password_command = "exit 4"'))
-    result = invoke("--account", "bob", "stat", env={"POPCTL_PASSWORD": server.users["bob"]})
+    result = invoke("--account", "bob", "stat")
     assert outcome(result) == (7, "", "Error: password_command of account 'bob' failed (exit "
                                       "status 4): exit 4\n")
 
@@ -313,6 +360,27 @@ def test_oauth2_token_command_logs_in_with_oauthbearer(tmp_path: Path) -> None:
         "OAUTHBEARER", "oauth2_token_command", 4)
     assert "AUTH OAUTHBEARER ***" in result.stderr
     assert OAUTH_TOKEN not in result.stdout + result.stderr
+
+
+def test_a_token_mechanism_ignores_popctl_password(tmp_path: Path) -> None:
+    """auth = "OAUTHBEARER" takes a token, never a password: POPCTL_PASSWORD does not stand
+    in for the account's token command (issue 16's "environment first" stops there)."""
+    token_file = tmp_path / "token"
+    token_file.write_text(OAUTH_TOKEN + "\n")
+    capa = b"+OK\r\nUSER\r\nSASL PLAIN OAUTHBEARER\r\n.\r\n"
+    payload = base64.b64encode(f"n,a=me@gmail.com,\x01auth=Bearer {OAUTH_TOKEN}\x01\x01".encode())
+    script = [send(b"+OK ready\r\n"), expect(b"CAPA\r\n"), send(capa),
+              expect(b"AUTH OAUTHBEARER " + payload + b"\r\n"), send(b"+OK welcome\r\n"),
+              expect(b"CAPA\r\n"), send(capa), expect(b"STAT\r\n"), send(b"+OK 4 400\r\n"),
+              expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]
+    with ScriptedServer(script, tls="implicit") as s:
+        write_config(f'[accounts.gmail]\nhost = "localhost"\nport = {s.port}\n'
+                     f'user = "me@gmail.com"\nca_file = "{s.ca_file}"\nauth = "OAUTHBEARER"\n'
+                     f'oauth2_token_command = "cat {token_file}"\n')
+        result = invoke("account", "test", "gmail", "--json",
+                        env={"POPCTL_PASSWORD": "an-app-password"})
+    s.assert_done()
+    assert json.loads(result.stdout)["credentials"] == "oauth2_token_command"
 
 
 def _on_terminal(args: list[str], answers: list[tuple[bytes, bytes]],
@@ -357,6 +425,20 @@ def test_a_hidden_prompt_on_a_terminal(server: DovecotServer) -> None:
                                          FILE_BACKEND)
     assert (status, stdout) == (0, b'{\n  "count": 1,\n  "size": 42\n}\n'), shown
     assert password not in shown  # not echoed
+
+
+@dovecot
+def test_a_refused_typed_password_says_it_was_typed(server: DovecotServer) -> None:
+    write_config(account_toml(server, "bob", "bob"))
+    status, stdout, shown = _on_terminal(["--account", "bob", "stat"],
+                                         [(b"Password for bob@localhost: ", b"typo")],
+                                         FILE_BACKEND)
+    assert (status, stdout) == (3, b""), shown
+    assert shown.replace(b"\r\n", b"\n").endswith(
+        b"Error: login failed: server said: [AUTH] Authentication failed; the password was "
+        b"the one typed at the prompt (none was stored for bob@localhost:"
+        + str(server.tls_port).encode() + b"): check it, or store it with: popctl password "
+        b"set bob\n")
 
 
 def test_password_set_asks_twice_hidden_on_a_terminal() -> None:
@@ -565,6 +647,17 @@ def test_password_set_from_stdin_and_delete(file_keyring: PlaintextKeyring) -> N
         "\n"))
 
 
+def test_password_set_says_when_the_environment_overrides_it(
+        file_keyring: PlaintextKeyring) -> None:
+    write_config(WORK)
+    result = invoke("password", "set", "work", input="stored\n",
+                    env={"POPCTL_PASSWORD": "from-env"})
+    assert result.exit_code == 0
+    assert result.stderr.endswith(
+        "password of account work stored\nnote: POPCTL_PASSWORD is set here, and comes before "
+        "the keyring: unset it for popctl to use the stored password\n")
+
+
 def test_password_set_refusals() -> None:
     write_config(WORK)
     assert invoke("password", "set", "work", input="").stderr.endswith(
@@ -610,7 +703,9 @@ def test_all_accounts_stat_two_results_one_error(server: DovecotServer) -> None:
         {"account": "alice", "count": 2, "size": sum(map(len, ALICE_MAIL))},
         {"account": "bob", "count": 1, "size": 42}]
     assert done.stderr.decode() == (
-        "Error: wrong: login failed: server said: [AUTH] Authentication failed.\n"
+        "Error: wrong: login failed: server said: [AUTH] Authentication failed; the password "
+        f"came from the keyring (popctl, carol@localhost:{server.tls_port}): if it has "
+        "changed, store the new one with: popctl password set wrong\n"
         "Error: 1 of 3 account(s) failed\n")
     assert done.returncode == 3
     assert elapsed < 60
@@ -622,14 +717,14 @@ def test_different_failures_exit_1(server: DovecotServer) -> None:
     config_file().write_text(config_file().read_text() + account_toml(
         server, "nobody", "bob").replace(f"port = {server.tls_port}", f"port = {closed_port()}"))
     keyring.set_password("popctl", "bob@localhost:1", "x")  # irrelevant entry
-    result = invoke("--all-accounts", "stat", "--format", "ndjson",
-                    env={"POPCTL_PASSWORD": server.users["bob"]})
+    result = invoke("--all-accounts", "stat", "--format", "ndjson")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f'{{"account":"alice","count":2,"size":{sum(map(len, ALICE_MAIL))}}}',
         '{"account":"bob","count":1,"size":42}']
     errors = result.stderr.splitlines()
-    assert errors[0] == "Error: wrong: login failed: server said: [AUTH] Authentication failed."
+    assert errors[0].startswith("Error: wrong: login failed: server said: [AUTH] "
+                                "Authentication failed; the password came from the keyring")
     assert errors[1].startswith("Error: nobody: ")
     assert errors[2] == "Error: 2 of 4 account(s) failed"
 

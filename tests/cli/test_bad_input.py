@@ -109,12 +109,16 @@ CASES += [
     ("retr-nothing-selected", ["retr"], 2, "say which messages: numbers or ranges (3, 3-7, "
      "last:5), --uid, --all, or a filter such as --larger-than"),
     ("retr-delete-to-stdout", ["retr", "1", "--delete"], 2, "--delete needs a place to store "
-     "messages first: --output-dir, --maildir, --mbox or --output"),
+     "messages first: --output-dir, --maildir, --mbox FILE, --pipe or --output"),
+    ("retr-delete-to-stdout-mbox", ["retr", "1", "--mbox", "-", "--delete"], 2, "--delete needs "
+     "a place to store messages first: --output-dir, --maildir, --mbox FILE, --pipe or --output"),
+    ("retr-empty-pipe", ["retr", "1", "--pipe", " "], 2, "the command to deliver to is empty"),
+    ("retr-empty-pipe-2", ["retr", "1", "--pipe", ""], 2, "the command to deliver to is empty"),
     ("retr-format-to-stdout", ["retr", "1", "--format", "json"], 2, "retr writes the messages "
      "themselves to stdout; --format applies to the report when storing with --output, "
-     "--output-dir, --maildir or --mbox"),
+     "--output-dir, --maildir, --mbox FILE or --pipe"),
     ("retr-two-stores", ["retr", "1", "--output-dir", "{tmp}", "--maildir", "{tmp}/m"], 2,
-     "choose one of --output, --output-dir, --maildir, --mbox"),
+     "choose one of --output, --output-dir, --maildir, --mbox, --pipe"),
     ("top-no-message", ["top"], 2, "say which message: a number or --uid UID"),
     ("top-number-lines-and-uid", ["top", "1", "2", "--uid", "x"], 2, "with --uid, give only "
      "LINES after it: top --uid UID [LINES]"),
@@ -138,8 +142,9 @@ CASES += [
      "SHA-256 fingerprint is 64 hex digits (colons allowed)"),
     ("command-unknown", ["frobnicate"], 2, "No such command 'frobnicate' (see popctl --help)"),
     # Local places that cannot be written: refused before connecting, so nothing is fetched.
-    ("output-dir-missing", ["retr", "1", "--output-dir", "{tmp}/missing"], 1,
-     "cannot write to {tmp}/missing: No such file or directory"),
+    # --output-dir creates its directory (as --maildir does), but not a missing parent.
+    ("output-dir-parent-missing", ["retr", "1", "--output-dir", "{tmp}/missing/big"], 1,
+     "cannot create {tmp}/missing/big: No such file or directory"),
     ("output-dir-is-a-file", ["retr", "1", "--output-dir", "{tmp}/file"], 2,
      "Invalid value for '--output-dir': Directory '{tmp}/file' is a file (see popctl retr --help)"),
     ("output-in-missing-dir", ["retr", "1", "--output", "{tmp}/missing/x.eml"], 1,

@@ -139,6 +139,12 @@ class Box:
                 "from_name": FROM_PARTS[number - 1][0], "from_address": FROM_PARTS[number - 1][1],
                 **extra}
 
+    def acted(self, tls: str = "starttls") -> dict[str, object]:
+        """``account`` and ``time`` of a dele or retr record in JSON (``time`` as ``unstamped``
+        leaves it): no account was named, so the account is user@host:port."""
+        port = self.server.port if tls == "starttls" else self.server.tls_port
+        return {"account": f"{USER}@localhost:{port}", "time": "T"}
+
     def count(self) -> int:
         result = self.run("stat", "--json")
         assert result.exit_code == 0, result.stderr
@@ -187,6 +193,15 @@ def box(request: pytest.FixtureRequest) -> Iterator[Box]:
 
 def pretty(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+
+
+_STAMP = re.compile(r'("time": ?)"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"')
+
+
+def unstamped(result: Result) -> tuple[int, str, str]:
+    """``outcome``, each record's ``time`` (UTC, ISO 8601 with Z: checked here) made ``"T"``."""
+    code, out, err = outcome(result)
+    return code, _STAMP.sub(r'\1"T"', out), err
 
 
 
@@ -453,21 +468,31 @@ def test_retr_to_stdout_is_byte_exact(box: Box) -> None:
     for n, message in enumerate(box.messages, start=1):
         result = box.run("retr", str(n))
         assert (result.exit_code, result.stdout_bytes, result.stderr) == (0, message, "")
-    result = box.run("retr", "--all")
-    assert (result.exit_code, result.stdout_bytes) == (0, b"".join(box.messages))
+    # Several messages would run together on stdout (issue 16): refused before any RETR.
+    assert outcome(box.run("retr", "--all")) == (2, "", (
+        "Error: the selection has 3 messages, which would run together on standard output with "
+        "nothing between them: use --mbox - for mboxrd on standard output (each message after "
+        "its From line), or store them with --output-dir, --maildir, --mbox FILE or --pipe "
+        "COMMAND\n"))
     assert box.count() == 3
 
 
 def test_retr_refuses_format_with_stdout(box: Box) -> None:
     assert outcome(box.run("retr", "1", "--json")) == (
         2, "", "Error: retr writes the messages themselves to stdout; --format applies to the "
-               "report when storing with --output, --output-dir, --maildir or --mbox\n")
+               "report when storing with --output, --output-dir, --maildir, --mbox FILE or "
+               "--pipe\n")
+    assert outcome(box.run("retr", "1", "--mbox", "-", "--json")) == (
+        2, "", "Error: retr writes the messages themselves to stdout; --format applies to the "
+               "report when storing with --output, --output-dir, --maildir, --mbox FILE or "
+               "--pipe\n")
     assert outcome(box.run("retr")) == (
         2, "", "Error: say which messages: numbers or ranges (3, 3-7, last:5), --uid, --all, "
                "or a filter such as --larger-than\n")
-    assert outcome(box.run("retr", "1", "--delete")) == (
-        2, "", "Error: --delete needs a place to store messages first: --output-dir, "
-               "--maildir, --mbox or --output\n")
+    for stdout in ([], ["--mbox", "-"]):
+        assert outcome(box.run("retr", "1", *stdout, "--delete")) == (
+            2, "", "Error: --delete needs a place to store messages first: --output-dir, "
+                   "--maildir, --mbox FILE, --pipe or --output\n")
 
 
 def test_retr_all_into_maildir_with_delete(box: Box, tmp_path: Path) -> None:
@@ -488,13 +513,13 @@ def test_retr_into_maildir_json_report(box: Box, tmp_path: Path) -> None:
     maildir = tmp_path / "Maildir"
     result = box.run("retr", "1,3", "--maildir", str(maildir), "--delete", "--json")
     assert result.exit_code == 0 and result.stderr == ""
-    report = json.loads(result.stdout)
-    assert [sorted(r) for r in report] == [sorted(RETR_KEYS)] * 2
+    report = json.loads(unstamped(result)[1])
+    assert [list(r) for r in report] == [[*RETR_KEYS, "account", "time"]] * 2
     for record, n in zip(report, (1, 3), strict=True):
         stored = Path(record.pop("stored"))
         size = len(box.messages[n - 1])
         assert record == {"number": n, "uid": box.uid(n), "size": size, "listed_size": size,
-                          "short": False, "deleted": True}
+                          "short": False, "deleted": True, **box.acted()}
         assert stored.parent == maildir / "new"
         assert stored.read_bytes() == box.messages[n - 1].replace(b"\r\n", b"\n")
     after = box.record(2)
@@ -503,9 +528,9 @@ def test_retr_into_maildir_json_report(box: Box, tmp_path: Path) -> None:
 
 
 def test_retr_delete_keeps_everything_when_storing_fails(box: Box, tmp_path: Path) -> None:
-    missing = tmp_path / "no-such-dir"
+    missing = tmp_path / "no-such-dir" / "big"  # the directory is created, not its parent
     result = box.run("retr", "--all", "--output-dir", str(missing), "--delete")
-    assert outcome(result) == (1, "", f"Error: cannot write to {missing}: No such file or "
+    assert outcome(result) == (1, "", f"Error: cannot create {missing}: No such file or "
                                       "directory\n")
     assert box.count() == 3
 
@@ -521,9 +546,10 @@ def test_retr_output_dir(box: Box, tmp_path: Path) -> None:
     stored = str(tmp_path / f"{uids[0]}.eml")
     assert (report.exit_code, report.stderr) == (0, "")
     size = len(box.messages[0])
-    assert json.loads(report.stdout) == [{"number": 1, "uid": uids[0], "size": size,
-                                          "listed_size": size, "short": False,
-                                          "stored": stored, "deleted": False}]
+    assert json.loads(unstamped(report)[1]) == [{"number": 1, "uid": uids[0], "size": size,
+                                                 "listed_size": size, "short": False,
+                                                 "stored": stored, "deleted": False,
+                                                 **box.acted()}]
     assert Path(stored).read_bytes() == box.messages[0]
     assert box.count() == 3
 
@@ -580,7 +606,7 @@ def test_dele_needs_a_selection(box: Box) -> None:
 
 def test_dele_dry_run_deletes_nothing(box: Box) -> None:
     result = box.run("dele", "--larger-than", "1k", "--dry-run", "--json")
-    assert outcome(result) == (0, pretty([box.record(2, deleted=False)]), "")
+    assert unstamped(result) == (0, pretty([box.record(2, deleted=False, **box.acted())]), "")
     table = box.run("dele", "1", "--dry-run")
     assert table.exit_code == 0
     assert table.stderr == "dry run: 1 message(s) would be deleted\n"
@@ -591,13 +617,14 @@ def test_dele_dry_run_deletes_nothing(box: Box) -> None:
 
 def test_dele_dry_run_wins_over_yes(box: Box) -> None:
     result = box.run("dele", "2", "--yes", "--dry-run", "--json")
-    assert outcome(result) == (0, pretty([box.record(2, deleted=False)]), "")
+    assert unstamped(result) == (0, pretty([box.record(2, deleted=False, **box.acted())]), "")
     assert box.count() == 3
 
 
 def test_dele_yes_json(box: Box) -> None:
-    expected = pretty([box.record(1, deleted=True), box.record(3, deleted=True)])
-    assert outcome(box.run("dele", "1,3", "--yes", "--format", "json")) == (0, expected, "")
+    expected = pretty([box.record(1, deleted=True, **box.acted()),
+                       box.record(3, deleted=True, **box.acted())])
+    assert unstamped(box.run("dele", "1,3", "--yes", "--format", "json")) == (0, expected, "")
     after = box.record(2)
     after["number"] = 1
     assert outcome(box.run("list", "--json")) == (0, pretty([after]), "")
@@ -625,8 +652,8 @@ def test_dele_unknown_uid_deletes_nothing(box: Box) -> None:
 
 def test_dele_by_uid(box: Box) -> None:
     uid = box.uid(2)
-    assert outcome(box.run("dele", "--uid", uid, "--yes", "--format", "ndjson")) == (
-        0, json.dumps(box.record(2, deleted=True), ensure_ascii=False,
+    assert unstamped(box.run("dele", "--uid", uid, "--yes", "--format", "ndjson")) == (
+        0, json.dumps(box.record(2, deleted=True, **box.acted()), ensure_ascii=False,
                       separators=(",", ":")) + "\n", "")
     assert box.count() == 2
 
@@ -1006,7 +1033,11 @@ def test_sandbox_dele_the_big_ones() -> None:
            if r["size"] > MIB]
     result = invoke("--sandbox", "dele", "--larger-than", "1M", "--yes", "--format", "json")
     assert result.exit_code == 0 and _SANDBOX_NOTE.fullmatch(result.stderr)
-    assert result.stdout == pretty([{**r, "deleted": True} for r in big])
+    port = re.search(r"port (\d+)", result.stderr)
+    assert port is not None
+    assert unstamped(result)[1] == pretty([
+        {**r, "deleted": True, "account": f"sandbox@localhost:{port[1]}", "time": "T"}
+        for r in big])
     assert len(big) == 3
 
 

@@ -77,26 +77,50 @@ def test_a_broken_backend_is_reported_and_skipped(file_keyring: PlaintextKeyring
 # --- the lookup order ------------------------------------------------------------------------
 
 
-def test_keyring_first(file_keyring: PlaintextKeyring, monkeypatch: pytest.MonkeyPatch,
-                       tmp_path: Path) -> None:
+def test_the_environment_first(file_keyring: PlaintextKeyring,
+                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 16: the environment before the account, as for every other setting."""
     credentials.set_password("u@h:995", "from-keyring")
     monkeypatch.setenv("POPCTL_PASSWORD", "from-env")
+    ran = tmp_path / "ran"
+    found = credentials.find_password("u@h:995", f"touch {ran}; echo from-command", "a",
+                                      token_command=f"touch {ran}; echo token")
+    assert found == ("from-env", "POPCTL_PASSWORD")
+    assert not ran.exists()  # neither command is even run
+
+
+def test_a_token_mechanism_takes_the_token_command_first(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """auth = XOAUTH2 takes no password: POPCTL_PASSWORD does not stand in for the token."""
+    monkeypatch.setenv("POPCTL_PASSWORD", "from-env")
+    assert credentials.find_password(None, None, "a", token_command="echo token",
+                                     token_only=True) == ("token", "oauth2_token_command")
+
+
+def test_then_the_token_command(file_keyring: PlaintextKeyring, tmp_path: Path) -> None:
+    credentials.set_password("u@h:995", "from-keyring")
+    found = credentials.find_password("u@h:995", "echo from-command", "a",
+                                      token_command="echo token")
+    assert found == ("token", "oauth2_token_command")
+
+
+def test_then_the_keyring(file_keyring: PlaintextKeyring, tmp_path: Path) -> None:
+    credentials.set_password("u@h:995", "from-keyring")
     ran = tmp_path / "ran"
     found = credentials.find_password("u@h:995", f"touch {ran}; echo from-command", "a")
     assert found == ("from-keyring", "keyring")
     assert not ran.exists()  # the command is not even run
 
 
-def test_then_the_command(file_keyring: PlaintextKeyring, monkeypatch: pytest.MonkeyPatch,
-                          tmp_path: Path) -> None:
-    monkeypatch.setenv("POPCTL_PASSWORD", "from-env")
+def test_then_the_command(file_keyring: PlaintextKeyring, tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-command\r\nsecond line\n")
     found = credentials.find_password("u@h:995", f"cat {secret_file} | head -2", "a")
     assert found == ("from-command", "password_command")
 
 
-def test_then_the_environment(no_keyring: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_without_an_account(no_keyring: None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POPCTL_PASSWORD", "from-env")
     assert credentials.find_password("u@h:995", None, "a") == ("from-env", "POPCTL_PASSWORD")
     assert credentials.find_password(None, None, None) == ("from-env", "POPCTL_PASSWORD")

@@ -27,7 +27,9 @@ from popctl.stores import (
     FileStore,
     MaildirStore,
     MboxStore,
+    MboxStreamStore,
     MessageSink,
+    PipeStore,
     StdoutStore,
     StoreError,
     envelope_sender,
@@ -343,6 +345,59 @@ def test_mboxrd_quoting_split_inside_the_prefixes(tmp_path: Path) -> None:
 ])
 def test_envelope_sender(head: bytes, sender: str) -> None:
     assert envelope_sender(head) == sender
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_mboxrd_on_a_stream_is_what_the_mbox_file_gets(data: st.DataObject) -> None:
+    """``retr --mbox -`` (issue 16) writes the very records MboxStore appends to a file."""
+    bodies = data.draw(st.lists(messages(), min_size=1, max_size=3))
+    pieces = [data.draw(split(body)) for body in bodies]
+    stream = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch("popctl.stores.mbox.time.asctime", return_value=_FIXED_DATE):
+        with MboxStore(Path(tmp, "mbox")) as store:
+            for n, parts in enumerate(pieces, 1):
+                feed(store.open(n, None), parts)
+        with MboxStreamStore(stream) as streamed:
+            for n, parts in enumerate(pieces, 1):
+                assert feed(streamed.open(n, None), parts) == "standard output"
+        assert stream.getvalue() == Path(tmp, "mbox").read_bytes()
+
+
+def test_pipe_store_hands_each_message_to_a_program(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    command = f'cat > {out}/"$POPCTL_NUMBER-$POPCTL_UID-$POPCTL_ACCOUNT-$POPCTL_SENDER"'
+    with PipeStore(command, account="acct") as store:
+        assert feed(store.open(1, "u1"), [b"Return-Path: <a@b.c>\r", b"\n\r\nx\ry\r\n"]) == (
+            f"|{command}")
+        assert feed(store.open(2, None), [b"From me\r\n"]) == f"|{command}"
+    assert (out / "1-u1-acct-a@b.c").read_bytes() == b"Return-Path: <a@b.c>\n\nx\ry\n"
+    assert (out / "2--acct-MAILER-DAEMON").read_bytes() == b"From me\n"  # no From_ line added
+
+
+@pytest.mark.parametrize(("command", "how"), [("cat >/dev/null; exit 75", "exit status 75"),
+                                              ("kill -9 $$", "killed by signal 9"),
+                                              ("no-such-program-here", "exit status 127")])
+def test_pipe_store_failures_name_the_message(command: str, how: str) -> None:
+    with PipeStore(command) as store:
+        sink = store.open(3, "u3")
+        sink.write(b"m\r\n")
+        with pytest.raises(StoreError) as caught:
+            sink.commit()
+    assert str(caught.value) == (f"delivering message 3 (uid u3): {command!r} failed ({how}); "
+                                 "the message is kept on the server")
+    assert caught.value.exit_code == ExitCode.FAILURE
+
+
+def test_pipe_store_discard_runs_nothing(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    with PipeStore(f"touch {ran}") as store:
+        sink = store.open(1, None)
+        sink.write(b"partial")
+        sink.discard()
+    assert not ran.exists()  # half a message never reaches the program
 
 
 def test_mbox_from_line_uses_return_path_split_across_pieces(tmp_path: Path) -> None:
