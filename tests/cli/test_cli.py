@@ -142,7 +142,7 @@ class Box:
     def acted(self, tls: str = "starttls") -> dict[str, object]:
         """``account`` and ``time`` of a dele or retr record in JSON (``time`` as ``unstamped``
         leaves it): no account was named, so the account is user@host:port."""
-        port = self.server.port if tls == "starttls" else self.server.tls_port
+        port = self.options(tls)[self.options(tls).index("--port") + 1]
         return {"account": f"{USER}@localhost:{port}", "time": "T"}
 
     def count(self) -> int:
