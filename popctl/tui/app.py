@@ -1,0 +1,512 @@
+"""``popctl browse``: the Textual application, one POP3 session shown as a table.
+
+The table is the model's view: ``rows`` (every message listed), ``marked`` (numbers marked
+for deletion, kept here, not on the server), the filter and the sort order; ``_fill`` redraws
+it from them. Server work is submitted to the ``Browser`` thread and awaited in Textual
+workers, so the interface keeps answering while a server is slow; what the server sent is made
+safe (``display.safe``) and shown as ``Text``, never as markup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Input, RichLog, Static
+
+from popctl.display import safe
+from popctl.errors import PopctlError, UsageError
+from popctl.query import Row
+from popctl.tui.bridge import FIRST_LINES, Browser, BrowserUI, Server
+from popctl.tui.filters import FILTER_HELP, NO_FILTER, Filter, parse_filter
+from popctl.tui.widgets import AskPath, ConfirmCommit, HelpScreen, PickAccount
+
+T = TypeVar("T")
+
+# The columns: key, title, width (None: what the others leave), sort key.
+COLUMNS: tuple[tuple[str, str, int | None, Callable[[Row], Any]], ...] = (
+    ("number", "#", 6, lambda r: r.number),
+    ("size", "Size", 5, lambda r: r.size),
+    ("from", "From", 18, lambda r: (r.sender or "").casefold()),
+    ("subject", "Subject", None, lambda r: (r.subject or "").casefold()),
+    ("date", "Date", 10, lambda r: r.date or ""),
+    ("uid", "UID", 8, lambda r: r.uid or ""),
+)
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+MARKED_STYLE = "bold red"
+
+
+def human_size(octets: int) -> str:
+    """4 characters at most: 512, 1.5K, 12K, 3.4M, 120M, 2.0G."""
+    size = float(octets)
+    for unit in ("", "K", "M", "G", "T"):
+        if size < 1000 or unit == "T":
+            break
+        size /= 1024
+    if not unit:
+        return str(octets)
+    return f"{size:.1f}{unit}" if size < 10 else f"{size:.0f}{unit}"
+
+
+class Ending(NamedTuple):
+    """How the browser ended: an error that ended it, and marks left uncommitted."""
+
+    error: PopctlError | None = None
+    uncommitted: int = 0
+
+
+class RowsArrived(Message):
+    def __init__(self, rows: list[Row]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class ListingDone(Message):
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+
+
+class TraceLine(Message):
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+
+class Notice(Message):
+    def __init__(self, text: str, severity: str) -> None:
+        super().__init__()
+        self.text, self.severity = text, severity
+
+
+class BrowseApp(App[Ending]):
+    TITLE = "popctl browse"
+    CSS = """
+    #filter { border: none; height: 1; padding: 0 1; }
+    #table { height: 1fr; }
+    #pane { height: 10; border-top: solid $accent; display: none; }
+    #trace { height: 7; border-top: solid $warning; display: none; }
+    #status { height: 1; background: $panel; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "help"),
+        Binding("slash", "filter", "filter"),
+        Binding("h,enter", "headers", "headers", show=False),
+        Binding("l", "lines", "lines", show=False),
+        Binding("w", "save", "save", show=False),
+        Binding("space,d", "mark", "mark"),
+        Binding("D", "mark_all", "mark all", show=False),
+        Binding("u", "undo", "undo", show=False),
+        Binding("c", "commit", "commit"),
+        Binding("r", "refresh", "refresh", show=False),
+        Binding("a", "account", "account", show=False),
+        Binding("t", "trace", "trace", show=False),
+        Binding("escape", "back", "back", show=False),
+        Binding("q", "quit_asking", "quit"),
+        Binding("ctrl+c", "leave", "leave", show=False, priority=True),
+        *[Binding(str(i + 1), f"sort('{key}')", f"sort {title}", show=False)
+          for i, (key, title, _w, _k) in enumerate(COLUMNS)],
+    ]
+
+    def __init__(self, browser: Browser) -> None:
+        super().__init__()
+        self.browser = browser
+        # The session thread reaches the interface only by messages (post_message is
+        # thread-safe); the UI it is handed replaces the command line's for this run.
+        browser.context = browser.context._replace(ui=BrowserUI(
+            browser.context.ui, lambda text, severity: self.post_message(Notice(text, severity)),
+            lambda line: self.post_message(TraceLine(line))),
+            options=browser.context.options._replace(trace=True, quiet=False))
+        self.rows: dict[int, Row] = {}
+        self.shown: list[Row] = []
+        self.marked: set[int] = set()
+        self.filter: Filter = NO_FILTER
+        self.sort_key, self.sort_reverse = "number", False
+        self.server: Server | None = None
+        self.loaded = False  # the whole listing has arrived
+        self._busy: list[str] = []  # what the server is doing for us, oldest first
+        self._busy_since = 0.0
+        self._ever_connected = False
+        self._quit_warned = False
+        self._spin = 0
+        self._old_uids: dict[str, tuple[int, int]] = {}  # marked before a new session
+        self._old_marks = 0
+
+    # --- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="/ filter: " + FILTER_HELP, id="filter")
+        yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="pane"):
+            yield Static(id="detail")
+        yield RichLog(id="trace", max_lines=5000, markup=False, wrap=False)
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._columns()
+        self.query_one(DataTable).focus()
+        self.set_interval(0.1, self._tick)
+        self.connect()
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self._columns()
+            self._fill()
+
+    def _columns(self) -> None:
+        table = self.query_one(DataTable)
+        fixed = sum(w for _k, _t, w, _s in COLUMNS if w) + 2 * len(COLUMNS)
+        flexible = max(8, self.size.width - fixed - 2)  # 2: the scroll bar
+        table.clear(columns=True)
+        for key, title, width, _sort in COLUMNS:
+            table.add_column(title, width=width or flexible, key=key)
+
+    # --- the table ------------------------------------------------------------------------------
+
+    def _cells(self, row: Row) -> list[Text]:
+        style = MARKED_STYLE if row.number in self.marked else ""
+        mark = "D" if row.number in self.marked else " "
+        values = (f"{mark}{row.number:>5}", f"{human_size(row.size):>5}", row.sender or "",
+                  row.subject or "", (row.date or "")[:10], row.uid or "")
+        return [Text(safe(v), style=style, no_wrap=True, overflow="ellipsis") for v in values]
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        current = self.current()
+        now = datetime.now(UTC)
+        rows = list(self.rows.values())
+        if not self.filter.empty:
+            rows = [r for r in rows if self.filter(r, now)]
+        sort = next(k for key, _t, _w, k in COLUMNS if key == self.sort_key)
+        rows.sort(key=sort, reverse=self.sort_reverse)
+        self.shown = rows
+        table.clear()
+        for row in rows:
+            table.add_row(*self._cells(row), key=str(row.number))
+        if current is not None:
+            for index, row in enumerate(rows):
+                if row.number == current.number:
+                    table.move_cursor(row=index, animate=False)
+                    break
+        self._status()
+
+    def current(self) -> Row | None:
+        """The message under the cursor."""
+        table = self.query_one(DataTable)
+        if not self.shown or table.cursor_row < 0 or table.cursor_row >= len(self.shown):
+            return None
+        return self.shown[table.cursor_row]
+
+    def _redraw(self, numbers: set[int]) -> None:
+        """Restyle the rows of ``numbers`` (marked or unmarked) in place."""
+        table = self.query_one(DataTable)
+        for row in self.shown:
+            if row.number in numbers:
+                for (key, *_), cell in zip(COLUMNS, self._cells(row), strict=True):
+                    table.update_cell(str(row.number), key, cell)
+        self._status()
+
+    def _status(self) -> None:
+        total = sum(r.size for r in self.rows.values())
+        marked = sum(self.rows[n].size for n in self.marked if n in self.rows)
+        parts = [f"{len(self.rows)} msgs {human_size(total)}"]
+        if not self.filter.empty:
+            parts.append(f"shown {len(self.shown)}")
+        if self.marked:
+            parts.append(f"marked {len(self.marked)} ({human_size(marked)})")
+        if self.server is not None:
+            parts.append(f"{self.server.user}@{self.server.host}:{self.server.port} "
+                         f"{self.server.tls}")
+        elif not self._busy:
+            parts.append("not connected (r: connect)")
+        if self._busy:
+            waited = time.monotonic() - self._busy_since
+            parts.append(f"{SPINNER[self._spin % len(SPINNER)]} {self._busy[0]}"
+                         + (f" {waited:.0f}s" if waited >= 2 else ""))
+        self.query_one("#status", Static).update(Text(safe(" | ".join(parts)), no_wrap=True,
+                                                      overflow="ellipsis"))
+
+    def _tick(self) -> None:
+        if self._busy:
+            self._spin += 1
+            self._status()
+
+    # --- talking to the server --------------------------------------------------------------------
+
+    def _server(self, what: str, call: Callable[..., T], *args: Any,
+                then: Callable[[T], Any] | None = None) -> None:
+        """Run ``call`` on the session thread in a worker; ``then`` gets its result. An error
+        is shown, never raised: the interface goes on (a failed session is closed)."""
+
+        async def work() -> None:
+            if not self._busy:
+                self._busy_since = time.monotonic()
+            self._busy.append(what)
+            self._status()
+            try:
+                result = await asyncio.wrap_future(self.browser.submit(call, *args))
+            except PopctlError as e:
+                self._failed(e)
+                return
+            except Exception as e:  # a bug: said, and the interface goes on
+                self._failed(PopctlError(f"internal error: {type(e).__name__}: {e}"))
+                return
+            finally:
+                self._busy.remove(what)
+                if self._busy:
+                    self._busy_since = time.monotonic()
+                self._status()
+            if then is not None:
+                outcome = then(result)
+                if isinstance(outcome, Coroutine):
+                    await outcome
+
+        self.run_worker(work(), group="pop3")
+
+    def _failed(self, error: PopctlError) -> None:
+        if not self.browser.connected:
+            self.server = None
+        if not self._ever_connected:
+            # The first login failed (wrong password, no server): the command's Error line
+            # and exit status say so, as for every other command.
+            self.exit(Ending(error))
+            return
+        self.notify(safe(self.browser.context.ui.describe(error)), severity="error",
+                    timeout=10, markup=False)
+        self._status()
+
+    def connect(self, target: Any = None) -> None:
+        """A new session (the first, a refresh, after a commit, another account)."""
+        self.loaded = False
+        self._server("connecting", self.browser.open, target, then=self._connected)
+
+    def _connected(self, server: Server) -> None:
+        self.server, self._ever_connected = server, True
+        self.sub_title = server.account or server.host
+        self._old_uids = {r.uid: (r.number, r.size) for r in self.rows.values()
+                          if r.number in self.marked and r.uid}
+        self._old_marks = len(self.marked)
+        self.rows, self.marked = {}, set()
+        self._fill()
+        self._server("reading headers", self.browser.load, self._arrived,
+                     then=lambda count: self.post_message(ListingDone(count)))
+
+    def _arrived(self, rows: list[Row]) -> None:  # on the session thread
+        self.post_message(RowsArrived(rows))
+
+    def on_rows_arrived(self, message: RowsArrived) -> None:
+        for row in message.rows:
+            self.rows[row.number] = row
+            # Marks survive a new session by UID (numbers may change); none without UIDL.
+            if row.uid and self._old_uids.get(row.uid, (0, -1))[1] == row.size:
+                self.marked.add(row.number)
+        self._fill()
+
+    def on_listing_done(self, message: ListingDone) -> None:
+        """After the last RowsArrived: both come through the message queue, in order."""
+        self.loaded = True
+        lost = self._old_marks - len(self.marked)
+        if lost > 0:
+            self.notify(f"{lost} mark(s) dropped: those messages are gone or cannot be "
+                        "told apart without UIDL", severity="warning", markup=False)
+        self._old_marks = 0
+        self._status()
+
+    def on_trace_line(self, message: TraceLine) -> None:
+        self.query_one("#trace", RichLog).write(Text(message.line, no_wrap=True))
+
+    def on_notice(self, message: Notice) -> None:
+        severity = message.severity if message.severity in ("warning", "error") else \
+            "information"
+        self.notify(safe(message.text), severity=severity, markup=False)  # type: ignore[arg-type]
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
+        try:
+            self.filter = parse_filter(event.value)
+        except UsageError as e:
+            self.query_one("#status", Static).update(Text(str(e), style="red", no_wrap=True))
+            return
+        self._fill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.query_one(DataTable).focus()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        self.action_sort(str(event.column_key.value))
+
+    def action_sort(self, key: str) -> None:
+        self.sort_reverse = not self.sort_reverse if self.sort_key == key else False
+        self.sort_key = key
+        self._fill()
+
+    def action_back(self) -> None:
+        self.query_one("#pane").display = False
+        self.query_one(DataTable).focus()
+
+    def action_headers(self) -> None:
+        self._show_top(0, "headers")
+
+    def action_lines(self) -> None:
+        self._show_top(FIRST_LINES, f"first {FIRST_LINES} lines")
+
+    def _show_top(self, lines: int, what: str) -> None:
+        row = self.current()
+        if row is None or not self.browser.connected:
+            return
+
+        def show(data: bytes) -> None:
+            text = data.decode("utf-8", "replace")
+            title = Text(f"message {row.number}, {what}:\n", style="bold")
+            body = Text("\n").join(Text(safe(line)) for line in text.splitlines())
+            self.query_one("#detail", Static).update(title + body)
+            pane = self.query_one("#pane", VerticalScroll)
+            pane.display = True
+            pane.scroll_home(animate=False)
+
+        self._server(f"TOP {row.number} {lines}", self.browser.top, row.number, lines, then=show)
+
+    def action_save(self) -> None:
+        row = self.current()
+        if row is None or not self.browser.connected:
+            return
+        from popctl.stores.files import uid_filename
+
+        default = os.path.abspath(uid_filename(row.uid) if row.uid else f"{row.number}.eml")
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._server(f"RETR {row.number}", self.browser.save, row.number,
+                             os.path.expanduser(path),
+                             then=lambda octets: self.notify(
+                                 safe(f"message {row.number} saved to {path} ({octets} octets)"),
+                                 markup=False))
+
+        self.push_screen(AskPath(default), chosen)
+
+    def action_mark(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        self.marked.symmetric_difference_update({row.number})
+        self._quit_warned = False
+        self._redraw({row.number})
+        table = self.query_one(DataTable)
+        if table.cursor_row < len(self.shown) - 1:
+            table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def action_mark_all(self) -> None:
+        new = {r.number for r in self.shown} - self.marked
+        self.marked |= new
+        self._redraw(new)
+
+    def action_undo(self) -> None:
+        undone, self.marked = set(self.marked), set()
+        self._redraw(undone)
+        if self.browser.connected:
+            # Nothing is marked on the server before a commit; RSET makes sure of it.
+            self._server("RSET", self.browser.rset)
+
+    def action_commit(self) -> None:
+        if not self.marked or not self.browser.connected or not self.loaded:
+            self.notify("nothing to commit: mark messages with space first"
+                        if not self.marked else "wait until the listing is complete",
+                        severity="warning", markup=False)
+            return
+        going = sorted(self.marked)
+        lines = [Text(safe(f"{n:>5} {human_size(self.rows[n].size):>5}  "
+                           f"{(self.rows[n].sender or '')[:28]:<28}  "
+                           f"{self.rows[n].subject or ''}"), no_wrap=True, overflow="ellipsis")
+                 for n in going]
+        total = human_size(sum(self.rows[n].size for n in going))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._server(f"DELE x{len(going)}, QUIT", self.browser.commit, going,
+                             then=self._committed)
+
+        self.push_screen(ConfirmCommit(lines, total), answered)
+
+    def _committed(self, count: int) -> None:
+        self.notify(f"{count} message(s) deleted", markup=False)
+        self.marked = set()
+        self.server = None
+        self.connect()
+
+    def action_refresh(self) -> None:
+        self.connect()
+
+    def action_account(self) -> None:
+        from popctl import config
+
+        try:
+            names = list(config.load().accounts)
+        except PopctlError as e:
+            self.notify(str(e), severity="error", markup=False)
+            return
+        if not names:
+            self.notify("no accounts in the configuration file (popctl account add)",
+                        severity="warning", markup=False)
+            return
+
+        def picked(name: str | None) -> None:
+            if name is not None:
+                self._server(f"account {name}", self.browser.target_for, name,
+                             then=lambda target: self._switch(target))
+
+        self.push_screen(PickAccount(names), picked)
+
+    def _switch(self, target: Any) -> None:
+        self.rows, self.marked, self.shown = {}, set(), []
+        self._fill()
+        self.connect(target)
+
+    def action_trace(self) -> None:
+        trace = self.query_one("#trace")
+        trace.display = not trace.display
+
+    def action_quit_asking(self) -> None:
+        if self.marked and not self._quit_warned:
+            self._quit_warned = True
+            self.notify(f"{len(self.marked)} marked message(s) not committed: q again leaves "
+                        "and deletes nothing; c commits", severity="warning", markup=False)
+            return
+        self.action_leave()
+
+    def action_leave(self) -> None:
+        """Leave: QUIT if nothing is marked and the server is idle; else close without QUIT
+        (marks are the interface's, so the server deletes nothing either way)."""
+        if self.marked or self._busy:
+            self.browser.abandon()
+            self.exit(Ending(None, len(self.marked)))
+            return
+
+        async def close() -> None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(self.browser.submit(
+                    self.browser.close)), timeout=5)
+            except (TimeoutError, PopctlError):
+                self.browser.abandon()
+            self.exit(Ending())
+
+        self.run_worker(close(), group="leave")
