@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, TypeVar
@@ -43,6 +44,7 @@ COLUMNS: tuple[tuple[str, str, int | None, Callable[[Row], Any]], ...] = (
 )
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 MARKED_STYLE = "bold red"
+TRACE_LINES = 5000  # of the dialogue kept: a listing of 1,000 messages traces about 2,000
 
 
 def human_size(octets: int) -> str:
@@ -140,6 +142,8 @@ class BrowseApp(App[Ending]):
         self._spin = 0
         self._old_uids: dict[str, tuple[int, int]] = {}  # marked before a new session
         self._old_marks = 0
+        # The dialogue, also while its pane is hidden (what the pane shows when opened).
+        self.dialogue: deque[str] = deque(maxlen=TRACE_LINES)
 
     # --- layout ---------------------------------------------------------------------------------
 
@@ -148,7 +152,7 @@ class BrowseApp(App[Ending]):
         yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="pane"):
             yield Static(id="detail")
-        yield RichLog(id="trace", max_lines=5000, markup=False, wrap=False)
+        yield RichLog(id="trace", max_lines=TRACE_LINES, markup=False, wrap=False)
         yield Static(id="status")
         yield Footer()
 
@@ -157,6 +161,11 @@ class BrowseApp(App[Ending]):
         self.query_one(DataTable).focus()
         self.set_interval(0.1, self._tick)
         self.connect()
+
+    def on_unmount(self) -> None:
+        # However the app ended (Textual's own exit, a test's pilot), a session still open is
+        # closed without QUIT: leaving never deletes anything.
+        self.browser.abandon()
 
     def on_resize(self) -> None:
         if self.is_mounted:
@@ -323,6 +332,7 @@ class BrowseApp(App[Ending]):
         self._status()
 
     def on_trace_line(self, message: TraceLine) -> None:
+        self.dialogue.append(message.line)
         self.query_one("#trace", RichLog).write(Text(message.line, no_wrap=True))
 
     def on_notice(self, message: Notice) -> None:

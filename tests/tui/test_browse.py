@@ -1,0 +1,366 @@
+"""``popctl browse`` driven headlessly (Textual's pilot, 80x24) against the sandbox server and
+Dovecot: list, filter, look at a header, mark, commit; leaving with marks deletes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from popctl.app.context import Options, RunContext
+from popctl.app.targets import find_secret, target_of
+from popctl.cli.console import Console
+from popctl.errors import AuthenticationError, NetworkTimeoutError
+from popctl.sandbox import SandboxServer
+from popctl.tui.bridge import Browser
+from tests.support.dovecot_server import DovecotServer
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from popctl.tui.app import BrowseApp
+
+MESSAGES = [
+    b"From: Alice <alice@example.org>\r\nSubject: weekly report\r\n"
+    b"Date: Mon, 02 Feb 2026 10:00:00 +0000\r\n\r\nbody\r\n",
+    b"From: Bob <bob@example.com>\r\nSubject: holiday photos\r\n"
+    b"Date: Tue, 03 Feb 2026 10:00:00 +0000\r\n\r\n" + b"x" * 3000 + b"\r\n",
+    # Server text that would be obeyed: an escape sequence setting the window title, Rich
+    # markup, a right-to-left override; and wide characters.
+    b"From: =?UTF-8?B?55Sw5Lit?= <tanaka@example.jp>\r\n"
+    b"Subject: \x1b]0;pwned\x07[bold red]alarm[/] \xe2\x80\xaegnp.exe\r\n"
+    b"Date: Wed, 04 Feb 2026 10:00:00 +0000\r\n\r\nshort\r\n",
+    b"From: Alice <alice@example.org>\r\nSubject: re: holiday photos\r\n"
+    b"Date: Thu, 05 Feb 2026 10:00:00 +0000\r\n\r\nline 1\r\nline 2\r\n",
+]
+
+# Headless runs on a loaded machine: waits are bounded generously, never asserted on.
+WAIT = 30.0
+
+
+def browser(options: Options, resources: contextlib.ExitStack) -> Browser:
+    context = RunContext(options, Console(options), resources)
+    target = target_of(context)
+    return Browser(context, target._replace(credentials=find_secret(target, context.ui)[0]))
+
+
+def sandbox_options(server: SandboxServer, **more: Any) -> Options:
+    return Options(host="localhost", port=server.address[1], tls="starttls",
+                   ca_file=server.ca_file, user="sandbox", **more)
+
+
+def drive(make: Callable[[], Browser], scenario: Callable[[BrowseApp, Pilot[Any]],
+                                                           Awaitable[None]]) -> BrowseApp:
+    """Run ``scenario`` on the app in an 80x24 headless terminal; return the app, ended."""
+    from popctl.tui.app import BrowseApp
+
+    app = BrowseApp(make())
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+    return app
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def listed(app: BrowseApp, pilot: Pilot[Any]) -> None:
+    await until(pilot, lambda: app.loaded and not app._busy, "the listing")
+
+
+def table_text(app: BrowseApp) -> list[str]:
+    from textual.widgets import DataTable
+
+    table = app.query_one(DataTable)
+    return [" | ".join(str(cell) for cell in table.get_row_at(i)) for i in range(table.row_count)]
+
+
+def status(app: BrowseApp) -> str:
+    from textual.widgets import Static
+
+    return str(app.query_one("#status", Static).render())
+
+
+def pane(app: BrowseApp) -> str:
+    from textual.widgets import Static
+
+    return str(app.query_one("#detail", Static).render())
+
+
+def trace(app: BrowseApp) -> str:
+    return "\n".join(app.dialogue)
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    monkeypatch.setenv("POPCTL_PASSWORD", "sandbox")
+    with SandboxServer(list(MESSAGES)) as server:
+        yield server
+
+
+async def list_filter_look_mark_commit(app: BrowseApp, pilot: Pilot[Any]) -> None:
+    """The issue's walk: list, filter, view a header, mark two messages, commit."""
+    await listed(app, pilot)
+    assert len(table_text(app)) == 4
+    assert "4 msgs" in status(app) and "TLSv1" in status(app)
+    await pilot.press("slash", *"subject:photos")
+    await until(pilot, lambda: len(table_text(app)) == 2, "the filter")
+    assert "shown 2" in status(app)
+    await pilot.press("enter")  # back to the table
+    await pilot.press("h")
+    await until(pilot, lambda: "holiday photos" in pane(app), "the headers")
+    assert "From: Bob <bob@example.com>" in pane(app) and "xxx" not in pane(app)
+    await pilot.press("escape", "space", "space")  # marks both messages the filter shows
+    assert app.marked == {2, 4}
+    assert all(row.startswith("D") for row in table_text(app))
+    await pilot.press("c")
+    await until(pilot, lambda: "ConfirmCommit" in type(app.screen).__name__, "the question")
+    await pilot.press("y")
+    await until(pilot, lambda: app.loaded and not app._busy and not app.marked, "the new session")
+
+
+def test_sandbox_commit_deletes_exactly_the_marked(sandbox: SandboxServer) -> None:
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(sandbox_options(sandbox), resources),
+                    list_filter_look_mark_commit)
+    assert sandbox.messages == [MESSAGES[0], MESSAGES[2]]
+    assert sorted(app.rows) == [1, 2]  # the new session lists what is left
+
+
+def test_leaving_with_marks_deletes_nothing(sandbox: SandboxServer) -> None:
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("D")  # every message
+        assert app.marked == {1, 2, 3, 4}
+        await pilot.press("q")  # warned first
+        assert app.is_running
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, "the end")
+
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    assert app.return_value is not None and app.return_value.uncommitted == 4
+    assert sandbox.messages == MESSAGES
+    assert "C: QUIT" not in trace(app)
+
+
+def test_ctrl_c_with_marks_deletes_nothing(sandbox: SandboxServer) -> None:
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("space", "ctrl+c")
+        await until(pilot, lambda: not app.is_running, "the end")
+
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    assert app.return_value is not None and app.return_value.uncommitted == 1
+    assert sandbox.messages == MESSAGES
+
+
+def test_undo_unmarks_and_commit_then_has_nothing_to_do(sandbox: SandboxServer) -> None:
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("space", "space", "u")
+        await until(pilot, lambda: not app._busy, "RSET")
+        assert app.marked == set() and not any(r.startswith("D") for r in table_text(app))
+        await pilot.press("c")  # nothing marked: no question
+        assert type(app.screen).__name__ != "ConfirmCommit"
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, "the end")
+
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    assert sandbox.messages == MESSAGES
+    assert "C: RSET" in trace(app) and "C: QUIT" in trace(app)  # nothing marked: a clean QUIT
+
+
+def test_server_text_is_shown_safe_and_not_as_markup(sandbox: SandboxServer) -> None:
+    seen: list[str] = []
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("3")  # sort by From, so the Japanese name is last
+        await pilot.press("down", "down", "down", "h")
+        await until(pilot, lambda: "Subject:" in pane(app), "the headers")
+        seen.extend([table_text(app)[-1], pane(app)])
+
+    with contextlib.ExitStack() as resources:
+        drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    hostile, headers = seen
+    assert "田中" in hostile and "[bold red]alarm[/]" in hostile
+    assert "\x1b" not in hostile and "\u202e" not in hostile and "\x07" not in hostile
+    assert "\x1b" not in headers and "\u202e" not in headers and "[bold red]" in headers
+
+
+def test_sorting_by_size_and_again_reverses(sandbox: SandboxServer) -> None:
+    orders: list[list[int]] = []
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("2")
+        orders.append([r.number for r in app.shown])
+        await pilot.press("2")
+        orders.append([r.number for r in app.shown])
+
+    with contextlib.ExitStack() as resources:
+        drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    by_size = sorted(range(1, 5), key=lambda n: len(MESSAGES[n - 1]))
+    assert orders == [by_size, by_size[::-1]]
+
+
+def test_save_writes_the_message(sandbox: SandboxServer, tmp_path: Path) -> None:
+    target = tmp_path / "two.eml"
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        from textual.widgets import Input
+
+        await listed(app, pilot)
+        await pilot.press("down", "w")
+        await until(pilot, lambda: type(app.screen).__name__ == "AskPath", "the question")
+        app.screen.query_one(Input).value = str(target)
+        await pilot.press("enter")
+        await until(pilot, lambda: target.exists() and not app._busy, "the file")
+
+    with contextlib.ExitStack() as resources:
+        drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    assert target.read_bytes() == MESSAGES[1]
+
+
+def test_the_trace_pane_shows_the_dialogue_without_the_password(
+        sandbox: SandboxServer) -> None:
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("t")
+        assert app.query_one("#trace").display
+
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(sandbox_options(sandbox, auth="USER"), resources), scenario)
+    dialogue = trace(app)
+    assert "C: USER sandbox" in dialogue and "C: PASS ***" in dialogue
+    assert "PASS sandbox" not in dialogue
+
+
+def test_a_failed_first_login_ends_the_browser_with_its_error(
+        sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POPCTL_PASSWORD", "wrong")
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: not app.is_running, "the end")
+
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    assert app.return_value is not None and isinstance(app.return_value.error, AuthenticationError)
+
+
+def test_a_dead_server_shows_a_spinner_then_a_timeout(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts and never greets: the interface keeps answering keys while the
+    spinner turns, and the timeout ends the first connection with its error."""
+    import socket
+
+    monkeypatch.setenv("POPCTL_PASSWORD", "x")
+    seen: list[str] = []
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        options = Options(host="127.0.0.1", port=silent.getsockname()[1], tls="none",
+                          allow_plaintext=True, user="u", timeout=1.0)
+
+        async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+            await until(pilot, lambda: "connecting" in status(app), "the spinner")
+            seen.append(status(app))
+            await pilot.press("question_mark")  # the interface answers while waiting
+            seen.append(type(app.screen).__name__)
+            await until(pilot, lambda: not app.is_running, "the timeout")
+
+        with contextlib.ExitStack() as resources:
+            app = drive(lambda: browser(options, resources), scenario)
+    assert any(frame in seen[0] for frame in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
+    assert seen[1] == "HelpScreen"
+    assert app.return_value is not None
+    assert isinstance(app.return_value.error, NetworkTimeoutError)
+
+
+# --- Dovecot ------------------------------------------------------------------------------------
+
+DOVECOT_USER = "alice"
+
+
+@pytest.mark.dovecot
+def test_dovecot_commit_deletes_exactly_the_marked(dovecot_mailbox: DovecotServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for message in MESSAGES:
+        dovecot_mailbox.deliver(DOVECOT_USER, message)
+    monkeypatch.setenv("POPCTL_PASSWORD", dovecot_mailbox.users[DOVECOT_USER])
+    options = Options(host="localhost", port=dovecot_mailbox.port, tls="starttls",
+                      ca_file=dovecot_mailbox.ca_file, user=DOVECOT_USER)
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(options, resources), list_filter_look_mark_commit)
+    left = sorted(p.read_bytes().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+                  for p in (dovecot_mailbox.maildir(DOVECOT_USER)).glob("*/*")
+                  if p.parent.name in ("new", "cur"))
+    assert left == sorted([MESSAGES[0], MESSAGES[2]])
+    assert sorted(app.rows) == [1, 2]
+
+
+@pytest.mark.dovecot
+def test_dovecot_leaving_with_marks_deletes_nothing(dovecot_mailbox: DovecotServer,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for message in MESSAGES:
+        dovecot_mailbox.deliver(DOVECOT_USER, message)
+    monkeypatch.setenv("POPCTL_PASSWORD", dovecot_mailbox.users[DOVECOT_USER])
+    options = Options(host="localhost", port=dovecot_mailbox.port, tls="starttls",
+                      ca_file=dovecot_mailbox.ca_file, user=DOVECOT_USER)
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("space", "space", "q", "q")
+        await until(pilot, lambda: not app.is_running, "the end")
+
+    with contextlib.ExitStack() as resources:
+        drive(lambda: browser(options, resources), scenario)
+    with contextlib.ExitStack() as resources:
+        app = drive(lambda: browser(options, resources), listed_then_leave)
+    assert len(app.rows) == 4
+
+
+async def listed_then_leave(app: BrowseApp, pilot: Pilot[Any]) -> None:
+    await listed(app, pilot)
+    await pilot.press("q")
+    await until(pilot, lambda: not app.is_running, "the end")
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def run_popctl(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    script = (f"import sys\n{code}\nimport popctl.cli\n"
+              f"sys.argv = ['popctl', *{list(args)!r}]\npopctl.cli.main()")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, check=False)
+
+
+def test_without_textual_browse_says_how_to_install_it() -> None:
+    result = run_popctl("sys.modules['textual'] = None", "--sandbox", "browse")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == ("Error: popctl browse needs the Textual extra: "
+                             "pip install 'popctl[tui]'\n")
+
+
+def test_without_a_terminal_browse_refuses() -> None:
+    result = run_popctl("", "--sandbox", "browse")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("Error: popctl browse needs a terminal; in scripts use list, top "
+                             "and dele\n")
