@@ -112,7 +112,7 @@ class BrowseApp(App[Ending]):
         Binding("r", "refresh", "refresh", show=False),
         Binding("a", "account", "account", show=False),
         Binding("t", "trace", "trace", show=False),
-        Binding("escape", "back", "back", show=False),
+        Binding("escape", "close_pane", "close pane", show=False),
         Binding("q", "quit_asking", "quit"),
         Binding("ctrl+c", "leave", "leave", show=False, priority=True),
         *[Binding(str(i + 1), f"sort('{key}')", f"sort {title}", show=False)
@@ -168,7 +168,7 @@ class BrowseApp(App[Ending]):
         self.browser.abandon()
 
     def on_resize(self) -> None:
-        if self.is_mounted:
+        if self.query("#table"):  # once composed
             self._columns()
             self._fill()
 
@@ -370,7 +370,7 @@ class BrowseApp(App[Ending]):
         self.sort_key = key
         self._fill()
 
-    def action_back(self) -> None:
+    def action_close_pane(self) -> None:
         self.query_one("#pane").display = False
         self.query_one(DataTable).focus()
 

@@ -52,8 +52,8 @@ class BrowserUI:
     dialogue to ``trace``; nobody can be asked anything (a secret must be found without a
     prompt), and records are never written to stdout."""
 
-    def __init__(self, base: UI, notify: Callable[[str, str], None],
-                 trace: Callable[[str], None]) -> None:
+    def __init__(self, base: UI, notify: Callable[[str, str], object],
+                 trace: Callable[[str], object]) -> None:
         self._base, self._notify, self._trace = base, notify, trace
 
     def note(self, text: str) -> None:
