@@ -364,3 +364,74 @@ def test_without_a_terminal_browse_refuses() -> None:
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == ("Error: popctl browse needs a terminal; in scripts use list, top "
                              "and dele\n")
+
+
+def test_switching_account_lists_the_other_mailbox(sandbox: SandboxServer,
+                                                   no_keyring: None) -> None:
+    """Accounts come from the configuration file; the secret from POPCTL_PASSWORD."""
+    from popctl import config
+
+    def account(name: str, server: SandboxServer) -> str:
+        return (f'[accounts.{name}]\nhost = "localhost"\nport = {server.address[1]}\n'
+                f'user = "sandbox"\ntls = "starttls"\nca_file = "{server.ca_file}"\n\n')
+
+    seen: list[tuple[str, int]] = []
+    with SandboxServer([MESSAGES[0]]) as other:
+        Path(config.config_path()).write_text(account("big", sandbox) + account("small", other))
+
+        async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+            await listed(app, pilot)
+            seen.append((str(app.sub_title), len(app.rows)))
+            await pilot.press("space", "a")  # a mark does not follow to another account
+            await until(pilot, lambda: type(app.screen).__name__ == "PickAccount", "the list")
+            await pilot.press("down", "enter")
+            await until(pilot, lambda: app.sub_title == "small" and app.loaded
+                        and not app._busy, "the other account")
+            seen.append((str(app.sub_title), len(app.rows)))
+            assert app.marked == set()
+            await pilot.press("q")
+            await until(pilot, lambda: not app.is_running, "the end")
+
+        with contextlib.ExitStack() as resources:
+            drive(lambda: browser(Options(account=("big",)), resources), scenario)
+        assert other.messages == [MESSAGES[0]]
+    assert seen == [("big", 4), ("small", 1)]
+    assert sandbox.messages == MESSAGES
+
+
+@pytest.mark.dovecot
+def test_refresh_is_a_new_session_and_marks_follow_their_uid(
+        dovecot_mailbox: DovecotServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another client deletes message 1 and new mail arrives: after r, the numbers have
+    moved, the mark is still on its message (by UID), and the new message is listed."""
+    from popctl.models import Credentials, Endpoint, TLSMode
+    from popctl.session import Session
+
+    for message in MESSAGES:
+        dovecot_mailbox.deliver(DOVECOT_USER, message)
+    password = dovecot_mailbox.users[DOVECOT_USER]
+    monkeypatch.setenv("POPCTL_PASSWORD", password)
+    options = Options(host="localhost", port=dovecot_mailbox.port, tls="starttls",
+                      ca_file=dovecot_mailbox.ca_file, user=DOVECOT_USER)
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("down", "down", "space")
+        marked_uid = app.rows[3].uid
+        endpoint = Endpoint(host="localhost", port=dovecot_mailbox.port, tls=TLSMode.STARTTLS,
+                            ca_file=dovecot_mailbox.ca_file)
+        with Session.connect(endpoint) as other:
+            other.login(Credentials(DOVECOT_USER, password))
+            other.dele(1)
+        dovecot_mailbox.deliver(DOVECOT_USER,
+                                b"From: new@example.org\r\nSubject: fresh\r\n\r\nhi\r\n")
+        await pilot.press("r")
+        await until(pilot, lambda: app.loaded and not app._busy and len(app.rows) == 4,
+                    "the new session")
+        assert app.marked == {2} and app.rows[2].uid == marked_uid
+        assert app.rows[4].subject == "fresh"
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: not app.is_running, "the end")
+
+    with contextlib.ExitStack() as resources:
+        drive(lambda: browser(options, resources), scenario)

@@ -208,7 +208,7 @@ def test_every_third_party_import_is_declared() -> None:
     assert tui <= declared(parser["options.extras_require"]["test"])  # the tests drive it
 
 
-# --- popctl browse: the optional full-screen view ---------------------------------------------------
+# --- popctl browse: the optional full-screen view ------------------------------------------------
 
 TUI_LAYER = {m for m in MODULES if m == "tui" or m.startswith("tui.")}
 # The browser's session thread and its filter line need no Textual (tested without it).
