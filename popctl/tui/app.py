@@ -92,6 +92,7 @@ class Notice(Message):
 
 class BrowseApp(App[Ending]):
     TITLE = "popctl browse"
+    ENABLE_COMMAND_PALETTE = False  # every action has its key (? lists them)
     CSS = """
     #filter { border: none; height: 1; padding: 0 1; }
     #table { height: 1fr; }
