@@ -141,6 +141,7 @@ class BrowseApp(App[Ending]):
         self._ever_connected = False
         self._quit_warned = False
         self._spin = 0
+        self._filter_error: str | None = None
         self._old_uids: dict[str, tuple[int, int]] = {}  # marked before a new session
         self._old_marks = 0
         # The dialogue, also while its pane is hidden (what the pane shows when opened).
@@ -227,6 +228,10 @@ class BrowseApp(App[Ending]):
         self._status()
 
     def _status(self) -> None:
+        if self._filter_error is not None:
+            self.query_one("#status", Static).update(Text(self._filter_error, style="bold red",
+                                                          no_wrap=True, overflow="ellipsis"))
+            return
         total = sum(r.size for r in self.rows.values())
         marked = sum(self.rows[n].size for n in self.marked if n in self.rows)
         parts = [f"{len(self.rows)} msgs {human_size(total)}"]
@@ -353,15 +358,19 @@ class BrowseApp(App[Ending]):
         if event.input.id != "filter":
             return
         try:
-            self.filter = parse_filter(event.value)
-        except UsageError as e:
-            self.query_one("#status", Static).update(Text(str(e), style="red", no_wrap=True))
+            self.filter, self._filter_error = parse_filter(event.value), None
+        except UsageError as e:  # said in the status line until the filter is right again
+            self._filter_error = str(e)
+            self._status()
             return
         self._fill()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
             self.query_one(DataTable).focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_headers()  # Enter on a row (the table's own key)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         self.action_sort(str(event.column_key.value))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -188,15 +189,29 @@ def test_undo_unmarks_and_commit_then_has_nothing_to_do(sandbox: SandboxServer) 
     assert "C: RSET" in trace(app) and "C: QUIT" in trace(app)  # nothing marked: a clean QUIT
 
 
+def date_columns(app: BrowseApp) -> list[int]:
+    """The terminal column where each row's Date starts, as drawn (wide characters count 2)."""
+    from rich.cells import cell_len
+    from textual.widgets import DataTable
+
+    table = app.query_one(DataTable)
+    lines = [table.render_line(y).text for y in range(1, table.row_count + 1)]
+    return [cell_len(line[:line.index("2026-02-")]) for line in lines]
+
+
 def test_server_text_is_shown_safe_and_not_as_markup(sandbox: SandboxServer) -> None:
+    """Escapes and bidi controls neutralised, markup shown as typed, and the row with wide
+    characters lines up with the others."""
     seen: list[str] = []
+    columns: list[int] = []
 
     async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
         await listed(app, pilot)
         await pilot.press("3")  # sort by From, so the Japanese name is last
-        await pilot.press("down", "down", "down", "h")
+        await pilot.press("down", "down", "down", "enter")
         await until(pilot, lambda: "Subject:" in pane(app), "the headers")
         seen.extend([table_text(app)[-1], pane(app)])
+        columns.extend(date_columns(app))
 
     with contextlib.ExitStack() as resources:
         drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
@@ -204,6 +219,31 @@ def test_server_text_is_shown_safe_and_not_as_markup(sandbox: SandboxServer) -> 
     assert "田中" in hostile and "[bold red]alarm[/]" in hostile
     assert "\x1b" not in hostile and "\u202e" not in hostile and "\x07" not in hostile
     assert "\x1b" not in headers and "\u202e" not in headers and "[bold red]" in headers
+    assert len(columns) == 4 and len(set(columns)) == 1, columns
+
+
+def test_a_wrong_filter_is_said_and_the_last_good_one_stays(sandbox: SandboxServer) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        from textual.widgets import Input
+
+        await listed(app, pilot)
+        await pilot.press("slash", *">1k ")
+        seen.append((status(app), len(table_text(app))))
+        line = app.query_one("#filter", Input)
+        line.value = ">1k older:6m"
+        await pilot.pause()
+        seen.append((status(app), len(table_text(app))))
+        line.value = ">1k older:100y"
+        await pilot.pause()
+        seen.append((status(app), len(table_text(app))))
+
+    with contextlib.ExitStack() as resources:
+        drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    assert seen[0][0].startswith("4 msgs") and "shown 1" in seen[0][0] and seen[0][1] == 1
+    assert "'m' is ambiguous" in seen[1][0] and seen[1][1] == 1
+    assert "shown 0" in seen[2][0] and seen[2][1] == 0  # nothing is a century old
 
 
 def test_sorting_by_size_and_again_reverses(sandbox: SandboxServer) -> None:
@@ -435,3 +475,60 @@ def test_refresh_is_a_new_session_and_marks_follow_their_uid(
 
     with contextlib.ExitStack() as resources:
         drive(lambda: browser(options, resources), scenario)
+
+
+def browse_on_terminal(keys: list[tuple[bytes, bytes]]) -> tuple[int, str]:
+    """``popctl --sandbox browse`` on an 80x24 pseudo-terminal: for each (wait for, type),
+    wait until the screen has shown the first, then type the second. The status and all the
+    terminal showed, decoded."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    from tests.support.terminal import drain
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+    process = subprocess.Popen([sys.executable, "-m", "popctl", "--sandbox", "browse"],
+                               stdin=slave, stdout=slave, stderr=slave, env=env,
+                               start_new_session=True)
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 60
+    try:
+        at = 0
+        for wanted, typed in keys:
+            while shown.find(wanted, at) < 0:
+                assert time.monotonic() < deadline and process.poll() is None, shown[-2000:]
+                if select.select([master], [], [], 0.2)[0]:
+                    with contextlib.suppress(OSError):
+                        shown += os.read(master, 65536)
+            at = shown.find(wanted, at) + len(wanted)
+            os.write(master, typed)
+        while process.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                with contextlib.suppress(OSError):
+                    shown += os.read(master, 65536)
+        process.wait(timeout=10)
+        shown += drain(master)
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, shown.decode("utf-8", "replace")
+
+
+def test_browse_on_a_terminal_lists_and_leaves_cleanly() -> None:
+    code, shown = browse_on_terminal([(b"50 msgs", b"q")])
+    assert code == 0, shown[-2000:]
+    assert "Traceback" not in shown and "Error" not in shown
+
+
+def test_browse_on_a_terminal_says_what_was_not_deleted() -> None:
+    code, shown = browse_on_terminal([(b"50 msgs", b" "), (b"marked 1", b"\x03")])  # Ctrl-C
+    assert code == 0, shown[-2000:]
+    assert "nothing deleted: 1 marked message(s) were not committed" in shown
