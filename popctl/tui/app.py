@@ -44,7 +44,9 @@ COLUMNS: tuple[tuple[str, str, int | None, Callable[[Row], Any]], ...] = (
 )
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 MARKED_STYLE = "bold red"
-TRACE_LINES = 5000  # of the dialogue kept: a listing of 1,000 messages traces about 2,000
+# The last lines of the dialogue kept: a TOP traces about 7 to 12 lines (a few header lines, then
+# a count), so a listing of 1,000 messages leaves its last few hundred and what followed it.
+TRACE_LINES = 5000
 
 
 def human_size(octets: int) -> str:
@@ -78,10 +80,8 @@ class ListingDone(Message):
         self.count = count
 
 
-class TraceLine(Message):
-    def __init__(self, line: str) -> None:
-        super().__init__()
-        self.line = line
+class TraceArrived(Message):
+    """Lines are waiting in the app's trace inbox (one message for many lines)."""
 
 
 class Notice(Message):
@@ -127,7 +127,7 @@ class BrowseApp(App[Ending]):
         # thread-safe); the UI it is handed replaces the command line's for this run.
         browser.context = browser.context._replace(ui=BrowserUI(
             browser.context.ui, lambda text, severity: self.post_message(Notice(text, severity)),
-            lambda line: self.post_message(TraceLine(line))),
+            self._traced),
             options=browser.context.options._replace(trace=True, quiet=False))
         self.rows: dict[int, Row] = {}
         self.shown: list[Row] = []
@@ -142,10 +142,16 @@ class BrowseApp(App[Ending]):
         self._quit_warned = False
         self._spin = 0
         self._filter_error: str | None = None
+        self._fill_pending = False  # a redraw is due (rows arriving in another order)
         self._old_uids: dict[str, tuple[int, int]] = {}  # marked before a new session
         self._old_marks = 0
         # The dialogue, also while its pane is hidden (what the pane shows when opened).
         self.dialogue: deque[str] = deque(maxlen=TRACE_LINES)
+        # Trace lines from the session thread wait here (deque appends and pops are
+        # thread-safe); one TraceArrived message carries them all: a message per line was
+        # most of the work of listing 2,000 messages.
+        self._trace_inbox: deque[str] = deque()
+        self._trace_posted = False
 
     # --- layout ---------------------------------------------------------------------------------
 
@@ -192,6 +198,7 @@ class BrowseApp(App[Ending]):
         return [Text(safe(v), style=style, no_wrap=True, overflow="ellipsis") for v in values]
 
     def _fill(self) -> None:
+        self._fill_pending = False
         table = self.query_one(DataTable)
         current = self.current()
         now = datetime.now(UTC)
@@ -325,11 +332,25 @@ class BrowseApp(App[Ending]):
             # Marks survive a new session by UID (numbers may change); none without UIDL.
             if row.uid and self._old_uids.get(row.uid, (0, -1))[1] == row.size:
                 self.marked.add(row.number)
-        self._fill()
+        if self.sort_key == "number" and not self.sort_reverse:
+            # Rows come in number order: appended, the table is not redrawn for each batch
+            # (redrawing made 2,000 messages take 3 s to list; appending, a fraction of that).
+            now = datetime.now(UTC)
+            table = self.query_one(DataTable)
+            for row in message.rows:
+                if self.filter.empty or self.filter(row, now):
+                    table.add_row(*self._cells(row), key=str(row.number))
+                    self.shown.append(row)
+            self._status()
+        elif not self._fill_pending:  # another order: redrawn at most twice a second
+            self._fill_pending = True
+            self.set_timer(0.5, self._fill)
 
     def on_listing_done(self, message: ListingDone) -> None:
         """After the last RowsArrived: both come through the message queue, in order."""
         self.loaded = True
+        if self._fill_pending:
+            self._fill()
         lost = self._old_marks - len(self.marked)
         if lost > 0:
             self.notify(f"{lost} mark(s) dropped: those messages are gone or cannot be "
@@ -337,9 +358,22 @@ class BrowseApp(App[Ending]):
         self._old_marks = 0
         self._status()
 
-    def on_trace_line(self, message: TraceLine) -> None:
-        self.dialogue.append(message.line)
-        self.query_one("#trace", RichLog).write(Text(message.line, no_wrap=True))
+    def _traced(self, line: str) -> None:  # on the session thread
+        self._trace_inbox.append(line)
+        if not self._trace_posted:
+            self._trace_posted = True
+            self.post_message(TraceArrived())
+
+    def on_trace_arrived(self, message: TraceArrived) -> None:
+        self._trace_posted = False  # before draining: a line added meanwhile posts again
+        lines = []
+        while self._trace_inbox:
+            lines.append(self._trace_inbox.popleft())
+        self.dialogue.extend(lines)
+        log = self.query_one("#trace", RichLog)
+        if log.display:  # a hidden pane is filled from the dialogue when it is shown
+            for line in lines:
+                log.write(Text(line, no_wrap=True))
 
     def on_notice(self, message: Notice) -> None:
         severity = message.severity if message.severity in ("warning", "error") else \
@@ -502,8 +536,12 @@ class BrowseApp(App[Ending]):
         self.connect(target)
 
     def action_trace(self) -> None:
-        trace = self.query_one("#trace")
-        trace.display = not trace.display
+        log = self.query_one("#trace", RichLog)
+        log.display = not log.display
+        if log.display:
+            log.clear()
+            for line in self.dialogue:
+                log.write(Text(line, no_wrap=True))
 
     def action_quit_asking(self) -> None:
         if self.marked and not self._quit_warned:

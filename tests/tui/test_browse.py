@@ -284,8 +284,12 @@ def test_the_trace_pane_shows_the_dialogue_without_the_password(
         sandbox: SandboxServer) -> None:
     async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
         await listed(app, pilot)
+        from textual.widgets import RichLog
+
+        log = app.query_one("#trace", RichLog)
+        assert not log.display and not log.lines  # hidden: the dialogue is only kept
         await pilot.press("t")
-        assert app.query_one("#trace").display
+        assert log.display and len(log.lines) == len(app.dialogue) > 0
 
     with contextlib.ExitStack() as resources:
         app = drive(lambda: browser(sandbox_options(sandbox, auth="USER"), resources), scenario)
