@@ -143,6 +143,7 @@ class BrowseApp(App[Ending]):
         self._spin = 0
         self._filter_error: str | None = None
         self._fill_pending = False  # a redraw is due (rows arriving in another order)
+        self._last_error: str | None = None  # why the last session ended
         self._old_uids: dict[str, tuple[int, int]] = {}  # marked before a new session
         self._old_marks = 0
         # The dialogue, also while its pane is hidden (what the pane shows when opened).
@@ -241,7 +242,8 @@ class BrowseApp(App[Ending]):
             return
         total = sum(r.size for r in self.rows.values())
         marked = sum(self.rows[n].size for n in self.marked if n in self.rows)
-        parts = [f"{len(self.rows)} msgs {human_size(total)}"]
+        count = len(self.rows)
+        parts = [f"{count} message{'' if count == 1 else 's'} {human_size(total)}"]
         if not self.filter.empty:
             parts.append(f"shown {len(self.shown)}")
         if self.marked:
@@ -250,7 +252,8 @@ class BrowseApp(App[Ending]):
             parts.append(f"{self.server.user}@{self.server.host}:{self.server.port} "
                          f"{self.server.tls}")
         elif not self._busy:
-            parts.append("not connected (r: connect)")
+            parts.append("not connected (r: connect)"
+                         + (f": {self._last_error}" if self._last_error else ""))
         if self._busy:
             waited = time.monotonic() - self._busy_since
             parts.append(f"{SPINNER[self._spin % len(SPINNER)]} {self._busy[0]}"
@@ -303,8 +306,10 @@ class BrowseApp(App[Ending]):
             # and exit status say so, as for every other command.
             self.exit(Ending(error))
             return
-        self.notify(safe(self.browser.context.ui.describe(error)), severity="error",
-                    timeout=10, markup=False)
+        said = safe(self.browser.context.ui.describe(error))
+        if not self.browser.connected:
+            self._last_error = said  # kept in the status line: a notification goes away
+        self.notify(said, severity="error", timeout=10, markup=False)
         self._status()
 
     def connect(self, target: Any = None) -> None:
@@ -313,7 +318,7 @@ class BrowseApp(App[Ending]):
         self._server("connecting", self.browser.open, target, then=self._connected)
 
     def _connected(self, server: Server) -> None:
-        self.server, self._ever_connected = server, True
+        self.server, self._ever_connected, self._last_error = server, True, None
         self.sub_title = server.account or server.host
         self._old_uids = {r.uid: (r.number, r.size) for r in self.rows.values()
                           if r.number in self.marked and r.uid}

@@ -118,7 +118,7 @@ async def list_filter_look_mark_commit(app: BrowseApp, pilot: Pilot[Any]) -> Non
     """The issue's walk: list, filter, view a header, mark two messages, commit."""
     await listed(app, pilot)
     assert len(table_text(app)) == 4
-    assert "4 msgs" in status(app) and "TLSv1" in status(app)
+    assert "4 messages" in status(app) and "TLSv1" in status(app)
     await pilot.press("slash", *"subject:photos")
     await until(pilot, lambda: len(table_text(app)) == 2, "the filter")
     assert "shown 2" in status(app)
@@ -241,7 +241,7 @@ def test_a_wrong_filter_is_said_and_the_last_good_one_stays(sandbox: SandboxServ
 
     with contextlib.ExitStack() as resources:
         drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
-    assert seen[0][0].startswith("4 msgs") and "shown 1" in seen[0][0] and seen[0][1] == 1
+    assert seen[0][0].startswith("4 messages") and "shown 1" in seen[0][0] and seen[0][1] == 1
     assert "'m' is ambiguous" in seen[1][0] and seen[1][1] == 1
     assert "shown 0" in seen[2][0] and seen[2][1] == 0  # nothing is a century old
 
@@ -527,12 +527,52 @@ def browse_on_terminal(keys: list[tuple[bytes, bytes]]) -> tuple[int, str]:
 
 
 def test_browse_on_a_terminal_lists_and_leaves_cleanly() -> None:
-    code, shown = browse_on_terminal([(b"50 msgs", b"q")])
+    code, shown = browse_on_terminal([(b"50 messages", b"q")])
     assert code == 0, shown[-2000:]
     assert "Traceback" not in shown and "Error" not in shown
 
 
 def test_browse_on_a_terminal_says_what_was_not_deleted() -> None:
-    code, shown = browse_on_terminal([(b"50 msgs", b" "), (b"marked 1", b"\x03")])  # Ctrl-C
+    code, shown = browse_on_terminal([(b"50 messages", b" "), (b"marked 1", b"\x03")])  # Ctrl-C
     assert code == 0, shown[-2000:]
     assert "nothing deleted: 1 marked message(s) were not committed" in shown
+
+
+def test_a_server_that_stops_answering_mid_session_is_said_and_nothing_hangs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing came; then the server stalls on a TOP: the spinner turns, the timeout is
+    said in a notification, the session is closed without QUIT, and the interface goes on."""
+    from tests.support.scripted_server import ScriptedServer, expect, expect_eof, send, stall
+
+    monkeypatch.setenv("POPCTL_PASSWORD", "s3cret")
+    capa = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nPIPELINING\r\n.\r\n"
+    header = (b"+OK\r\nFrom: A <a@example.org>\r\nSubject: hi\r\n"
+              b"Date: Mon, 26 Jan 2026 16:03:00 +0000\r\n\r\n.\r\n")
+    script = [send(b"+OK ready\r\n"), expect(b"CAPA\r\n"), send(capa),
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n+OK\r\n" + capa + b"+OK\r\n1 u1\r\n.\r\n+OK\r\n1 70\r\n.\r\n"),
+              expect(b"TOP 1 0\r\n"), send(header),
+              expect(b"TOP 1 0\r\n"), stall(2.0), expect_eof()]
+    seen: list[str] = []
+    with ScriptedServer(script, timeout=10.0) as server:
+        options = Options(host="127.0.0.1", port=server.port, tls="none", allow_plaintext=True,
+                          user="alice", timeout=1.0)
+
+        async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+            await listed(app, pilot)
+            await pilot.press("h")
+            await until(pilot, lambda: "TOP 1 0" in status(app), "the spinner")
+            seen.append(status(app))
+            await until(pilot, lambda: not app.browser.connected and not app._busy,
+                        "the timeout")
+            seen.append(status(app))
+            await pilot.press("q")
+            await until(pilot, lambda: not app.is_running, "the end")
+
+        with contextlib.ExitStack() as resources:
+            drive(lambda: browser(options, resources), scenario)
+        server.wait()
+        server.assert_done()  # no QUIT after the timeout
+    assert "1 message 70" in seen[0]
+    assert "not connected (r: connect): no answer" in seen[1], seen
+    assert "(read timeout)" in seen[1], seen
