@@ -15,13 +15,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, RichLog, Static
 
 from popctl.display import safe
@@ -29,65 +28,24 @@ from popctl.errors import PopctlError, UsageError
 from popctl.query import Row
 from popctl.tui.bridge import FIRST_LINES, Browser, BrowserUI, Server
 from popctl.tui.filters import FILTER_HELP, NO_FILTER, Filter, parse_filter
+from popctl.tui.view import (
+    COLUMNS,
+    Ending,
+    ListingDone,
+    Notice,
+    RowsArrived,
+    TraceArrived,
+    cells,
+    human_size,
+)
 from popctl.tui.widgets import AskPath, ConfirmCommit, HelpScreen, PickAccount
 
 T = TypeVar("T")
 
-# The columns: key, title, width (None: what the others leave), sort key.
-COLUMNS: tuple[tuple[str, str, int | None, Callable[[Row], Any]], ...] = (
-    ("number", "#", 6, lambda r: r.number),
-    ("size", "Size", 5, lambda r: r.size),
-    ("from", "From", 18, lambda r: (r.sender or "").casefold()),
-    ("subject", "Subject", None, lambda r: (r.subject or "").casefold()),
-    ("date", "Date", 10, lambda r: r.date or ""),
-    ("uid", "UID", 8, lambda r: r.uid or ""),
-)
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-MARKED_STYLE = "bold red"
 # The last lines of the dialogue kept: a TOP traces about 7 to 12 lines (a few header lines, then
 # a count), so a listing of 1,000 messages leaves its last few hundred and what followed it.
 TRACE_LINES = 5000
-
-
-def human_size(octets: int) -> str:
-    """4 characters at most: 512, 1.5K, 12K, 3.4M, 120M, 2.0G."""
-    size = float(octets)
-    for unit in ("", "K", "M", "G", "T"):
-        if size < 1000 or unit == "T":
-            break
-        size /= 1024
-    if not unit:
-        return str(octets)
-    return f"{size:.1f}{unit}" if size < 10 else f"{size:.0f}{unit}"
-
-
-class Ending(NamedTuple):
-    """How the browser ended: an error that ended it, and marks left uncommitted."""
-
-    error: PopctlError | None = None
-    uncommitted: int = 0
-
-
-class RowsArrived(Message):
-    def __init__(self, rows: list[Row]) -> None:
-        super().__init__()
-        self.rows = rows
-
-
-class ListingDone(Message):
-    def __init__(self, count: int) -> None:
-        super().__init__()
-        self.count = count
-
-
-class TraceArrived(Message):
-    """Lines are waiting in the app's trace inbox (one message for many lines)."""
-
-
-class Notice(Message):
-    def __init__(self, text: str, severity: str) -> None:
-        super().__init__()
-        self.text, self.severity = text, severity
 
 
 class BrowseApp(App[Ending]):
@@ -192,11 +150,7 @@ class BrowseApp(App[Ending]):
     # --- the table ------------------------------------------------------------------------------
 
     def _cells(self, row: Row) -> list[Text]:
-        style = MARKED_STYLE if row.number in self.marked else ""
-        mark = "D" if row.number in self.marked else " "
-        values = (f"{mark}{row.number:>5}", f"{human_size(row.size):>5}", row.sender or "",
-                  row.subject or "", (row.date or "")[:10], row.uid or "")
-        return [Text(safe(v), style=style, no_wrap=True, overflow="ellipsis") for v in values]
+        return cells(row, marked=row.number in self.marked)
 
     def _fill(self) -> None:
         self._fill_pending = False
