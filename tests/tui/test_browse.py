@@ -576,3 +576,25 @@ def test_a_server_that_stops_answering_mid_session_is_said_and_nothing_hangs(
     assert "1 message 70" in seen[0]
     assert "not connected (r: connect): no answer" in seen[1], seen
     assert "(read timeout)" in seen[1], seen
+
+
+def test_mark_all_marks_what_the_filter_shows_and_l_shows_first_lines(
+        sandbox: SandboxServer) -> None:
+    seen: list[object] = []
+
+    async def scenario(app: BrowseApp, pilot: Pilot[Any]) -> None:
+        await listed(app, pilot)
+        await pilot.press("slash", *"from:alice", "enter", "D")
+        seen.append(set(app.marked))
+        await pilot.press("down", "l")  # message 4, the second Alice shows
+        await until(pilot, lambda: "first 20 lines" in pane(app), "the first lines")
+        seen.append(pane(app))
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: not app.is_running, "the end")
+
+    with contextlib.ExitStack() as resources:
+        drive(lambda: browser(sandbox_options(sandbox), resources), scenario)
+    assert seen[0] == {1, 4}
+    assert isinstance(seen[1], str) and seen[1].startswith("message 4, first 20 lines:")
+    assert seen[1].endswith("\nline 1\nline 2")
+    assert sandbox.messages == MESSAGES
