@@ -26,18 +26,10 @@ from textual.widgets import DataTable, Footer, Input, RichLog, Static
 from popctl.display import safe
 from popctl.errors import PopctlError, UsageError
 from popctl.query import Row
+from popctl.tui import view
 from popctl.tui.bridge import FIRST_LINES, Browser, BrowserUI, Server
 from popctl.tui.filters import FILTER_HELP, NO_FILTER, Filter, parse_filter
-from popctl.tui.view import (
-    COLUMNS,
-    Ending,
-    ListingDone,
-    Notice,
-    RowsArrived,
-    TraceArrived,
-    cells,
-    human_size,
-)
+from popctl.tui.view import COLUMNS, Ending
 from popctl.tui.widgets import AskPath, ConfirmCommit, HelpScreen, PickAccount
 
 T = TypeVar("T")
@@ -84,7 +76,7 @@ class BrowseApp(App[Ending]):
         # The session thread reaches the interface only by messages (post_message is
         # thread-safe); the UI it is handed replaces the command line's for this run.
         browser.context = browser.context._replace(ui=BrowserUI(
-            browser.context.ui, lambda text, severity: self.post_message(Notice(text, severity)),
+            browser.context.ui, lambda text, level: self.post_message(view.Notice(text, level)),
             self._traced),
             options=browser.context.options._replace(trace=True, quiet=False))
         self.rows: dict[int, Row] = {}
@@ -150,7 +142,7 @@ class BrowseApp(App[Ending]):
     # --- the table ------------------------------------------------------------------------------
 
     def _cells(self, row: Row) -> list[Text]:
-        return cells(row, marked=row.number in self.marked)
+        return view.cells(row, marked=row.number in self.marked)
 
     def _fill(self) -> None:
         self._fill_pending = False
@@ -194,26 +186,15 @@ class BrowseApp(App[Ending]):
             self.query_one("#status", Static).update(Text(self._filter_error, style="bold red",
                                                           no_wrap=True, overflow="ellipsis"))
             return
-        total = sum(r.size for r in self.rows.values())
-        marked = sum(self.rows[n].size for n in self.marked if n in self.rows)
-        count = len(self.rows)
-        parts = [f"{count} message{'' if count == 1 else 's'} {human_size(total)}"]
-        if not self.filter.empty:
-            parts.append(f"shown {len(self.shown)}")
-        if self.marked:
-            parts.append(f"marked {len(self.marked)} ({human_size(marked)})")
-        if self.server is not None:
-            parts.append(f"{self.server.user}@{self.server.host}:{self.server.port} "
-                         f"{self.server.tls}")
-        elif not self._busy:
-            parts.append("not connected (r: connect)"
-                         + (f": {self._last_error}" if self._last_error else ""))
+        busy = None
         if self._busy:
             waited = time.monotonic() - self._busy_since
-            parts.append(f"{SPINNER[self._spin % len(SPINNER)]} {self._busy[0]}"
-                         + (f" {waited:.0f}s" if waited >= 2 else ""))
-        self.query_one("#status", Static).update(Text(safe(" | ".join(parts)), no_wrap=True,
-                                                      overflow="ellipsis"))
+            busy = (f"{SPINNER[self._spin % len(SPINNER)]} {self._busy[0]}"
+                    + (f" {waited:.0f}s" if waited >= 2 else ""))
+        marked = [self.rows[n] for n in self.marked if n in self.rows]
+        shown = None if self.filter.empty else len(self.shown)
+        self.query_one("#status", Static).update(view.status_text(
+            list(self.rows.values()), shown, marked, self.server, busy, self._last_error))
 
     def _tick(self) -> None:
         if self._busy:
@@ -280,12 +261,12 @@ class BrowseApp(App[Ending]):
         self.rows, self.marked = {}, set()
         self._fill()
         self._server("reading headers", self.browser.load, self._arrived,
-                     then=lambda count: self.post_message(ListingDone(count)))
+                     then=lambda count: self.post_message(view.ListingDone(count)))
 
     def _arrived(self, rows: list[Row]) -> None:  # on the session thread
-        self.post_message(RowsArrived(rows))
+        self.post_message(view.RowsArrived(rows))
 
-    def on_rows_arrived(self, message: RowsArrived) -> None:
+    def on_rows_arrived(self, message: view.RowsArrived) -> None:
         for row in message.rows:
             self.rows[row.number] = row
             # Marks survive a new session by UID (numbers may change); none without UIDL.
@@ -305,7 +286,7 @@ class BrowseApp(App[Ending]):
             self._fill_pending = True
             self.set_timer(0.5, self._fill)
 
-    def on_listing_done(self, message: ListingDone) -> None:
+    def on_listing_done(self, message: view.ListingDone) -> None:
         """After the last RowsArrived: both come through the message queue, in order."""
         self.loaded = True
         if self._fill_pending:
@@ -321,9 +302,9 @@ class BrowseApp(App[Ending]):
         self._trace_inbox.append(line)
         if not self._trace_posted:
             self._trace_posted = True
-            self.post_message(TraceArrived())
+            self.post_message(view.TraceArrived())
 
-    def on_trace_arrived(self, message: TraceArrived) -> None:
+    def on_trace_arrived(self, message: view.TraceArrived) -> None:
         self._trace_posted = False  # before draining: a line added meanwhile posts again
         lines = []
         while self._trace_inbox:
@@ -334,7 +315,7 @@ class BrowseApp(App[Ending]):
             for line in lines:
                 log.write(Text(line, no_wrap=True))
 
-    def on_notice(self, message: Notice) -> None:
+    def on_notice(self, message: view.Notice) -> None:
         severity = message.severity if message.severity in ("warning", "error") else \
             "information"
         self.notify(safe(message.text), severity=severity, markup=False)  # type: ignore[arg-type]
@@ -447,11 +428,8 @@ class BrowseApp(App[Ending]):
                         severity="warning", markup=False)
             return
         going = sorted(self.marked)
-        lines = [Text(safe(f"{n:>5} {human_size(self.rows[n].size):>5}  "
-                           f"{(self.rows[n].sender or '')[:28]:<28}  "
-                           f"{self.rows[n].subject or ''}"), no_wrap=True, overflow="ellipsis")
-                 for n in going]
-        total = human_size(sum(self.rows[n].size for n in going))
+        lines = [view.commit_line(self.rows[n]) for n in going]
+        total = view.human_size(sum(self.rows[n].size for n in going))
 
         def answered(yes: bool | None) -> None:
             if yes:

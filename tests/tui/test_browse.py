@@ -598,3 +598,22 @@ def test_mark_all_marks_what_the_filter_shows_and_l_shows_first_lines(
     assert isinstance(seen[1], str) and seen[1].startswith("message 4, first 20 lines:")
     assert seen[1].endswith("\nline 1\nline 2")
     assert sandbox.messages == MESSAGES
+
+
+def test_the_commit_question_lines_up_wide_senders() -> None:
+    """Each line of the confirmation: the Subject starts in the same column, whatever the
+    width of the From's characters (padding by characters put it 2 columns late per CJK)."""
+    from rich.cells import cell_len
+
+    from popctl.query import Row
+    from popctl.tui.view import commit_line
+
+    def line(sender: str) -> str:
+        row = Row(7, 2048, "u7")
+        row.sender, row.subject = sender, "SUBJECT"
+        return commit_line(row).plain
+
+    starts = {cell_len(text[:text.index("SUBJECT")])
+              for text in (line("Alice <a@example.org>"), line("田中 由紀 <yuki@example.jp>"),
+                           line("x" * 40))}
+    assert len(starts) == 1, starts
