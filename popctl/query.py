@@ -169,6 +169,19 @@ def _cutoff(now: datetime, age: timedelta | None) -> datetime | None:
         return datetime.min.replace(tzinfo=UTC)
 
 
+def matches(query: Query, row: Row, now: datetime) -> bool:
+    """Whether a row already listed (with its headers) passes the query's size, From, Subject
+    and age filters, as at ``now``: ``popctl browse`` filters its table as the user types with
+    the filters of the command line. (Header filters need the raw block, which a listed row no
+    longer holds: a query with them matches nothing.)"""
+    if query.larger_than is not None and not row.size > query.larger_than:
+        return False
+    if query.smaller_than is not None and not row.size < query.smaller_than:
+        return False
+    return _matches(query, row, _cutoff(now, query.older_than),
+                    _cutoff(now, query.newer_than))
+
+
 def _matches(query: Query, row: Row, older: datetime | None, newer: datetime | None) -> bool:
     from popctl import headers as header_parsing
 

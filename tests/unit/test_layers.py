@@ -182,11 +182,57 @@ def test_every_third_party_import_is_declared() -> None:
 
     parser = configparser.ConfigParser()
     parser.read(PACKAGE.parent / "setup.cfg")
-    declared = {re.split(r"[<>=!~\[; ]", line.strip())[0].lower()
-                for line in parser["options"]["install_requires"].splitlines() if line.strip()}
-    imported = {name.split(".")[0] for module in MODULES for name in imports(module)}
-    third_party = imported - set(sys.stdlib_module_names) - {"popctl", "__future__"}
-    assert third_party <= declared, sorted(third_party - declared)
+
+    def declared(lines: str) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", line.strip())[0].lower()
+                for line in lines.splitlines() if line.strip()}
+
+    def third_party(modules: set[str]) -> set[str]:
+        imported = {name.split(".")[0] for module in modules for name in imports(module)}
+        return imported - set(sys.stdlib_module_names) - {"popctl", "__future__"}
+
+    required = declared(parser["options"]["install_requires"])
+    assert third_party(set(MODULES) - TUI_LAYER) <= required
+    # popctl browse's modules may also use the tui extra (Textual, and Rich, which it brings).
+    tui = declared(parser["options.extras_require"]["tui"])
+    assert tui == {"textual"}
+    assert third_party(TUI_LAYER) <= required | tui | {"rich"}
+    assert tui <= declared(parser["options.extras_require"]["test"])  # the tests drive it
+
+
+# --- popctl browse: the optional full-screen view ------------------------------------------------
+
+TUI_LAYER = {m for m in MODULES if m == "tui" or m.startswith("tui.")}
+# The browser's session thread and its filter line need no Textual (tested without it).
+TUI_WITHOUT_TEXTUAL = {"tui", "tui.bridge", "tui.filters"}
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - TUI_LAYER))
+def test_only_the_tui_imports_textual(module: str) -> None:
+    assert not offending(module, {"textual", "rich"})
+
+
+@pytest.mark.parametrize("module", sorted(TUI_WITHOUT_TEXTUAL))
+def test_the_browsers_session_and_filters_need_no_textual(module: str) -> None:
+    assert not offending(module, {"textual", "rich"})
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - TUI_LAYER - {"cli.browse"}))
+def test_only_the_browse_command_imports_the_tui(module: str) -> None:
+    assert not offending(module, {"popctl.tui"})
+
+
+def test_the_browse_command_imports_the_tui_only_when_it_runs() -> None:
+    assert "popctl.tui" in imports("cli.browse")
+    assert "popctl.tui" not in top_level_imports("cli.browse")
+
+
+@pytest.mark.parametrize("module", sorted(TUI_LAYER))
+def test_the_tui_stands_on_the_application(module: str) -> None:
+    """The browser is a user interface beside the command line: it runs the application's
+    work (runner, targets, mailbox listing) and formats nothing through the output package."""
+    assert not offending(module, {"click", "popctl.cli", "popctl.output", "tabulate",
+                                  "keyring", "socket", "ssl"})
 
 
 # --- the tests' own layout ------------------------------------------------------------------------

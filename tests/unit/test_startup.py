@@ -18,7 +18,9 @@ APP = ["popctl.app.accounts", "popctl.app.download", "popctl.app.mailbox", "popc
        "popctl.app.runner", "popctl.app.shell", "popctl.app.targets"]
 LAZY = ["popctl.models", "popctl.session", "popctl.query", "popctl.cache", "popctl.output",
         "popctl.stores", "popctl.sandbox", "dataclasses", "traceback", "ssl", "socket",
-        "keyring", "tabulate", "email", "popctl.config", "popctl.credentials", "tomllib", *APP]
+        "keyring", "tabulate", "email", "popctl.config", "popctl.credentials", "tomllib",
+        # popctl browse's optional extra (issue 15): loaded by that command only.
+        "popctl.tui", "textual", "rich", *APP]
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -34,7 +36,8 @@ def test_importing_the_cli_loads_nothing_heavy() -> None:
     assert sorted(set(LAZY) & loaded) == []
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["list", "--help"]])
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["list", "--help"],
+                                  ["browse", "--help"]])
 def test_version_and_help_load_nothing_heavy(args: list[str]) -> None:
     loaded = _loaded_after(
         "import contextlib, io, popctl.cli\n"
