@@ -60,8 +60,8 @@ def selected_account(options: Options) -> Account | None:
     the file's default account."""
     names = account_names(options)
     if options.all_accounts or len(names) > 1:
-        raise UsageError("--all-accounts and a repeated --account work with stat, list, uidl "
-                         "and dele only")
+        raise UsageError("--all-accounts and a repeated --account work with stat, list, uidl, "
+                         "dele and retr --new only")
     if not names and options.host:
         return None  # a server named on the command line or in POPCTL_HOST: no file needed
     from popctl import config

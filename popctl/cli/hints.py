@@ -11,6 +11,9 @@ HINTS: dict[str, str] = {
     "no-pipelining": ": retry with --no-pipelining",
     "session-timeout": " (session timeout; raise it with --session-timeout)",
     "output-replaces": ", and --output replaces the file; redirect standard output instead",
+    "new-needs-uidl": ": --new cannot be used with this server",
+    "renumbered": ". To fetch them all again (copies of mail already stored): popctl seen "
+                  "forget --all with the same store option, then retr --new again",
 }
 
 

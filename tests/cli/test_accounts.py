@@ -692,8 +692,8 @@ def test_across_accounts_refusals() -> None:
     assert outcome(invoke("--all-accounts", "-a", "work", "stat")) == (
         2, "", "Error: give either --account or --all-accounts, not both\n")
     assert outcome(invoke("--all-accounts", "top", "1")) == (
-        2, "", "Error: --all-accounts and a repeated --account work with stat, list, uidl and "
-               "dele only\n")
+        2, "", "Error: --all-accounts and a repeated --account work with stat, list, uidl, dele "
+               "and retr --new only\n")
     assert outcome(invoke("--sandbox", "--all-accounts", "stat")) == (
         2, "", "Error: --sandbox has no accounts: drop --all-accounts and --account\n")
     config_file().unlink()
