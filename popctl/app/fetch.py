@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from popctl.app.context import Opened, Record, RunContext
+from popctl.app.mailbox import warner
 from popctl.app.runner import Job, run
 from popctl.errors import CapabilityError, ServerError
 
@@ -119,9 +120,17 @@ def _account(opened: Opened, request: NewOnly, store: stores.Store | None) -> li
                else account_key(*opened.cache_key))
     key = store_key(account, request.kind, request.path)
     server: dict[str, int] = {}
+    shared: dict[str, list[int]] = {}
     for entry in listing:
-        server.setdefault(entry.uid, entry.number)  # a UID messages share: the first of them
+        if server.setdefault(entry.uid, entry.number) != entry.number:
+            shared.setdefault(entry.uid, [server[entry.uid]]).append(entry.number)
     del listing
+    for uid, numbers in shared.items():
+        # popa3d derives UIDs from a few header fields: identical ones share a UID, and the
+        # state cannot tell them apart. The first is fetched; the others are left alone.
+        warner(opened.context)(
+            f"warning: messages {', '.join(map(str, numbers))} share the UID {uid!r}, so only "
+            f"message {numbers[0]} is fetched as new; fetch the others by number")
     clock = now()
     with SeenState(key) as seen:
         _check_renumbered(seen, server, request)
@@ -300,8 +309,9 @@ def _fetch(opened: Opened, request: NewOnly, store: stores.Store, seen: SeenStat
 
 
 def _record(number: int, uid: str, action: str, first_stored: int | None) -> Record:
-    return {"number": number, "uid": uid, "action": action, "size": None, "listed_size": None,
-            "short": False, "stored": None, "deleted": False,
+    """A record of retr's keys (docs/JSON.md), then ``action`` and ``first_stored``."""
+    return {"number": number, "size": None, "listed_size": None, "short": False, "uid": uid,
+            "stored": None, "deleted": False, "action": action,
             "first_stored": _iso(first_stored)}
 
 

@@ -241,3 +241,15 @@ def test_new_usage_errors(args: list[str], message: str) -> None:
     result = invoke("--host", "127.0.0.1", "--user", "alice", "retr", *args)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {message}")
+
+
+def test_messages_sharing_a_uid_are_named(tmp_path: Path) -> None:
+    """popa3d gives identical header fields one UID: the state cannot tell those messages
+    apart, so the first is fetched and the user hears which ones were not."""
+    maildir = tmp_path / "Maildir"
+    result = run(script([b"u1", b"u1", b"u2"], [M1, M2, M3], fetched=[1, 3]), "retr", "--new",
+                 "--maildir", str(maildir))
+    assert (result.exit_code, result.stderr) == (
+        0, "warning: messages 1, 2 share the UID 'u1', so only message 1 is fetched as new; "
+           f"fetch the others by number\n2 new message(s) stored in {maildir}\n")
+    assert stored_messages("maildir", maildir) == sorted([M1, M3])
