@@ -667,6 +667,24 @@ def test_dele_across_accounts(server: DovecotServer) -> None:
 
 
 @dovecot
+def test_retr_new_across_accounts_into_one_maildir(server: DovecotServer,
+                                                   tmp_path: Path) -> None:
+    """Issue 14: each account has its own state for the one store."""
+    three_accounts(server)
+    maildir = tmp_path / "Maildir"
+    result = invoke("--all-accounts", "retr", "--new", "--maildir", str(maildir), "--json")
+    assert result.exit_code == 3  # "wrong" failed; the others fetched theirs
+    assert [(r["account"], r["uid"] is not None, r["action"])
+            for r in json.loads(result.stdout)] == [
+        ("alice", True, "fetched"), ("alice", True, "fetched"), ("bob", True, "fetched")]
+    assert len(list((maildir / "new").iterdir())) == 3
+    server.deliver("bob", BOB_MAIL[0])
+    again = invoke("-a", "alice", "-a", "bob", "retr", "--new", "--maildir", str(maildir))
+    assert outcome(again) == (0, "", f"1 new message(s) stored in {maildir}\n")
+    assert len(list((maildir / "new").iterdir())) == 4
+
+
+@dovecot
 def test_a_failure_commits_nothing_of_that_account(server: DovecotServer) -> None:
     """Each session is independent: wrong's refused login does not stop alice's QUIT."""
     three_accounts(server)
