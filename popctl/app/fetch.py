@@ -276,7 +276,7 @@ def _fetch(opened: Opened, request: NewOnly, store: stores.Store, seen: SeenStat
         done = tracked.pop(n)
         uid = uid_of[n]
         if request.kind == "maildir":
-            seen.will_store(uid, str(getattr(done.sink, "destination", "")).rsplit("/", 1)[-1])
+            seen.will_store(uid, os.path.basename(str(getattr(done.sink, "destination", ""))))
         elif request.kind == "mbox":
             seen.will_store(uid, _mbox_where(store, done))
         stored[n] = done.sink.commit()

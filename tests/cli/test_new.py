@@ -253,3 +253,42 @@ def test_messages_sharing_a_uid_are_named(tmp_path: Path) -> None:
         0, "warning: messages 1, 2 share the UID 'u1', so only message 1 is fetched as new; "
            f"fetch the others by number\n2 new message(s) stored in {maildir}\n")
     assert stored_messages("maildir", maildir) == sorted([M1, M3])
+
+
+def test_a_second_run_on_the_same_account_and_store_exits_75(tmp_path: Path) -> None:
+    from popctl.seen import SeenState, store_key
+
+    maildir = str(tmp_path / "Maildir")
+    with SeenState(store_key(f"alice@127.0.0.1:{PORT}", "maildir", maildir)):
+        result = run(script([b"u1"], [M1], error=True), "retr", "--new", "--maildir", maildir)
+    assert result.exit_code == 75
+    assert result.stderr.startswith("Error: another popctl run is using ")
+    assert result.stderr.endswith(" (the same account and store); try again when it has "
+                                  "finished\n")
+
+
+def test_forgetting_an_unknown_uid_or_nothing(tmp_path: Path) -> None:
+    maildir = str(tmp_path / "Maildir")
+    run(script([b"u1"], [M1], fetched=[1]), "retr", "--new", "--maildir", maildir)
+    seen = ("--host", "127.0.0.1", "--port", str(PORT), "--tls", "none", "--user", "alice",
+            "seen")
+    result = invoke(*seen, "forget", "--uid", "u1", "--uid", "u9", "--maildir", maildir)
+    assert (result.exit_code, result.stderr) == (
+        2, "1 UID(s) forgotten: the next retr of new mail fetches them again\n"
+           "Error: UID 'u9' was not recorded for this account and store\n")
+    assert invoke(*seen, "forget", "--maildir", maildir).stderr == (
+        "Error: say what to forget: --uid UID (repeatable) or --all\n")
+    assert invoke(*seen, "list", "--maildir", maildir, "--mbox", "x").stderr == (
+        "Error: say which store: one of --maildir, --mbox, --output-dir\n")
+    assert invoke(*seen, "list", "--maildir", maildir).stderr == (
+        "nothing recorded for this account and store\n")
+
+
+def test_a_damaged_state_is_one_clear_error(tmp_path: Path) -> None:
+    maildir = str(tmp_path / "Maildir")
+    run(script([b"u1"], [M1], fetched=[1]), "retr", "--new", "--maildir", maildir)
+    journal = _journal()
+    journal.write_bytes(journal.read_bytes() + b"garbage\n")
+    result = run(script([b"u1"], [M1], error=True), "retr", "--new", "--maildir", maildir)
+    assert (result.exit_code, result.stderr) == (
+        1, f"Error: {journal}: unreadable line 'garbage'; move it away\n")
