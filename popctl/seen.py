@@ -7,10 +7,12 @@ Decisions:
 
 * An append-only journal, not a file rewritten atomically: a message's record is one short
   ``write(2)`` (O(1)), where rewriting the whole state after each message would cost O(n) each
-  (100,000 UIDs are ~4 MB: a run fetching a few hundred messages would write a gigabyte). A
-  record is written as soon as the store committed the message, so a SIGKILL loses none; the
-  journal is fsync'd once per batch, after the store synced its directories (a record never
-  reaches the disk before the message it records) and before QUIT commits any DELE.
+  (100,000 UIDs are 3 MB: a run fetching a few hundred messages would write a gigabyte). A
+  ``P`` record is written before the store's commit, so a SIGKILL loses none; the ``S``
+  records of a batch are written once the store has synced its directories, then the journal
+  is fsync'd, before QUIT commits any DELE: no ``S`` record reaches the disk before the
+  message it records (power loss), and a kill before them leaves ``P`` records, which the next
+  run resolves by looking in the store.
 * Lines: ``S <epoch> <uid>`` (stored; the first time counts), ``P <uid> <where>`` (about to be
   committed at ``where``: the next run checks the store for it, so a kill between the store's
   commit and the ``S`` record leads to no second copy), ``D <uid>`` (a DELE was sent for it),

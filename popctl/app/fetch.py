@@ -8,10 +8,11 @@ The seen-state is ``popctl.seen`` (a journal per account and store). In a sessio
 2. the state is checked against it: a renumbered mailbox is an error (nothing fetched); UIDs
    no longer on the server are forgotten; a message a killed run was committing (``P``) is
    looked for in the store and recorded if it is there;
-3. LIST, then the new messages with pipelined RETR: each is recorded ``P`` (where it is going),
-   committed by the store (fsync'd), recorded ``S``; with ``delete`` its DELE follows;
-4. the store's directories are synced, then the journal, and only then are the expired
-   messages DELEd; after QUIT confirmed the deletions their UIDs are forgotten.
+3. LIST, then the new messages with pipelined RETR: each is recorded ``P`` (where it is going)
+   and committed by the store (fsync'd); with ``delete`` its DELE follows (committed at QUIT);
+4. the store's directories are synced, then the new messages are recorded ``S`` and the
+   journal is synced, and only then are the expired messages DELEd; after QUIT confirmed the
+   deletions their UIDs are forgotten.
 """
 
 from __future__ import annotations
@@ -150,8 +151,12 @@ def _account(opened: Opened, request: NewOnly, store: stores.Store | None) -> li
         if not new and not expired:
             return []
         assert store is not None
-        records = _fetch(opened, request, store, seen, new, clock) if new else []
+        records, committed = _fetch(opened, request, store, seen, new, clock) if new else ([], [])
         store.sync()  # the stored messages' directory entries, durable before their records
+        for uid in committed:
+            seen.stored_now(uid, clock)
+        if request.delete:
+            seen.deleting(committed)
         seen.sync()  # the records, durable before any deletion is committed
         if expired:
             seen.deleting([uid for _, uid in expired])
@@ -260,13 +265,21 @@ def _mbox_where(store: stores.Store, tracked: _Tracked) -> str:
 
 
 def _fetch(opened: Opened, request: NewOnly, store: stores.Store, seen: SeenState,
-           new: list[tuple[int, str]], clock: int) -> list[Record]:
+           new: list[tuple[int, str]], clock: int) -> tuple[list[Record], list[str]]:
+    """LIST, then the RETRs of ``new``: the records, and the UIDs committed to the store.
+
+    Each message is recorded ``P`` (where it is going) before the store's commit; its ``S``
+    record waits until the store has synced its directories (the caller's job), so that no
+    record reaches the disk before its message. A run killed meanwhile leaves the ``P``
+    records, which the next run checks against the store.
+    """
     session = opened.session
     sizes = session.list()
     listed = {m.number: m.size for m in sizes if m is not None}
     uid_of = dict(new)
     tracked: dict[int, _Tracked] = {}
     stored: dict[int, str] = {}
+    committed: list[str] = []
 
     def open_sink(n: int) -> _Tracked:
         tracked[n] = _Tracked(store.open(n, uid_of[n]), head=request.kind == "mbox")
@@ -282,10 +295,8 @@ def _fetch(opened: Opened, request: NewOnly, store: stores.Store, seen: SeenStat
         stored[n] = done.sink.commit()
         if done.octets < listed.get(n, 0):  # short: kept on the server, fetched again
             seen.forget([uid])
-            return
-        seen.stored_now(uid, clock)
-        if request.delete:
-            seen.deleting([uid])
+        else:
+            committed.append(uid)
 
     records: list[Record] = []
     total = sum(listed.get(n, 0) for n, _ in new) if len(new) > 1 else 0
@@ -305,7 +316,7 @@ def _fetch(opened: Opened, request: NewOnly, store: stores.Store, seen: SeenStat
         raise
     order = {n: i for i, (n, _) in enumerate(new)}
     records.sort(key=lambda r: order[int(str(r["number"]))])
-    return records
+    return records, committed
 
 
 def _record(number: int, uid: str, action: str, first_stored: int | None) -> Record:
