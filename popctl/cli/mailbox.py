@@ -130,6 +130,9 @@ def retr(run: RunContext, delete: bool, **given: Any) -> None:
     With --delete, each message is deleted on the server only after it has been written and
     flushed to disk (fsync); the deletions take effect when the session ends cleanly.
 
+    With --new, only the messages this account has not stored in that store before are
+    fetched, and left on the server; --keep-days N deletes them N days later (popctl seen).
+
     \b
     Examples:
       popctl retr 3 > message.eml
