@@ -292,3 +292,20 @@ def test_a_damaged_state_is_one_clear_error(tmp_path: Path) -> None:
     result = run(script([b"u1"], [M1], error=True), "retr", "--new", "--maildir", maildir)
     assert (result.exit_code, result.stderr) == (
         1, f"Error: {journal}: unreadable line 'garbage'; move it away\n")
+
+
+def test_new_with_delete_also_deletes_what_was_stored_before(tmp_path: Path) -> None:
+    maildir = str(tmp_path / "Maildir")
+    run(script([b"u1"], [M1], fetched=[1]), "retr", "--new", "--maildir", maildir)
+    steps = script([b"u1", b"u2"], [M1, M2], fetched=[2])[:-2]  # up to the RETR's reply
+    steps += [expect(b"DELE 2\r\n"), send(b"+OK\r\n"), expect(b"DELE 1\r\n"), send(b"+OK\r\n"),
+              expect(b"QUIT\r\n"), send(b"+OK bye\r\n")]
+    result = run(steps, "retr", "--new", "--delete", "--maildir", maildir, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [(r["uid"], r["action"], r["deleted"]) for r in json.loads(result.stdout)] == [
+        ("u2", "fetched", True), ("u1", "expired", True)]
+    assert stored_messages("maildir", Path(maildir)) == sorted([M1, M2])
+    # Both were deleted and forgotten: the state is empty again.
+    listed = invoke("--host", "127.0.0.1", "--port", str(PORT), "--tls", "none", "--user",
+                    "alice", "seen", "list", "--maildir", maildir, "--json")
+    assert json.loads(listed.stdout) == []
