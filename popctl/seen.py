@@ -165,28 +165,37 @@ class SeenState:
             raise StateError(f"{self.path} is not popctl's state of {self.key}; move it away")
         stored, pending = self.stored, self.pending
         for line in lines[1:]:
-            kind, _, rest = line.partition(" ")
-            if kind == "S":
-                when, _, uid = rest.partition(" ")
-                uid = unescape(uid)
-                if uid not in stored:
-                    stored[uid] = int(when)
-                pending.pop(uid, None)
-            elif kind == "P":
-                uid, _, where = rest.partition(" ")
-                pending[unescape(uid)] = unescape(where)
-            elif kind == "F":
-                uid = unescape(rest)
-                stored.pop(uid, None)
-                pending.pop(uid, None)
-                self.being_deleted.discard(uid)
-            elif kind == "D":
-                self.being_deleted.add(unescape(rest))
-            else:
-                raise StateError(f"{self.path}: unreadable line {line[:60]!r}; move it away")
+            try:
+                self._replay(line)
+            except (ValueError, UnicodeDecodeError):
+                raise StateError(f"{self.path}: unreadable line {line[:60]!r}; move it away"
+                                 ) from None
         self._lines = len(lines) - 1
         if self._lines > 2 * (len(stored) + len(pending)) + _COMPACT_SLACK:
             self.compact()
+
+    def _replay(self, line: str) -> None:
+        """One record of the journal (ValueError if it is none)."""
+        stored, pending = self.stored, self.pending
+        kind, _, rest = line.partition(" ")
+        if kind == "S":
+            when, _, uid = rest.partition(" ")
+            uid = unescape(uid)
+            if uid not in stored:
+                stored[uid] = int(when)
+            pending.pop(uid, None)
+        elif kind == "P":
+            uid, _, where = rest.partition(" ")
+            pending[unescape(uid)] = unescape(where)
+        elif kind == "F":
+            uid = unescape(rest)
+            stored.pop(uid, None)
+            pending.pop(uid, None)
+            self.being_deleted.discard(uid)
+        elif kind == "D":
+            self.being_deleted.add(unescape(rest))
+        else:
+            raise ValueError(kind)
 
     # --- writing --------------------------------------------------------------------------
 

@@ -88,10 +88,12 @@ def test_another_journal_or_garbage_is_an_error(tmp_path: Path) -> None:
         pass
     with pytest.raises(StateError, match="is not popctl's state of other"):
         SeenState("other", str(path))
-    path.write_bytes(path.read_bytes() + b"X what\n")
-    with pytest.raises(StateError, match="unreadable line 'X what'") as caught:
-        SeenState(KEY, str(path))
-    assert caught.value.exit_code == ExitCode.FAILURE
+    good = path.read_bytes()
+    for bad in (b"X what", b"S soon u1", b"P u%zz where", b"F caf\xc3\xa9"):
+        path.write_bytes(good + bad + b"\n")
+        with pytest.raises(StateError, match="unreadable line") as caught:
+            SeenState(KEY, str(path))
+        assert caught.value.exit_code == ExitCode.FAILURE
 
 
 def test_one_run_at_a_time(tmp_path: Path) -> None:
