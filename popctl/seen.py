@@ -176,6 +176,8 @@ class SeenState:
 
     def _replay(self, line: str) -> None:
         """One record of the journal (ValueError if it is none)."""
+        if not line.isascii():  # every record is written in ASCII: this is damage
+            raise ValueError(line)
         stored, pending = self.stored, self.pending
         kind, _, rest = line.partition(" ")
         if kind == "S":
