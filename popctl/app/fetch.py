@@ -101,7 +101,8 @@ def _note(context: RunContext, request: NewOnly, records: list[Record]) -> None:
             "no new messages")
     deleted = sum(1 for r in records if r["deleted"])
     if deleted:
-        text += f"; {deleted} deleted from the server"
+        text += (f"; {deleted} marked deleted (committed when the shell quits)"
+                 if context.in_shell else f"; {deleted} deleted from the server")
     context.ui.note(text)
 
 

@@ -309,3 +309,16 @@ def test_new_with_delete_also_deletes_what_was_stored_before(tmp_path: Path) -> 
     listed = invoke("--host", "127.0.0.1", "--port", str(PORT), "--tls", "none", "--user",
                     "alice", "seen", "list", "--maildir", maildir, "--json")
     assert json.loads(listed.stdout) == []
+
+
+def test_inside_the_shell_deletions_wait_for_quit(tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    lines = (f"retr --new --maildir {maildir}\nretr --new --maildir {maildir} --keep-days 0\n"
+             "stat --json\nquit\n")
+    result = invoke("--sandbox", "shell", input=lines)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[1:] == [
+        f"50 new message(s) stored in {maildir}",
+        "no new messages; 50 marked deleted (committed when the shell quits)"]
+    assert json.loads(result.stdout)["count"] == 0
+    assert len(list((maildir / "new").iterdir())) == 50
