@@ -68,7 +68,10 @@ def forget_seen(context: RunContext, where: StateOf, uids: Sequence[str]) -> Non
     for name, account in _accounts(context):
         with SeenState(store_key(account, where.kind, where.path)) as seen:
             forgotten = seen.forget(uids or [*seen.stored, *seen.pending])
-            seen.compact() if not uids else seen.sync()
+            if uids:
+                seen.sync()
+            else:
+                seen.compact()  # nothing is left: the journal shrinks to its first line
         total += len(forgotten)
         records += [{"account": name, "uid": u} if several else {"uid": u} for u in forgotten]
     if context.options.machine:
