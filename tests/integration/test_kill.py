@@ -1,5 +1,6 @@
 """No loss under SIGKILL: `retr --all --delete` into a Maildir, an output directory and an mbox,
-killed at random moments (seeded) against a real Dovecot (see tests/support/kill_harness.py).
+killed at random moments (seeded) against a real Dovecot (see tests/support/kill_harness.py);
+and `retr --new --keep-days 0` (issue 14), where nothing may be stored twice either.
 
 CI runs POPCTL_KILL_RUNS (default 10) kills per store; scripts/kill_test.py runs many more and
 prints the figures docs/RELIABILITY.md reports. Also here: the mbox recovery that makes a kill
