@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     SERVER = 5  # the server answered -ERR
     PROTOCOL = 6  # the server broke the POP3 protocol
     NO_CREDENTIALS = 7  # no password or token could be found
+    TEMPFAIL = 75  # try again later: the mailbox is in use, a login delay (sysexits EX_TEMPFAIL)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -146,11 +147,15 @@ class AuthenticationError(ServerError):
 
 
 class MailboxInUseError(ServerError):
-    """RFC 2449 [IN-USE]: another session holds the maildrop lock."""
+    """RFC 2449 [IN-USE]: another session holds the maildrop lock; exit 75, try later."""
+
+    exit_code = ExitCode.TEMPFAIL
 
 
 class LoginDelayError(ServerError):
-    """RFC 2449 [LOGIN-DELAY]: logged in too soon after the last session."""
+    """RFC 2449 [LOGIN-DELAY]: logged in too soon after the last session; exit 75."""
+
+    exit_code = ExitCode.TEMPFAIL
 
 
 class TemporaryServerError(ServerError):

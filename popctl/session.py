@@ -288,6 +288,7 @@ class Session:
         self._closed = False
         self._marked = 0  # DELEs answered +OK since login or the last RSET: what QUIT commits
         self._prefetched: _Scan | None = None  # UIDL and LIST read with the login (see login)
+        self._prefetched_uids: _Listing | None = None  # UIDL alone read with the login
         # From login on: hides the password or token wherever the server quotes it back
         # (status lines, challenges, traced data, the mechanism's own errors).
         self._redact = Redactor()
@@ -533,9 +534,11 @@ class Session:
         if event.ok and command.verb == "DELE":
             self._marked += 1
             self._prefetched = None  # LIST and UIDL no longer show that message
+            self._prefetched_uids = None
         elif event.ok and command.verb == "RSET":
             self._marked = 0
             self._prefetched = None
+            self._prefetched_uids = None
             self._stat_count = None  # the messages unmarked are listed again
         return event
 
@@ -663,16 +666,18 @@ class Session:
 
     # --- authentication --------------------------------------------------------------------------
 
-    def login(self, credentials: Credentials, *, scan: bool = False) -> str:
+    def login(self, credentials: Credentials, *, scan: bool = False, uids: bool = False) -> str:
         """Authenticate with the best mechanism allowed; return the mechanism used.
 
         With ``scan`` and a server that pipelines, UIDL and LIST ride in the login's last
         round trip (after PASS, or after AUTH succeeds) and the next ``scan()`` answers from
         them: one round trip fewer for every command that lists the mailbox. In the
-        AUTHORIZATION state a server refuses them, so a failed login loses nothing.
+        AUTHORIZATION state a server refuses them, so a failed login loses nothing. With
+        ``uids`` (and no ``scan``) UIDL alone rides along, for the next ``uidl()``.
         """
         self.login_capabilities = self.capabilities
         self._prefetched = None
+        self._prefetched_uids = None
         self._redact = Redactor((credentials.password, credentials.oauth2_token))
         try:
             name = auth.choose_mechanism(
@@ -683,7 +688,8 @@ class Session:
             raise
         self._note(f"authenticating as {credentials.user} with {name}")
         capa_read = False
-        prefetch = self._scan_requests() if scan and self.pipelining else []
+        prefetch = ([] if not self.pipelining else self._scan_requests() if scan
+                    else [self._listing_request("UIDL")] if uids else [])
         if name == "USER":
             capa_read = self._login_user(credentials, prefetch)
         elif name == "APOP":
@@ -714,8 +720,10 @@ class Session:
                 self._send(*commands)
             if capa:
                 self._read_capa(capa)
-        if prefetch:
+        if len(prefetch) == 2:
             self._prefetched = self._read_scan(prefetch)
+        elif prefetch:
+            self._prefetched_uids = self._read_listing(prefetch[0])
         return name
 
     def _redact_error(self, error: BaseException) -> None:
@@ -890,10 +898,15 @@ class Session:
         """Unique ids of all messages (one UIDL, kept compact) or of the given ones (pipelined
         UIDL n)."""
         if messages is None:
-            request = self._listing_request("UIDL")
-            assert isinstance(request.sink, ListingSink)
-            reply = self._call(request.command, request.sink, error=CapabilityError)
-            uids = self._listed(_Listing(reply, request.sink))
+            listing, self._prefetched_uids = self._prefetched_uids, None
+            if listing is None:
+                request = self._listing_request("UIDL")
+                assert isinstance(request.sink, ListingSink)
+                listing = _Listing(self._call(request.command, request.sink,
+                                              error=CapabilityError), request.sink)
+            elif not listing.reply.ok:
+                raise server_error(listing.reply, CapabilityError)
+            uids = self._listed(listing)
             assert isinstance(uids, UidListing)
             return uids
         result = []
@@ -943,12 +956,16 @@ class Session:
         for request in requests:
             if not sent:
                 self._send(request.command)
-            reply = self._reply(request.command)
-            assert isinstance(request.sink, ListingSink)
-            if reply.ok:
-                self._data(request.command, request.sink)
-            got.append(_Listing(reply, request.sink))
+            got.append(self._read_listing(request))
         return got[0], got[1]
+
+    def _read_listing(self, request: _Request) -> _Listing:
+        """The reply to a listing request already sent, and its data if +OK."""
+        reply = self._reply(request.command)
+        assert isinstance(request.sink, ListingSink)
+        if reply.ok:
+            self._data(request.command, request.sink)
+        return _Listing(reply, request.sink)
 
     def top(self, message: int, lines: int, sink: Sink) -> int:
         """Headers and the first ``lines`` body lines of one message, streamed to ``sink``."""

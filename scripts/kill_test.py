@@ -9,6 +9,7 @@ per store).
     python3 scripts/kill_test.py                      # 100 kills per store, seed 1
     python3 scripts/kill_test.py --runs 500 --seed 7 --kinds mbox
     python3 scripts/kill_test.py --kinds no-uidl shared-uids   # issue 11: colliding names
+    python3 scripts/kill_test.py --new --messages 30 --large 1 --large-size 262144  # issue 14
 
 ``no-uidl`` and ``shared-uids`` run --output-dir against tests/support/quirky_server.py (a server
 without UIDL, or one giving several messages one UID), never emptying the directory, so every
@@ -18,6 +19,7 @@ run meets the file names of all the earlier ones.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -39,9 +41,13 @@ def main() -> int:
     parser.add_argument("--large-size", type=int, default=2 << 20, help="octets (2 MiB)")
     parser.add_argument("--kinds", nargs="+", default=["maildir", "output-dir", "mbox"],
                         choices=["maildir", "output-dir", "mbox", "no-uidl", "shared-uids"])
+    parser.add_argument("--new", action="store_true",
+                        help="kill `retr --new --keep-days 0` instead (issue 14): nothing may be "
+                             "stored twice either")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="popctl-kill-", dir="/tmp") as tmp:
         root = Path(tmp)
+        os.environ["XDG_STATE_HOME"] = str(root / "state")  # retr --new's state: not the user's
         server = start_dovecot(root / "dovecot", {"alice": "kill-test-pw"})
         totals = {"runs": 0, "kills": 0, "messages": 0, "lost": 0}
         try:
@@ -58,13 +64,14 @@ def main() -> int:
                 else:
                     figures = Campaign(server, kind, root / kind, seed=args.seed + index,
                                        messages=args.messages, large=args.large,
-                                       large_size=args.large_size).run(args.runs)
+                                       large_size=args.large_size, new=args.new
+                                       ).run(args.runs)
                 print(f"{figures.line()} ({time.monotonic() - started:.0f} s; an uninterrupted "
                       f"run took {figures.run_seconds:.2f} s)", flush=True)
                 totals["runs"] += figures.runs
                 totals["kills"] += figures.kills
                 totals["messages"] += figures.delivered
-                totals["lost"] += figures.lost
+                totals["lost"] += figures.lost + (figures.duplicates if args.new else 0)
         finally:
             server.stop()
     print(f"total: runs {totals['runs']}, kills {totals['kills']}, messages "

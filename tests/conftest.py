@@ -31,10 +31,11 @@ def _isolated_user_state(tmp_path_factory: pytest.TempPathFactory,
     (home / ".config" / "popctl").mkdir(mode=0o700)
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))  # keyrings.alt's files
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))  # retr --new's state
     for name in ("POPCTL_CONFIG", "POPCTL_HOST", "POPCTL_PORT", "POPCTL_USER",
                  "POPCTL_PASSWORD", "POPCTL_TLS", "POPCTL_ACCOUNT", "POPCTL_CA_FILE",
                  "POPCTL_AUTH", "POPCTL_FINGERPRINT", "POPCTL_TIMEOUT",
-                 "PYTHON_KEYRING_BACKEND"):
+                 "PYTHON_KEYRING_BACKEND", "POPCTL_NOW"):
         monkeypatch.delenv(name, raising=False)
     previous = os.umask(0o022)
     try:

@@ -7,7 +7,14 @@ become exit codes, ``console`` the UI the application talks through; ``mailbox``
 ``accounts`` and ``sandbox`` hold the commands. The entry point is ``popctl.cli:main``.
 """
 
-from popctl.cli import accounts, browse, mailbox, sandbox, shell  # noqa: F401 - they register
+from popctl.cli import (  # noqa: F401 - they register the commands
+    accounts,
+    browse,
+    mailbox,
+    sandbox,
+    seen,
+    shell,
+)
 from popctl.cli.group import cli, main
 
 __all__ = ["cli", "main"]

@@ -27,8 +27,8 @@ HINTS: dict[str, str] = {
     "no-host": ": use --host HOST (or POPCTL_HOST), or try --sandbox",
     "no-user": ": use --user NAME (or POPCTL_USER)",
     "account-or-all": ": give either --account or --all-accounts, not both",
-    "one-account": " (--all-accounts and a repeated --account work with stat, list, uidl and "
-                   "dele only)",
+    "one-account": " (--all-accounts and a repeated --account work with stat, list, uidl, "
+                   "dele and retr --new only)",
     "shell-accounts": ": no --account or --all-accounts",
     "sandbox-accounts": ": drop --all-accounts and --account",
     # TLS mistakes and their fixes
@@ -47,6 +47,9 @@ HINTS: dict[str, str] = {
     "across-yes": ": add --yes (see first what would be deleted with --dry-run)",
     "one-file": "; --output FILE takes one: use --output-dir DIR",
     "no-top-filters": "; drop --from, --subject, --header, --older-than and --newer-than",
+    "new-needs-uidl": ": --new cannot be used with this server",
+    "renumbered": ". To fetch them all again (copies of mail already stored): popctl seen "
+                  "forget --all with the same store option, then retr --new again",
 }
 
 

@@ -15,6 +15,7 @@ from popctl import defaults
 from popctl.app.context import RunContext
 from popctl.cli.group import cli
 from popctl.cli.options import build_query, common_options, pass_run, selection_options
+from popctl.cli.seen import NEW_OPTIONS, new_only, new_options
 from popctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ _STORES = ("output", "output_dir", "maildir", "mbox", "pipe")
                    "delivered when it exits 0.")
 @click.option("--delete", is_flag=True,
               help="Delete each message from the server once it is safely stored.")
+@new_options
 @common_options
 @pass_run
 def retr(run: RunContext, delete: bool, **given: Any) -> None:
@@ -158,6 +160,9 @@ def retr(run: RunContext, delete: bool, **given: Any) -> None:
     flushed to disk (fsync), or the --pipe program exited 0; the deletions take effect when the
     session ends cleanly. Several messages go to stdout only as mboxrd (--mbox -).
 
+    With --new, only the messages this account has not stored in that store before are
+    fetched, and left on the server; --keep-days N deletes them N days later (popctl seen).
+
     \b
     Examples:
       popctl retr 3 > message.eml
@@ -165,12 +170,21 @@ def retr(run: RunContext, delete: bool, **given: Any) -> None:
       popctl retr --all --maildir ~/Maildir --delete
       popctl retr --all --pipe 'procmail -f "$POPCTL_SENDER"' --delete
       popctl retr --larger-than 5M --output-dir big/
+      popctl retr --new --keep-days 30 --maildir ~/Maildir
     """
     from popctl.app import download
 
     places = {kind: given.pop(kind) for kind in _STORES}
     destinations = {kind: path for kind, path in places.items() if path is not None}
-    download.download(run, _download(run, build_query(given), destinations, delete))
+    newness = {name: given.pop(name) for name in NEW_OPTIONS}
+    query = build_query(given)
+    fresh = new_only(query, destinations, delete, **newness)
+    if fresh is not None:
+        from popctl.app import fetch
+
+        fetch.fetch_new(run, fresh)
+        return
+    download.download(run, _download(run, query, destinations, delete))
 
 
 def _download(run: RunContext, query: Query, destinations: dict[str, str], delete: bool

@@ -156,9 +156,11 @@ _RUN_OPTIONS: list[Callable[[F], F]] = [
     shared_option("--account", "-a", "account", multiple=True, metavar="NAME",
                   shell_complete=complete_account,
                  help="Use this account of the configuration file (repeatable for stat, list, "
-                      "uidl, dele) [default: POPCTL_ACCOUNT, else the file's default]."),
+                      "uidl, dele, retr --new) [default: POPCTL_ACCOUNT, else the file's "
+                      "default]."),
     shared_option("--all-accounts", is_flag=True, default=None,
-                 help="Run stat, list, uidl or dele for every configured account at once."),
+                 help="Run stat, list, uidl, dele or retr --new for every configured account "
+                      "at once."),
 ]
 
 

@@ -59,6 +59,12 @@ class _TempFileSink(_SinkBase):
             raise _os_error("create", self._temp, exc) from None
         super().__init__(store)
 
+    @property
+    def destination(self) -> str:
+        """Where ``commit`` will put the message (a Maildir's new/NAME; a directory store may
+        choose another name at commit)."""
+        return self._final
+
     def write(self, data: bytes, /) -> None:
         self._check_writable()
         self._buffer += self._convert.feed(data) if self._convert is not None else data

@@ -763,6 +763,24 @@ def test_dele_across_accounts(server: DovecotServer) -> None:
 
 
 @dovecot
+def test_retr_new_across_accounts_into_one_maildir(server: DovecotServer,
+                                                   tmp_path: Path) -> None:
+    """Issue 14: each account has its own state for the one store."""
+    three_accounts(server)
+    maildir = tmp_path / "Maildir"
+    result = invoke("--all-accounts", "retr", "--new", "--maildir", str(maildir), "--json")
+    assert result.exit_code == 3  # "wrong" failed; the others fetched theirs
+    assert [(r["account"], r["uid"] is not None, r["action"])
+            for r in json.loads(result.stdout)] == [
+        ("alice", True, "fetched"), ("alice", True, "fetched"), ("bob", True, "fetched")]
+    assert len(list((maildir / "new").iterdir())) == 3
+    server.deliver("bob", BOB_MAIL[0])
+    again = invoke("-a", "alice", "-a", "bob", "retr", "--new", "--maildir", str(maildir))
+    assert outcome(again) == (0, "", f"1 new message(s) stored in {maildir}\n")
+    assert len(list((maildir / "new").iterdir())) == 4
+
+
+@dovecot
 def test_a_failure_commits_nothing_of_that_account(server: DovecotServer) -> None:
     """Each session is independent: wrong's refused login does not stop alice's QUIT."""
     three_accounts(server)
@@ -790,7 +808,7 @@ def test_across_accounts_refusals() -> None:
                "or --all-accounts, not both\n")
     assert outcome(invoke("--all-accounts", "top", "1")) == (
         2, "", "Error: this command works on one account at a time (--all-accounts and a "
-               "repeated --account work with stat, list, uidl and dele only)\n")
+               "repeated --account work with stat, list, uidl, dele and retr --new only)\n")
     assert outcome(invoke("--sandbox", "--all-accounts", "stat")) == (
         2, "", "Error: the sandbox has no accounts: drop --all-accounts and --account\n")
     config_file().unlink()

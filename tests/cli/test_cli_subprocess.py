@@ -20,7 +20,7 @@ from popctl.sandbox import sample_mailbox
 from tests.support.cli import closed_port
 
 COMMANDS = ["account", "browse", "capa", "dele", "list", "noop", "password", "retr", "rset",
-            "sandbox", "shell", "stat", "top", "uidl"]
+            "sandbox", "seen", "shell", "stat", "top", "uidl"]
 SANDBOX_NOTE = re.compile(rb"sandbox: sample POP3 server on 127\.0\.0\.1 port [0-9]+ "
                           rb"\(user sandbox, password sandbox\)\n")
 

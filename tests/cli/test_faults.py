@@ -265,12 +265,12 @@ FAULTS = [
     # --- response codes (RFC 2449, RFC 3206) -------------------------------------------------
     Fault("IN-USE", ("stat",),
           [GREET, *CAPA, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n"),
-           send(b"+OK\r\n-ERR [IN-USE] locked\r\n" + CAPA_REPLY)], 5,
+           send(b"+OK\r\n-ERR [IN-USE] locked\r\n" + CAPA_REPLY)], 75,
           "Error: login failed: server said: [IN-USE] locked (another client holds the "
           "mailbox; try again when it has finished)"),
     Fault("LOGIN-DELAY", ("stat",),
           [GREET, *CAPA, expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n"),
-           send(b"+OK\r\n-ERR [LOGIN-DELAY] wait 5 minutes\r\n" + CAPA_REPLY)], 5,
+           send(b"+OK\r\n-ERR [LOGIN-DELAY] wait 5 minutes\r\n" + CAPA_REPLY)], 75,
           "Error: login failed: server said: [LOGIN-DELAY] wait 5 minutes (the server limits "
           "how often you may log in; wait and retry)"),
     Fault("SYS/TEMP-at-login", ("stat",),

@@ -6,7 +6,7 @@ replies with arbitrary bytes or hangs up after them. For every command popctl us
 cron or a pipe, the run must:
 
 * end within its deadline (the read timeout plus a margin: a hang guard, not a speed target);
-* exit with a documented status that a server can cause (0, 3, 4, 5, 6), never "internal error";
+* exit with a documented status that a server can cause (0, 3, 4, 5, 6, 75), never "internal error";
 * print valid UTF-8 JSON (or NDJSON) on stdout whenever it exits 0 with a JSON format;
 * put no raw control character from the server on stderr.
 """
@@ -33,7 +33,7 @@ TIMEOUT = 0.5  # popctl's --timeout in these runs: a stalled reply costs this mu
 DEADLINE = 10.0  # hang guard for one whole run (login, listing, headers, QUIT)
 
 # Exit statuses a server (not the user, not the local disk) may cause: see errors.ExitCode.
-SERVER_CAUSED = {0, 3, 4, 5, 6}
+SERVER_CAUSED = {0, 3, 4, 5, 6, 75}
 
 # Raw control characters that must never reach a terminal from server text (TAB and LF are
 # popctl's own layout).

@@ -607,3 +607,21 @@ def test_output_dir_keeps_both_messages_of_a_shared_uid(pop3_server: Pop3Server,
     assert sorted(p.read_bytes() for p in tmp_path.iterdir()) == sorted([first, second])
     result = run_cli(pop3_server, "stat", "--json")
     assert json.loads(result.stdout)["count"] == 0
+
+
+@each_server
+def test_retr_new_fetches_each_message_once(pop3_server: Pop3Server, tmp_path: Path) -> None:
+    """Issue 14 on every server: pipelined or not (mpopd, popa3d), with LIST counting LF
+    (mpopd) or messages growing an X-UIDL header (mailutils)."""
+    maildir = tmp_path / "Maildir"
+    fill(pop3_server, 2)
+    first = run_cli(pop3_server, "retr", "--new", "--maildir", str(maildir))
+    assert (first.exit_code, first.stderr) == (0, f"2 new message(s) stored in {maildir}\n")
+    pop3_server.deliver(message(3))
+    second = run_cli(pop3_server, "retr", "--new", "--maildir", str(maildir), "--json")
+    assert second.exit_code == 0, second.output
+    assert [(r["number"], r["action"]) for r in json.loads(second.stdout)] == [(3, "fetched")]
+    third = run_cli(pop3_server, "retr", "--new", "--maildir", str(maildir))
+    assert (third.exit_code, third.stderr) == (0, "no new messages\n")
+    assert len(list((maildir / "new").iterdir())) == 3
+    assert json.loads(run_cli(pop3_server, "stat", "--json").stdout)["count"] == 3

@@ -298,7 +298,10 @@ class ScriptedServer:
         tls: Literal["none", "implicit"] = "none",
         timeout: float = 5.0,
         cert_hostname: str = "localhost",
+        port: int = 0,
     ) -> None:
+        """``port``: 0 for any free one; a given one (say the port of an earlier server, for a
+        client that keeps state per port) is bound with SO_REUSEADDR."""
         if tls not in ("none", "implicit"):
             raise ValueError(f"tls must be 'none' or 'implicit', not {tls!r}")
         steps = tuple(script)
@@ -330,7 +333,9 @@ class ScriptedServer:
 
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            listener.bind((HOST, 0))
+            if port:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((HOST, port))
             listener.listen(1)
         except BaseException:
             listener.close()
