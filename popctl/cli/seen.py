@@ -110,7 +110,13 @@ def seen() -> None:
 @pass_run
 def seen_list(run: RunContext, maildir: str | None, mbox: str | None,
               output_dir: str | None) -> None:
-    """The UIDs recorded for the account and store, with when popctl first stored each."""
+    """The UIDs recorded for the account and store, with when popctl first stored each.
+
+    \b
+    Examples:
+      popctl seen list --maildir ~/Maildir
+      popctl -a work seen list --mbox ~/mail/work.mbox --format json
+    """
     from popctl.app import seen as state
 
     state.list_seen(run, _state_of(maildir, mbox, output_dir))
@@ -124,7 +130,13 @@ def seen_list(run: RunContext, maildir: str | None, mbox: str | None,
 @pass_run
 def seen_forget(run: RunContext, uids: tuple[str, ...], all_: bool, maildir: str | None,
                 mbox: str | None, output_dir: str | None) -> None:
-    """Forget recorded UIDs, so that the next `retr --new` fetches those messages again."""
+    """Forget recorded UIDs, so that the next `retr --new` fetches those messages again.
+
+    \b
+    Examples:
+      popctl seen forget --uid 000001a2 --maildir ~/Maildir
+      popctl seen forget --all --output-dir ~/mail/saved
+    """
     from popctl.app import seen as state
 
     if bool(uids) == all_:
