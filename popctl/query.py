@@ -21,6 +21,11 @@ from popctl.session import Session
 if TYPE_CHECKING:  # the cache and header parsing are imported only when headers are read
     from popctl.cache import HeaderCache
 
+# The most message numbers looked up one by one (STAT, LIST n, UIDL n: a few dozen octets each)
+# rather than with the whole listings (megabytes at 100,000 messages). A command line names a
+# few; a script naming hundreds is still cheaper this way on any mailbox larger than it.
+MAX_NAMED = 100
+
 
 class Query:
     """What the user selected: numbers, ranges, UIDs, --all, size and header filters.
@@ -223,6 +228,19 @@ class Plan:
         return not self.sizes_only or bool(self.query.uids)
 
     @property
+    def named(self) -> tuple[int, ...] | None:
+        """The message numbers the user named (``3``, ``3,7``), when they alone are the
+        selection: looked up with LIST n (and UIDL n) instead of the whole listings. None
+        when a range, ``last:N``, a UID, ``--all`` or a filter needs the listing."""
+        query = self.query
+        if not query.ranges or query.uids or query.all or query.filters:
+            return None
+        specs = selection.parse_ranges(query.ranges)
+        if len(specs) > MAX_NAMED or not all(isinstance(s, selection.Single) for s in specs):
+            return None
+        return tuple(dict.fromkeys(s.number for s in specs if isinstance(s, selection.Single)))
+
+    @property
     def reads_headers(self) -> bool:
         """Whether headers are fetched: to show them, or to filter on them."""
         return self.headers or self.query.header_filters
@@ -246,8 +264,12 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
 
     ``warn`` is told (one line each) of closed ranges that reach past the last message.
     """
-    query, delete = plan.query, plan.delete
-    if not plan.scan:
+    query, delete, named = plan.query, plan.delete, plan.named
+    sizes: Sequence[MessageSize]
+    uids: Sequence[MessageUid] | None
+    if named is not None:
+        sizes, uids = session.lookup(named, uids=plan.scan)
+    elif not plan.scan:
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
@@ -264,7 +286,12 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
     older, newer = _cutoff(now, query.older_than), _cutoff(now, query.newer_than)
     fetch = rows
     shared: set[str] = set()
-    if cache is not None and uids is not None:
+    if named is not None:
+        # The UIDs of the named messages only: nothing to prune by, and a UID shared with a
+        # message not looked up (popa3d) would go unseen, so the headers are read rather than
+        # taken from the cache (and added to it: a listing finds shared UIDs and skips them).
+        pass
+    elif cache is not None and uids is not None:
         cache.prune(u.uid for u in uids)
         # A UID several messages share keys none of them (popa3d derives UIDs from a few
         # header fields, so different messages can share one, even with the same size).

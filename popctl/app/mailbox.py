@@ -108,8 +108,8 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool) -> Non
         parts = from_parts(opened.context)
         return (r.to_record(not sizes_only, parts) for r in listing(opened, plan))
 
-    outcome = run(context, Job(work, scan=plan.scan, stream=True, accounts=True,
-                               columns=["number", "size"] if sizes_only else None))
+    outcome = run(context, Job(work, scan=plan.scan, named=plan.named, stream=True,
+                               accounts=True, columns=["number", "size"] if sizes_only else None))
     if outcome.emitted == 0 and context.options.fmt == "table":
         context.ui.note("no messages")
 
@@ -120,7 +120,7 @@ def uidl(context: RunContext, query: Query) -> None:
     def work(opened: Opened) -> Iterator[Record]:
         return ({"number": r.number, "uid": r.uid} for r in listing(opened, plan))
 
-    run(context, Job(work, scan=plan.scan, stream=True, accounts=True))
+    run(context, Job(work, scan=plan.scan, named=plan.named, stream=True, accounts=True))
 
 
 def top(context: RunContext, query: Query, lines: int) -> None:
@@ -137,7 +137,7 @@ def top(context: RunContext, query: Query, lines: int) -> None:
         opened.session.top(number, lines, buffer)
         return [parsed_top(number, buffer.getvalue())]
 
-    run(context, Job(work, scan=True, one=True, emit=machine))
+    run(context, Job(work, scan=True, named=Plan(query).named, one=True, emit=machine))
 
 
 def parsed_top(number: int, data: bytes) -> dict[str, object]:
@@ -173,7 +173,8 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> No
     # One question per account from several threads would be a mess: decide up front.
     refusal = None if yes or dry_run else ("deleting across accounts needs --yes (see first "
                                            "what would be deleted with --dry-run)")
-    count = run(context, Job(work, scan=plan.scan, accounts=True, across_refusal=refusal)).emitted
+    count = run(context, Job(work, scan=plan.scan, named=plan.named, accounts=True,
+                             across_refusal=refusal)).emitted
     if context.options.fmt != "table":
         return
     if dry_run:

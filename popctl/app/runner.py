@@ -35,6 +35,7 @@ class Job(NamedTuple):
 
     work: Work
     scan: bool = False  # the work lists the mailbox: UIDL and LIST may ride with the login
+    named: tuple[int, ...] | None = None  # or looks up only these (Plan.named): LIST n, UIDL n
     columns: Sequence[str] | None = None  # the columns of a listing (None: the records' keys)
     stream: bool = False  # emit each record as it comes, while the session is open
     one: bool = False  # a single result (stat), not a listing
@@ -55,7 +56,7 @@ def run(context: RunContext, job: Job) -> Outcome:
         rows = across_accounts(context, names, job)
         return Outcome(len(rows), rows)
     records: list[Record] = []
-    with connect(context, scan=job.scan) as opened:
+    with connect(context, scan=job.scan, named=job.named) as opened:
         produced = job.work(opened)
         if job.stream and job.emit:
             return Outcome(context.ui.emit(produced, job.columns), [])
@@ -68,12 +69,14 @@ def run(context: RunContext, job: Job) -> Outcome:
 
 
 @contextlib.contextmanager
-def connect(context: RunContext, *, scan: bool = False,
+def connect(context: RunContext, *, scan: bool = False, named: tuple[int, ...] | None = None,
             target: Target | None = None) -> Iterator[Opened]:
     """Connect and log in; QUIT on success, close without QUIT on any error.
 
     ``scan``: the command will list the mailbox (Session.scan), so UIDL and LIST may ride
-    with the login. Inside ``popctl shell`` the shell's one session is used and stays open.
+    with the login; ``named``: it will look up only these messages (Session.lookup), so STAT,
+    LIST n and UIDL n ride instead. Inside ``popctl shell`` the shell's one session is used
+    and stays open.
     """
     if context.shell is not None:
         yield context.shell._replace(context=context)
@@ -92,7 +95,7 @@ def connect(context: RunContext, *, scan: bool = False,
                               pipelining=False if context.options.no_pipelining else None)
     with session:
         credentials, source = find_secret(target, ui)
-        session.login(credentials, scan=scan)
+        session.login(credentials, scan=scan, named=named)
         yield Opened(session, context, (credentials.user, endpoint.host, endpoint.effective_port),
                      source)
 
@@ -166,7 +169,7 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
             except queue.Empty:
                 return
             try:
-                with connect(child, scan=job.scan, target=target) as opened:
+                with connect(child, scan=job.scan, named=job.named, target=target) as opened:
                     rows = list(job.work(opened))
                     if cancelled.is_set():  # Ctrl-C: leave without QUIT, commit nothing
                         raise KeyboardInterrupt
