@@ -1000,7 +1000,7 @@ class Session:
         return sizes, uids
 
     def lookup(self, numbers: Sequence[int], *, uids: bool = True
-               ) -> tuple[builtins.list[MessageSize], builtins.list[MessageUid] | None]:
+               ) -> tuple[Sequence[MessageSize], Sequence[MessageUid] | None]:
         """The sizes (LIST n) and UIDs (UIDL n, with ``uids``) of the messages a user named, in
         one pipelined batch with a STAT (none if it came with the login): a few lines where
         the whole listings of a large mailbox are megabytes. A message that is not there
@@ -1010,8 +1010,11 @@ class Session:
         numbers = tuple(numbers)
         named, self._prefetched_named = self._prefetched_named, None
         if named is None or (named.numbers, named.uids) != (numbers, uids):
-            named = _Named(numbers, uids, builtins.list(
-                self._batch(self._named_requests(numbers, uids=uids))))
+            if not self.pipelining and len(numbers) > 1:
+                # In lock-step every lookup is a round trip: two listings cost two.
+                return self.scan() if uids else (self.list(), None)
+            named = _Named(numbers, uids, builtins.list(self._batch(
+                self._named_requests(numbers, uids=uids, stat=self.pipelining))))
         count = None
         sizes: builtins.list[MessageSize] = []
         found: builtins.list[MessageUid] = []
@@ -1027,6 +1030,8 @@ class Session:
                     continue  # no UIDL here (the caller decides whether that matters)
                 if reply.code is not None:  # [SYS/TEMP] and such: not a missing message
                     raise server_error(reply, NoSuchMessageError, f"LIST {n}")
+                if count is None and not self._marked:  # not asked in lock-step: ask now
+                    count = self.stat().count
                 if count is not None and not self._marked and n > count:
                     raise NoSuchMessageError(f"message {n} does not exist ({_mailbox_of(count)})")
                 raise NoSuchMessageError(f"message {n} does not exist or is deleted")
@@ -1043,11 +1048,13 @@ class Session:
         return sizes, found if found or not uids else None
 
     @staticmethod
-    def _named_requests(numbers: Iterable[int], *, uids: bool) -> builtins.list[_Request]:
-        # STAT words a missing message's error as a whole listing would; UIDL n before LIST n
-        # for the reason given in _scan_requests.
+    def _named_requests(numbers: Iterable[int], *, uids: bool,
+                        stat: bool = True) -> builtins.list[_Request]:
+        # STAT words a missing message's error as a whole listing would (pipelined, it costs
+        # no round trip; in lock-step it is asked only then); UIDL n before LIST n for the
+        # reason given in _scan_requests.
         numbers = builtins.list(numbers)
-        return [_Request(Command("STAT")),
+        return [*([_Request(Command("STAT"))] if stat else []),
                 *(_Request(Command("UIDL", (str(n),)), number=n) for n in numbers if uids),
                 *(_Request(Command("LIST", (str(n),)), number=n) for n in numbers)]
 
