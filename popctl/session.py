@@ -1045,7 +1045,7 @@ class Session:
             if number != n:
                 raise RemoteProtocolError(f"asked {verb} {n}, server answered for message "
                                           f"{number}")
-        return sizes, found if found or not uids else None
+        return sizes, found or None  # None: not asked, or no UIDL n answered
 
     @staticmethod
     def _named_requests(numbers: Iterable[int], *, uids: bool,
