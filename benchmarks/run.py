@@ -40,12 +40,24 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import mailboxes, peers  # noqa: E402
 from benchmarks.delay_proxy import DelayProxy  # noqa: E402
+from benchmarks.wire import CountingProxy, Wire  # noqa: E402
 from tests.support.dovecot_server import DovecotServer, start_dovecot  # noqa: E402
 
 PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- benchmarks/run.py: begin -->", "<!-- benchmarks/run.py: end -->"
 MIB = 1024 * 1024
 FLOOR = "python+click floor (same dialogue)"
+DEFAULT_AUTH = "default --auth auto"
+# Issue 13: commands naming one message, and what they are compared with.
+LOGIN_ONLY = "capa (the login alone)"
+NAMED_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (LOGIN_ONLY, ("capa",)),
+    ("top 3", ("top", "3")),
+    ("retr 3", ("retr", "3")),
+    ("dele 3 --yes", ("dele", "3", "--yes")),
+    ("list 3", ("list", "3", "--no-cache")),
+    ("top 3-3 (a range: the listings, as top 3 before)", ("top", "3-3")),
+)
 TIMEOUT = 900.0  # one client run; the lock-step peers at 50 ms take about two minutes
 
 
@@ -179,6 +191,8 @@ class Bench:
         self.accounts: dict[str, peers.Account] = {}
         self.big_messages: list[bytes] = []
         self.counter = 0
+        self.wire: dict[str, Wire] = {}  # what a command cost on the wire (CountingProxy)
+        self.default_mechanism = "?"  # what --auth auto chose on Dovecot
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -196,7 +210,7 @@ class Bench:
         self.big_messages = [m for m in messages if len(m) > MIB]
         if "huge" in jobs:
             self.server.deliver("huge", mailboxes.huge(c.huge))
-        for n in c.scale if "scale" in jobs else ():
+        for n in c.scale if "scale" in jobs else c.scale[-1:] if "named" in jobs else ():
             for message in mailboxes.tiny(n):
                 self.server.deliver(f"scale{n}", message)
         sizes = sorted(len(m) for m in messages)
@@ -208,6 +222,10 @@ class Bench:
         # Warm up: Dovecot indexes each mailbox at its first session; Python compiles bytecode.
         for name in names:
             self.check(self.pop(name, self.server.port, "stat"), f"warm-up stat {name}")
+        capa = self.check(self.pop("mail", self.server.port, "capa", "--format", "json",
+                                   auth=None), "capa with the default auth")
+        found = re.search(rb'"mechanism": "([^"]+)"', capa.stdout)
+        self.default_mechanism = found.group(1).decode() if found else "?"
         for _ in range(2):
             execute([*self.popctl, "--help"], self.env)
             execute([self.python, "-c", "import click"], self.env)
@@ -229,12 +247,25 @@ class Bench:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def pop(self, user: str, port: int, *args: str) -> Run:
+    def pop(self, user: str, port: int, *args: str, auth: str | None = "USER") -> Run:
+        """popctl as ``user``; ``auth`` None: the default (--auth auto)."""
         account = self.accounts[user]
         env = dict(self.env, POPCTL_PASSWORD=account.password)
         command = [*self.popctl, "--host", "127.0.0.1", "--port", str(port), "--tls", "none",
-                   "--allow-plaintext", "--user", user, "--auth", "USER", *args]
+                   "--allow-plaintext", "--user", user, *(["--auth", auth] if auth else []),
+                   *args]
         return execute(command, env)
+
+    def counted(self, name: str, user: str, *args: str, auth: str | None = "USER") -> Run:
+        """``pop`` through the counting proxy (no delay); its cost kept as ``wire[name]``."""
+        assert self.server is not None
+        with CountingProxy(("127.0.0.1", self.server.port)) as proxy:
+            run = self.check(self.pop(user, proxy.port, *args, auth=auth), name)
+            self.wire[name] = proxy.last()
+        wire = self.wire[name]
+        self.say(f"  {name:44} {wire.received:>11,} octets received, "
+                 f"{wire.round_trips} round trips")
+        return run
 
     def fresh(self, name: str) -> Path:
         self.counter += 1
@@ -305,6 +336,9 @@ class Bench:
                     run = self.check(self.pop("mail", port, "list", "--no-cache"), "popctl list")
                     assert run.stdout.count(b"\n") == n + 2, run.stdout[-300:]
                     self.record("headers", "popctl list", rtt, run)
+                    run = self.check(self.pop("mail", port, "list", "--no-cache", auth=None),
+                                     "popctl list, default auth")
+                    self.record("headers", f"popctl list ({DEFAULT_AUTH})", rtt, run)
                     if rep >= self.reps(rtt, slow=True):
                         continue
                     if peers.available("poplib"):
@@ -358,6 +392,11 @@ class Bench:
                                               "--yes"), "popctl dele")
                     self.record("purge", "popctl dele --larger-than 1M", rtt, run)
                     self._restore_purge()
+                    run = self.check(self.pop("purge", port, "dele", "--larger-than", "1M",
+                                              "--yes", auth=None), "popctl dele, default auth")
+                    self.record("purge", f"popctl dele --larger-than 1M ({DEFAULT_AUTH})", rtt,
+                                run)
+                    self._restore_purge()
                     if peers.available("mpop"):
                         command = peers.mpop_killsize(self.fresh("mpop-kill"), port,
                                                       self.accounts["purge"], "1m")
@@ -369,6 +408,30 @@ class Bench:
                         run = self.check(execute(command, self.env), "python+click floor")
                         self.record("purge", FLOOR, rtt, run)
                         self._restore_purge()
+        self._purge_wire()
+
+    def _purge_wire(self) -> None:
+        """The purge's round trips counted on the wire, --auth USER and the default."""
+        for auth in ("USER", None):
+            self.counted(f"purge, --auth {auth or 'auto'}", "purge", "dele", "--larger-than",
+                         "1M", "--yes", auth=auth)
+            self._restore_purge()
+
+    def job_named(self) -> None:
+        """Issue 13: commands naming one message of the largest mailbox (100,000 messages in
+        the full run): octets received and round trips, counted on the wire; `top 3-3` (a
+        range: the whole listings) is what `top 3` cost before."""
+        n = self.config.scale[-1]
+        user = f"scale{n}"
+        self.say(f"named: one message of {n:,}")
+        self.note_load()
+        spare = next(iter(mailboxes.tiny(1)))
+        for _ in range(self.config.reps):
+            for name, args in NAMED_COMMANDS:
+                self.counted(name, user, *args)
+                if args[0] == "dele":  # keep the mailbox at n messages
+                    assert self.server is not None
+                    self.server.deliver(user, spare)
 
     def job_download(self) -> None:
         """Every message into a Maildir: popctl retr vs mpop, fetchmail, getmail6."""
@@ -637,7 +700,7 @@ def write_markdown(text: str, path: Path) -> None:
 
 
 PEERS = ("mpop", "fetchmail", "getmail6", "mailfilter", "poplib", "floor")
-JOBS = ("startup", "headers", "warm_cache", "purge", "download", "huge", "scale")
+JOBS = ("startup", "headers", "warm_cache", "purge", "download", "huge", "scale", "named")
 
 
 def main(argv: list[str] | None = None) -> int:
