@@ -647,6 +647,7 @@ def targets(bench: Bench, slopes: dict[str, tuple[float, float]]) -> str:
         t = med("start-up", name, 0)
         if t and click:
             add(f"`{name}` ≤ {limit}x `import click`", f"{t / click:.2f}x", t <= limit * click)
+    wire_targets(bench, add)
     warm = bench.result("warm cache", "popctl list (warm cache)")
     if warm.notes:
         tops = sorted({int(n.removeprefix("TOP=")) for n in warm.notes})
@@ -656,6 +657,50 @@ def targets(bench: Bench, slopes: dict[str, tuple[float, float]]) -> str:
         verdict = "-" if met is None else "yes" if met else "NO"
         lines.append(f"| {target} | {measured} | {verdict} |")
     return "\n".join(lines)
+
+
+def wire_table(bench: Bench) -> str:
+    """What each counted command cost on the wire, and its round trips beyond the login."""
+    login = bench.wire.get(LOGIN_ONLY)
+    lines = ["| command | octets received | octets sent | round trips | beyond the login |",
+             "|---|---|---|---|---|"]
+    for name, wire in bench.wire.items():
+        beyond = "-" if login is None or name.startswith("purge") \
+            else str(wire.round_trips - login.round_trips)
+        lines.append(f"| {name} | {wire.received:,} | {wire.sent:,} | {wire.round_trips} | "
+                     f"{beyond} |")
+    return "\n".join(lines)
+
+
+def wire_targets(bench: Bench, add: Callable[[str, str, bool | None], None]) -> None:
+    """Issue 13's targets for a named message and for the default auth."""
+    login = bench.wire.get(LOGIN_ONLY)
+    n = bench.config.scale[-1]
+    for name in ("top 3", "retr 3", "dele 3 --yes", "list 3"):
+        wire = bench.wire.get(name)
+        if wire is None or login is None:
+            continue
+        beyond = wire.round_trips - login.round_trips
+        # dele waits for QUIT's reply as well: it is what says the deletion was made.
+        allowed = 1
+        add(f"`{name}`, {n:,} messages: < 5 KB received, ≤ {allowed} round trip(s) beyond "
+            "the login", f"{wire.received:,} octets, {beyond}",
+            wire.received < 5 * 1024 and beyond <= allowed)
+    user, auto = bench.wire.get("purge, --auth USER"), bench.wire.get("purge, --auth auto")
+    if user and auto:
+        add(f"purge, default auth ({bench.default_mechanism}): ≤ 1 round trip more than "
+            "--auth USER (counted)", f"{auto.round_trips} vs {user.round_trips}",
+            auto.round_trips <= user.round_trips + 1)
+    rtt = 20 if 20 in bench.config.rtts else max(bench.config.rtts)
+    for job, client in (("purge", "popctl dele --larger-than 1M"), ("headers", "popctl list")):
+        mine = bench.result(job, client).median(rtt)
+        default = bench.result(job, f"{client} ({DEFAULT_AUTH})").median(rtt)
+        if mine and default and rtt:
+            extra = (default - mine) / (rtt / 1000)
+            add(f"{client.removeprefix('popctl ')}, {rtt} ms, default auth "
+                f"({bench.default_mechanism}): within 1 round trip of --auth USER",
+                f"{extra:+.1f} round trips ({_seconds(default)} / {_seconds(mine)})",
+                extra <= 1)
 
 
 def report(bench: Bench, elapsed: float) -> str:
@@ -680,9 +725,13 @@ def report(bench: Bench, elapsed: float) -> str:
         "### Figures\n\n" + figures_table(bench)]
     if slopes:
         parts.append("### Scale (no delay; 300-octet messages)\n\n" + scale)
+    if bench.wire:
+        parts.append(f"### On the wire (no delay; counted by benchmarks/wire.py; the named "
+                     f"commands on the {bench.config.scale[-1]:,}-message mailbox; --auth auto "
+                     f"chose {bench.default_mechanism})\n\n" + wire_table(bench))
     if any(r.job == "start-up" for r in bench.results):
         parts.append("### Start-up\n\n" + startup_table(bench))
-    parts.append("### Targets (issue 5)\n\n" + targets(bench, slopes))
+    parts.append("### Targets (issues 5 and 13)\n\n" + targets(bench, slopes))
     return "\n\n".join(parts)
 
 

@@ -16,7 +16,7 @@ from popctl import selection
 from popctl.errors import NoSuchMessageError, UsageError
 from popctl.listing import SizeListing, UidListing
 from popctl.models import MessageSize, MessageUid
-from popctl.session import Session
+from popctl.session import Lookup, Session
 
 if TYPE_CHECKING:  # the cache and header parsing are imported only when headers are read
     from popctl.cache import HeaderCache
@@ -239,6 +239,15 @@ class Plan:
         if len(specs) > MAX_NAMED or not all(isinstance(s, selection.Single) for s in specs):
             return None
         return tuple(dict.fromkeys(s.number for s in specs if isinstance(s, selection.Single)))
+
+    @property
+    def lookup(self) -> Lookup | None:
+        """What the login may send for the named messages (Session.login): their lookup,
+        and, when they are read and deleted at once (dele N --yes), TOP n 0 and DELE n."""
+        named = self.named
+        if named is None:
+            return None
+        return Lookup(named, uids=self.scan, delete=self.delete and self.headers)
 
     @property
     def reads_headers(self) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import itertools
 import os
 import time
 from collections import deque
@@ -212,6 +213,17 @@ class _Listing(NamedTuple):
 _Scan = tuple[_Listing, _Listing]  # UIDL's and LIST's
 
 
+class Lookup(NamedTuple):
+    """The messages a command names by number, and what it will do with them first (built by
+    query.Plan.lookup): when pipelining, ``login`` sends it with the credentials."""
+
+    numbers: tuple[int, ...]
+    uids: bool = True  # UIDL n beside LIST n
+    # Then read and delete them (dele N --yes): TOP n 0 and DELE n go too, for the
+    # ``headers(numbers, delete=numbers)`` that follows.
+    delete: bool = False
+
+
 class _Named(NamedTuple):
     """The replies to STAT, UIDL n and LIST n of the messages a user named (see lookup)."""
 
@@ -304,6 +316,8 @@ class Session:
         self._marked = 0  # DELEs answered +OK since login or the last RSET: what QUIT commits
         self._prefetched: _Scan | None = None  # UIDL and LIST read with the login (see login)
         self._prefetched_named: _Named | None = None  # or LIST n and UIDL n (see lookup)
+        # Sent with the login, replies unread: a batch starting with them adopts them.
+        self._ahead: builtins.list[Command] = []
         # From login on: hides the password or token wherever the server quotes it back
         # (status lines, challenges, traced data, the mechanism's own errors).
         self._redact = Redactor()
@@ -568,9 +582,16 @@ class Session:
                                           f"{command.verb}")
 
     def _settle(self) -> None:
-        """Before a new command: finish whatever an earlier, abandoned call left unread."""
+        """Before a new command: finish whatever an earlier, abandoned call left unread; and
+        undo the deletions sent with the login if no batch adopted them (RSET: nothing else
+        can be marked yet), so that only a plan that asked for them deletes anything."""
+        ahead, self._ahead = self._ahead, []
         if self._protocol.pending or self._protocol.receiving is not None:
+            marked = self._marked
             self._drain()
+            if ahead and self._marked > marked:
+                self._note("the deletions sent with the login were not used: undoing them")
+                self._call(Command("RSET"))
 
     def _drain(self) -> None:
         """Read and drop replies to commands a batch left in flight (its caller broke off),
@@ -604,11 +625,25 @@ class Session:
         While it runs, more requests may be appended to ``self._pushed`` (a DELE after a
         message was stored); they go out before the remaining ones.
         """
-        self._settle()
+        requests = iter(requests)
+        adopted: builtins.list[_Request] = []
+        if self._ahead:  # sent with the login: adopted if this batch starts with them
+            adopted = builtins.list(itertools.islice(requests, len(self._ahead)))
+            if [r.command for r in adopted] == self._ahead \
+                    and builtins.list(self._protocol.pending) == self._ahead:
+                # The replies are matched to the commands sent, by identity.
+                adopted = [r._replace(command=c) for r, c in zip(adopted, self._ahead,
+                                                                  strict=True)]
+                self._ahead = []
+            else:
+                requests, adopted = itertools.chain(adopted, requests), []
+        if not adopted:
+            self._settle()
         window = MAX_IN_FLIGHT if self.pipelining else 1
         source = _Source(requests, self._pushed)
-        in_flight: deque[tuple[_Request, int]] = deque()
-        in_flight_bytes = 0
+        in_flight: deque[tuple[_Request, int]] = deque(
+            (r, len(r.command.encode())) for r in adopted)
+        in_flight_bytes = sum(size for _, size in in_flight)
         while True:
             if len(in_flight) <= window // 2:
                 batch: list[Command] = []
@@ -681,15 +716,16 @@ class Session:
     # --- authentication --------------------------------------------------------------------------
 
     def login(self, credentials: Credentials, *, scan: bool = False,
-              named: Sequence[int] | None = None) -> str:
+              lookup: Lookup | None = None) -> str:
         """Authenticate with the best mechanism allowed; return the mechanism used.
 
         With ``scan`` and a server that pipelines, UIDL and LIST ride in the login's last
         round trip (behind PASS, or behind the last message of a SASL exchange) and the next
         ``scan()`` answers from them: one round trip fewer for every command that lists the
-        mailbox. With ``named`` (the message numbers a user named), STAT and LIST n (and
-        UIDL n with ``scan``) ride instead, for the next ``lookup(named)``. In the
-        AUTHORIZATION state a server refuses them, so a failed login loses nothing.
+        mailbox. With ``lookup`` (the messages a user named), STAT, UIDL n and LIST n ride
+        instead, for the next ``lookup(numbers)``, and with ``lookup.delete`` TOP n 0 and
+        DELE n too (whatever fails makes the command fail, and the session end without QUIT).
+        In the AUTHORIZATION state a server refuses them, so a failed login loses nothing.
         """
         self.login_capabilities = self.capabilities
         self._prefetched = self._prefetched_named = None
@@ -704,8 +740,12 @@ class Session:
         self._note(f"authenticating as {credentials.user} with {name}")
         capa_read = False
         prefetch = ([] if not self.pipelining
-                    else self._named_requests(named, uids=scan) if named is not None
-                    else self._scan_requests() if scan else [])
+                    else self._named_requests(lookup.numbers, uids=lookup.uids)
+                    if lookup is not None else self._scan_requests() if scan else [])
+        ahead = [Command(verb, (str(n), *args)) for n in sorted(lookup.numbers)
+                 for verb, args in (("TOP", ("0",)), ("DELE", ()))] \
+            if prefetch and lookup is not None and lookup.delete else []
+        prefetch += [_Request(command) for command in ahead]
         if name == "USER":
             capa_read = self._login_user(credentials, prefetch)
         elif name == "APOP":
@@ -736,9 +776,11 @@ class Session:
                 self._send(*commands)
             if capa:
                 self._read_capa(capa)
-        if prefetch and named is not None:
-            self._prefetched_named = _Named(tuple(named), scan, [
-                (request, self._reply(request.command)) for request in prefetch])
+        if prefetch and lookup is not None:
+            self._prefetched_named = _Named(lookup.numbers, lookup.uids, [
+                (request, self._reply(request.command))
+                for request in prefetch[:len(prefetch) - len(ahead)]])
+            self._ahead = ahead
         elif prefetch:
             self._prefetched = self._read_scan(prefetch)
         return name
@@ -1274,4 +1316,4 @@ class _CountingSink:
 
 
 # Re-exported for callers that only import the session module.
-__all__ = ["CLOSED", "Session", "Sink", "TraceHook", "server_error"]
+__all__ = ["CLOSED", "Lookup", "Session", "Sink", "TraceHook", "server_error"]

@@ -40,7 +40,7 @@ def download(context: RunContext, request: Download) -> None:
              else stores.StdoutStore(context.ui.stdout))
     try:
         records = run(context, Job(lambda opened: _fetch(opened, request, store), scan=True,
-                                   named=Plan(request.query).named,
+                                   lookup=Plan(request.query).lookup,
                                    emit=context.options.machine)).records
     finally:
         store.close()

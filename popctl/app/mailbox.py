@@ -50,7 +50,8 @@ def _rows(opened: Opened, plan: Plan) -> Iterator[Row]:
     total = 0
     # No bar in a run across accounts: several threads would draw over each other.
     if plan.headers and context.ui.shows_progress and context.label is None:
-        total = session.stat().count
+        # The named messages need no STAT (it would come before what the login sent ahead).
+        total = len(plan.named) if plan.named is not None else session.stat().count
     cache = header_cache(opened) if plan.reads_headers else None
     try:
         with context.ui.progress(total if total >= 20 else 0, "reading headers") as progress:
@@ -108,7 +109,7 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool) -> Non
         parts = from_parts(opened.context)
         return (r.to_record(not sizes_only, parts) for r in listing(opened, plan))
 
-    outcome = run(context, Job(work, scan=plan.scan, named=plan.named, stream=True,
+    outcome = run(context, Job(work, scan=plan.scan, lookup=plan.lookup, stream=True,
                                accounts=True, columns=["number", "size"] if sizes_only else None))
     if outcome.emitted == 0 and context.options.fmt == "table":
         context.ui.note("no messages")
@@ -120,7 +121,7 @@ def uidl(context: RunContext, query: Query) -> None:
     def work(opened: Opened) -> Iterator[Record]:
         return ({"number": r.number, "uid": r.uid} for r in listing(opened, plan))
 
-    run(context, Job(work, scan=plan.scan, named=plan.named, stream=True, accounts=True))
+    run(context, Job(work, scan=plan.scan, lookup=plan.lookup, stream=True, accounts=True))
 
 
 def top(context: RunContext, query: Query, lines: int) -> None:
@@ -137,7 +138,7 @@ def top(context: RunContext, query: Query, lines: int) -> None:
         opened.session.top(number, lines, buffer)
         return [parsed_top(number, buffer.getvalue())]
 
-    run(context, Job(work, scan=True, named=Plan(query).named, one=True, emit=machine))
+    run(context, Job(work, scan=True, lookup=Plan(query).lookup, one=True, emit=machine))
 
 
 def parsed_top(number: int, data: bytes) -> dict[str, object]:
@@ -173,7 +174,7 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> No
     # One question per account from several threads would be a mess: decide up front.
     refusal = None if yes or dry_run else ("deleting across accounts needs --yes (see first "
                                            "what would be deleted with --dry-run)")
-    count = run(context, Job(work, scan=plan.scan, named=plan.named, accounts=True,
+    count = run(context, Job(work, scan=plan.scan, lookup=plan.lookup, accounts=True,
                              across_refusal=refusal)).emitted
     if context.options.fmt != "table":
         return

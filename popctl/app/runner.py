@@ -21,7 +21,7 @@ from popctl.app.context import Opened, Record, RunContext
 from popctl.app.targets import Target, find_secret, resolve_target, several_accounts, target_of
 from popctl.errors import ExitCode, PopctlError, UsageError
 from popctl.models import TLSMode
-from popctl.session import Session
+from popctl.session import Lookup, Session
 
 Work = Callable[[Opened], Iterable[Record]]
 
@@ -35,7 +35,7 @@ class Job(NamedTuple):
 
     work: Work
     scan: bool = False  # the work lists the mailbox: UIDL and LIST may ride with the login
-    named: tuple[int, ...] | None = None  # or looks up only these (Plan.named): LIST n, UIDL n
+    lookup: Lookup | None = None  # or looks up only the messages named (Plan.lookup)
     columns: Sequence[str] | None = None  # the columns of a listing (None: the records' keys)
     stream: bool = False  # emit each record as it comes, while the session is open
     one: bool = False  # a single result (stat), not a listing
@@ -56,7 +56,7 @@ def run(context: RunContext, job: Job) -> Outcome:
         rows = across_accounts(context, names, job)
         return Outcome(len(rows), rows)
     records: list[Record] = []
-    with connect(context, scan=job.scan, named=job.named) as opened:
+    with connect(context, scan=job.scan, lookup=job.lookup) as opened:
         produced = job.work(opened)
         if job.stream and job.emit:
             return Outcome(context.ui.emit(produced, job.columns), [])
@@ -69,14 +69,14 @@ def run(context: RunContext, job: Job) -> Outcome:
 
 
 @contextlib.contextmanager
-def connect(context: RunContext, *, scan: bool = False, named: tuple[int, ...] | None = None,
+def connect(context: RunContext, *, scan: bool = False, lookup: Lookup | None = None,
             target: Target | None = None) -> Iterator[Opened]:
     """Connect and log in; QUIT on success, close without QUIT on any error.
 
     ``scan``: the command will list the mailbox (Session.scan), so UIDL and LIST may ride
-    with the login; ``named``: it will look up only these messages (Session.lookup), so STAT,
-    LIST n and UIDL n ride instead. Inside ``popctl shell`` the shell's one session is used
-    and stays open.
+    with the login; ``lookup``: it will look up only the messages named (Session.lookup), so
+    STAT, LIST n and UIDL n ride instead. Inside ``popctl shell`` the shell's one session is
+    used and stays open.
     """
     if context.shell is not None:
         yield context.shell._replace(context=context)
@@ -95,7 +95,7 @@ def connect(context: RunContext, *, scan: bool = False, named: tuple[int, ...] |
                               pipelining=False if context.options.no_pipelining else None)
     with session:
         credentials, source = find_secret(target, ui)
-        session.login(credentials, scan=scan, named=named)
+        session.login(credentials, scan=scan, lookup=lookup)
         yield Opened(session, context, (credentials.user, endpoint.host, endpoint.effective_port),
                      source)
 
@@ -169,7 +169,7 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
             except queue.Empty:
                 return
             try:
-                with connect(child, scan=job.scan, named=job.named, target=target) as opened:
+                with connect(child, scan=job.scan, lookup=job.lookup, target=target) as opened:
                     rows = list(job.work(opened))
                     if cancelled.is_set():  # Ctrl-C: leave without QUIT, commit nothing
                         raise KeyboardInterrupt

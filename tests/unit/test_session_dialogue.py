@@ -20,7 +20,7 @@ from popctl.errors import (
     TLSError,
 )
 from popctl.models import Credentials, Endpoint, TLSMode
-from popctl.session import MAX_IN_FLIGHT, Session
+from popctl.session import MAX_IN_FLIGHT, Lookup, Session
 from tests.support.scripted_server import (
     ScriptedServer,
     Step,
@@ -473,12 +473,48 @@ def test_named_messages_ride_with_the_login_and_answer_the_lookup() -> None:
               expect(b"QUIT\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(CREDS, scan=True, named=[2])
+            session.login(CREDS, lookup=Lookup((2,)))
             first = session.lookup([2])  # from the login's round trip
             second = session.lookup([2], uids=False)  # used once: asked again
     server.assert_done()
     assert first == ([(2, 200)], [(2, "bbb")])
     assert second == ([(2, 200)], None)
+
+
+def test_deletions_sent_with_the_login_are_undone_if_no_batch_adopts_them() -> None:
+    """TOP 2 0 and DELE 2 went with the login for a `dele 2 --yes`; a caller that does
+    something else first gets them drained and RSET, so nothing it did not ask for is
+    committed by its QUIT."""
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nSTAT\r\nUIDL 2\r\nLIST 2\r\n"
+                     b"TOP 2 0\r\nDELE 2\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY + b"+OK 2 300\r\n+OK 2 bbb\r\n"
+                   b"+OK 2 200\r\n+OK\r\nSubject: b\r\n\r\n.\r\n+OK marked\r\n"),
+              expect(b"RSET\r\n"), send(b"+OK\r\n"),
+              expect(b"STAT\r\n"), send(b"+OK 2 300\r\n"),
+              expect(b"QUIT\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, lookup=Lookup((2,), delete=True))
+            assert session.lookup([2]) == ([(2, 200)], [(2, "bbb")])
+            assert session.stat().count == 2
+    server.assert_done()
+
+
+def test_deletions_sent_with_the_login_are_adopted_by_the_batch_they_were_for() -> None:
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nSTAT\r\nUIDL 2\r\nLIST 2\r\n"
+                     b"TOP 2 0\r\nDELE 2\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY + b"+OK 2 300\r\n+OK 2 bbb\r\n"
+                   b"+OK 2 200\r\n+OK\r\nSubject: b\r\n\r\n.\r\n+OK marked\r\n"),
+              expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, lookup=Lookup((2,), delete=True))
+            session.lookup([2])
+            got = [h.data for h in session.headers([2], delete=[2])]
+    server.assert_done()
+    assert got == [b"Subject: b\r\n\r\n"]
 
 
 def test_server_closing_right_after_greeting() -> None:
