@@ -3,9 +3,10 @@ from the server and the round trips it waits for.
 
 One connection at a time, one thread, both sockets in one selector, so events are seen in the
 order they happen. A round trip is a burst of server data that the client waited for: the
-greeting, and each later burst followed by more client data or by the client's close (a reply
-the client did not wait for, such as QUIT's when nothing was deleted, arrives after its close
-and is not counted).
+greeting, and each later burst delivered to the client before its next data or its close.
+Server data is delivered DELAY seconds late, so that a reply the client does not wait for
+(QUIT's when nothing was deleted: popctl closes at once) is seen to arrive after the close
+instead of racing it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
 from typing import NamedTuple
+
+# Far longer than a client takes to close after its last command, far shorter than a run.
+DELAY = 0.005
 
 
 class Wire(NamedTuple):
@@ -74,17 +79,31 @@ class CountingProxy:
 
     @staticmethod
     def _relay(client: socket.socket, server: socket.socket) -> Wire:
-        events: list[tuple[str, int]] = []
-        peer = {client: server, server: client}
+        events: list[tuple[str, int]] = []  # in the order the client sees them
+        due: list[tuple[float, bytes]] = []  # server data not yet delivered
+        server_done = False
         with selectors.DefaultSelector() as selector, client, server:
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 selector.register(sock, selectors.EVENT_READ)
-            open_ends = 2
-            while open_ends:
-                ready = selector.select(timeout=30)
-                if not ready:  # a client or server that hangs: give up on this connection
+            client_open = True
+            while client_open or due or not server_done:
+                now = time.monotonic()
+                while due and due[0][0] <= now:
+                    _, data = due.pop(0)
+                    if data:
+                        events.append(("S", len(data)))
+                        with contextlib.suppress(OSError):
+                            client.sendall(data)
+                    else:
+                        with contextlib.suppress(OSError):
+                            client.shutdown(socket.SHUT_WR)
+                if not client_open and server_done and not due:
                     break
+                wait = max(0.0, due[0][0] - now) if due else 30.0
+                ready = selector.select(timeout=wait)
+                if not ready and not due:
+                    break  # a client or server that hangs: give up on this connection
                 for key, _ in ready:
                     sock = key.fileobj
                     assert isinstance(sock, socket.socket)
@@ -92,16 +111,19 @@ class CountingProxy:
                         data = sock.recv(65536)
                     except OSError:
                         data = b""
-                    if sock is client:
-                        events.append(("C", len(data)))
-                    elif data:
-                        events.append(("S", len(data)))
+                    if sock is server:
+                        due.append((time.monotonic() + DELAY, data))
+                        if not data:
+                            selector.unregister(server)
+                            server_done = True
+                        continue
+                    events.append(("C", len(data)))
                     if not data:
-                        selector.unregister(sock)
-                        open_ends -= 1
+                        selector.unregister(client)
+                        client_open = False
                         with contextlib.suppress(OSError):
-                            peer[sock].shutdown(socket.SHUT_WR)
+                            server.shutdown(socket.SHUT_WR)
                         continue
                     with contextlib.suppress(OSError):
-                        peer[sock].sendall(data)
+                        server.sendall(data)
         return count(events)
