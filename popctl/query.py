@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -205,10 +205,11 @@ class Plan:
     without UIDL is an error); ``delete``: mark each selected message deleted as it is read.
     """
 
-    __slots__ = ("delete", "headers", "query", "sizes_only", "uids")
+    __slots__ = ("delete", "headers", "known", "query", "sizes_only", "uids")
 
     def __init__(self, query: Query, *, headers: bool = False, sizes_only: bool = False,
-                 uids: bool = False, delete: bool = False) -> None:
+                 uids: bool = False, delete: bool = False,
+                 known: Mapping[str, int] | None = None) -> None:
         if sizes_only and (headers or query.header_filters):
             raise ValueError("sizes_only=True reads no headers")
         if delete and query.header_filters:
@@ -217,6 +218,10 @@ class Plan:
             raise ValueError("delete=True needs a selection that does not depend on headers")
         self.query, self.headers, self.sizes_only = query, headers, sizes_only
         self.uids, self.delete = uids, delete
+        # The message numbers the header cache last saw for the UIDs selected (a guess that
+        # UIDL n checks); only when they alone are the selection, and nothing is deleted.
+        self.known = dict(known) if known and query.uids and set(query.uids) <= set(known) \
+            and not (query.ranges or query.all or query.filters or delete) else None
 
     def __repr__(self) -> str:
         return (f"Plan(query={self.query!r}, headers={self.headers!r}, "
@@ -245,6 +250,8 @@ class Plan:
         """What the login may send for the named messages (Session.login): their lookup,
         and, when they are read and deleted at once (dele N --yes), TOP n 0 and DELE n."""
         named = self.named
+        if named is None and self.known is not None:
+            return Lookup(tuple(sorted(set(self.known.values()))))
         if named is None:
             return None
         return Lookup(named, uids=self.scan, delete=self.delete and self.headers)
@@ -256,7 +263,8 @@ class Plan:
 
     def without_headers(self) -> Plan:
         """The same plan showing no headers (for a server without TOP)."""
-        return Plan(self.query, sizes_only=self.sizes_only, uids=self.uids, delete=self.delete)
+        return Plan(self.query, sizes_only=self.sizes_only, uids=self.uids, delete=self.delete,
+                    known=self.known)
 
 
 def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None = None,
@@ -276,8 +284,12 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
     query, delete, named = plan.query, plan.delete, plan.named
     sizes: Sequence[MessageSize]
     uids: Sequence[MessageUid] | None
+    guessed = _by_known_numbers(session, plan) if named is None else None
     if named is not None:
         sizes, uids = session.lookup(named, uids=plan.scan)
+    elif guessed is not None:
+        sizes, uids = guessed
+        named = tuple(m.number for m in sizes)  # a partial listing, as for numbers named
     elif not plan.scan:
         sizes, uids = session.list(), None
     else:
@@ -305,6 +317,9 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
         # A UID several messages share keys none of them (popa3d derives UIDs from a few
         # header fields, so different messages can share one, even with the same size).
         shared = {uid for uid, n in Counter(u.uid for u in uids).items() if n > 1}
+        for row in rows:  # where each UID is, for a later --uid (Plan.known)
+            if row.uid is not None and row.uid not in shared:
+                cache.note_number(row.uid, row.number)
         if not query.header:  # --header filters need the raw block, which is not cached
             fetch = [r for r in rows if r.uid in shared or not _from_cache(cache, r)]
     else:
@@ -328,6 +343,22 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
             yield row
         row._headers = None
     next(fetched, None)  # the batch is complete: let it finish
+
+
+def _by_known_numbers(session: Session, plan: Plan
+                      ) -> tuple[Sequence[MessageSize], Sequence[MessageUid]] | None:
+    """The sizes and UIDs of the messages the header cache says have the UIDs selected, if
+    UIDL n confirms every one; None (then the whole listings are read) if any has moved."""
+    if plan.known is None:
+        return None
+    try:
+        sizes, uids = session.lookup(sorted(set(plan.known.values())))
+    except NoSuchMessageError:  # deleted since: renumbered
+        return None
+    found = {u.number: u.uid for u in uids or ()}
+    if any(found.get(n) != uid for uid, n in plan.known.items()):
+        return None
+    return sizes, uids or ()
 
 
 def _from_cache(cache: HeaderCache, row: Row) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from popctl import query as queries
 from popctl.app.context import Opened, Record, RunContext
 from popctl.app.runner import Job, run
+from popctl.app.targets import several_accounts, target_of
 from popctl.errors import CapabilityError, UsageError
 from popctl.query import Plan, Query, Row
 from popctl.session import Session
@@ -84,8 +85,28 @@ def from_parts(context: RunContext) -> bool:
     return context.options.fmt in ("json", "ndjson")
 
 
-def one_message(opened: Opened, query: Query) -> int:
-    rows = list(queries.run(opened.session, Plan(query), warn=warner(opened.context)))
+def known_numbers(context: RunContext, query: Query) -> dict[str, int] | None:
+    """The message numbers the header cache last saw for the UIDs ``query`` selects, if it
+    has them all (query.Plan.known: checked with UIDL n, the listings read if any moved).
+    Read before connecting, so that their lookup can go with the login."""
+    options = context.options
+    if not query.uids or options.no_cache or options.sandbox or context.in_shell \
+            or several_accounts(options) is not None:
+        return None
+    from popctl.cache import HeaderCache, account_key
+
+    target = target_of(context)
+    endpoint = target.endpoint
+    cache = HeaderCache(account_key(target.credentials.user, endpoint.host,
+                                    endpoint.effective_port))
+    known = {uid: cache.number_of(uid) for uid in query.uids}
+    return {uid: n for uid, n in known.items() if n is not None} \
+        if None not in known.values() else None
+
+
+def one_message(opened: Opened, query: Query, known: dict[str, int] | None = None) -> int:
+    rows = list(queries.run(opened.session, Plan(query, known=known),
+                            warn=warner(opened.context)))
     if len(rows) != 1:
         raise UsageError(f"this command takes exactly one message; the selection has {len(rows)}")
     return rows[0].number
@@ -103,7 +124,8 @@ def stat(context: RunContext) -> None:
 
 
 def list_messages(context: RunContext, query: Query, *, sizes_only: bool) -> None:
-    plan = Plan(query, headers=not sizes_only, sizes_only=sizes_only)
+    plan = Plan(query, headers=not sizes_only, sizes_only=sizes_only,
+                known=known_numbers(context, query))
 
     def work(opened: Opened) -> Iterator[Record]:
         parts = from_parts(opened.context)
@@ -116,7 +138,7 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool) -> Non
 
 
 def uidl(context: RunContext, query: Query) -> None:
-    plan = Plan(query, uids=True)
+    plan = Plan(query, uids=True, known=known_numbers(context, query))
 
     def work(opened: Opened) -> Iterator[Record]:
         return ({"number": r.number, "uid": r.uid} for r in listing(opened, plan))
@@ -127,9 +149,10 @@ def uidl(context: RunContext, query: Query) -> None:
 def top(context: RunContext, query: Query, lines: int) -> None:
     """Raw headers and body lines on stdout, or parsed into a record with a --format."""
     machine, out = context.options.machine, context.ui.stdout
+    known = known_numbers(context, query)
 
     def work(opened: Opened) -> list[Record]:
-        number = one_message(opened, query)
+        number = one_message(opened, query, known)
         if not machine:
             opened.session.top(number, lines, out)
             out.flush()
@@ -138,7 +161,8 @@ def top(context: RunContext, query: Query, lines: int) -> None:
         opened.session.top(number, lines, buffer)
         return [parsed_top(number, buffer.getvalue())]
 
-    run(context, Job(work, scan=True, lookup=Plan(query).lookup, one=True, emit=machine))
+    run(context, Job(work, scan=True, lookup=Plan(query, known=known).lookup, one=True,
+                     emit=machine))
 
 
 def parsed_top(number: int, data: bytes) -> dict[str, object]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from popctl.cache import HeaderCache, account_key
 from popctl.cli import cli
 from tests.support.scripted_server import ScriptedServer, Step, close, expect, expect_eof, send
 
@@ -42,9 +43,9 @@ LOGIN_ROUND_TRIPS = 3  # the greeting, CAPA, USER+PASS+CAPA (and what rides with
 
 
 def run(server: ScriptedServer, *args: str, auth: tuple[str, ...] = ("--auth", "USER"),
-        tls: str = "none") -> Result:
+        tls: str = "none", cache: bool = False) -> Result:
     options = ["--host", "localhost", "--port", str(server.port), "--tls", tls,
-               "--user", "alice", "--timeout", "2", "--no-cache", *auth]
+               "--user", "alice", "--timeout", "2", *([] if cache else ["--no-cache"]), *auth]
     options += ["--allow-plaintext"] if tls == "none" else ["--ca-file", server.ca_file]
     return CliRunner().invoke(cli, [*options, *args], env={"POPCTL_PASSWORD": PASSWORD})
 
@@ -185,6 +186,75 @@ def test_a_named_message_in_lock_step_is_looked_up_alone() -> None:
     server.assert_done()
     assert (result.exit_code, result.stderr) == (
         5, "Error: message 9 does not exist (the mailbox has 5 messages)\n")
+
+
+def warm_cache(port: int, **numbers: int) -> None:
+    """A header cache as a `list` leaves it: an entry and the message number of each UID."""
+    cache = HeaderCache(account_key("alice", "localhost", port))
+    for uid, number in numbers.items():
+        cache.put(uid, len(MESSAGE), "Ann <ann@example.org>", "three", None)
+        cache.note_number(uid, number)
+    assert cache.save()
+
+
+def test_retr_by_uid_with_a_warm_cache_asks_uidl_n_of_the_number_it_had() -> None:
+    rest = [expect(b"RETR 3\r\n"), send(ok_data(MESSAGE)), expect(b"QUIT\r\n"), close()]
+    with ScriptedServer([*named_login(3), *rest], timeout=3.0) as server:
+        warm_cache(server.port, **{"uid-3": 3})
+        result = run(server, "retr", "--uid", "uid-3", cache=True)
+    server.assert_done()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == MESSAGE
+    assert len(server.sent) < 5 * 1024
+    assert round_trips(server) == LOGIN_ROUND_TRIPS + 1
+
+
+def test_retr_by_uid_reads_the_listings_when_the_message_has_moved() -> None:
+    """A deletion since renumbered the messages: UIDL 3 names another UID, so the listings
+    say where uid-3 is now (2), and that message is fetched."""
+    script = [GREET, *CAPA, expect(LOGIN + b"STAT\r\nUIDL 3\r\nLIST 3\r\n"),
+              send(LOGGED_IN + STAT_REPLY + b"+OK 3 uid-4\r\n+OK 3 500\r\n"),
+              expect(b"UIDL\r\nLIST\r\n"),
+              send(ok_data(b"1 uid-1\r\n2 uid-3\r\n3 uid-4\r\n")
+                   + ok_data(b"1 100\r\n2 %d\r\n3 500\r\n" % len(MESSAGE))),
+              expect(b"RETR 2\r\n"), send(ok_data(MESSAGE)), expect(b"QUIT\r\n"), close()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        warm_cache(server.port, **{"uid-3": 3})
+        result = run(server, "retr", "--uid", "uid-3", cache=True)
+    server.assert_done()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == MESSAGE
+
+
+def test_a_uid_the_cache_does_not_know_reads_the_listings() -> None:
+    script = [GREET, *CAPA, expect(LOGIN + b"UIDL\r\nLIST\r\n"), close()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        warm_cache(server.port, **{"uid-3": 3})
+        run(server, "retr", "--uid", "uid-9", cache=True)
+    server.assert_done()
+
+
+def test_dele_by_uid_never_acts_on_a_cached_number() -> None:
+    """A UID shared by a copy that arrived since (popa3d) would go unseen by UIDL n."""
+    script = [GREET, *CAPA, expect(LOGIN + b"UIDL\r\nLIST\r\n"), close()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        warm_cache(server.port, **{"uid-3": 3})
+        run(server, "dele", "--uid", "uid-3", "--yes", cache=True)
+    server.assert_done()
+
+
+def test_a_listing_records_where_each_uid_is() -> None:
+    script = [GREET, *CAPA, expect(LOGIN + b"UIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_REPLY + ok_data(b"1 uid-1\r\n2 uid-2\r\n")
+                   + ok_data(b"1 100\r\n2 200\r\n")),
+              expect(b"TOP 1 0\r\nTOP 2 0\r\n"), send(ok_data(HEADER) * 2),
+              expect(b"QUIT\r\n"), close()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = run(server, "list", cache=True)
+        cache = HeaderCache(account_key("alice", "localhost", server.port))
+    server.assert_done()
+    assert result.exit_code == 0, result.stderr
+    assert (cache.number_of("uid-1"), cache.number_of("uid-2")) == (1, 2)
 
 
 @pytest.mark.parametrize("args", [("top", "10-"), ("retr", "last:1"), ("list", "2-3"),
