@@ -573,3 +573,16 @@ def test_failed_store_sends_no_dele_and_no_quit() -> None:
             list(session.retr_many([1], lambda n: io.BytesIO(), finish=finish, delete=True))
     server.assert_done()
     assert b"DELE" not in server.received and b"QUIT" not in server.received
+
+
+@pytest.mark.parametrize("count", [0, 1, 5])
+def test_a_missing_named_message_is_worded_as_a_listing_words_it(count: int) -> None:
+    """Session.lookup words a -ERR to LIST n as selection.select words a number past the
+    listing: the same sentence, whichever way popctl found out."""
+    from popctl import selection
+    from popctl import session as session_module
+
+    with pytest.raises(NoSuchMessageError) as listed:
+        selection.select([selection.Single(count + 1)], list(range(1, count + 1)))
+    assert str(listed.value) == (f"message {count + 1} does not exist "
+                                 f"({session_module._mailbox_of(count)})")
