@@ -731,7 +731,7 @@ def report(bench: Bench, elapsed: float) -> str:
                      f"chose {bench.default_mechanism})\n\n" + wire_table(bench))
     if any(r.job == "start-up" for r in bench.results):
         parts.append("### Start-up\n\n" + startup_table(bench))
-    parts.append("### Targets (issues 5 and 13)\n\n" + targets(bench, slopes))
+    parts.append("### Targets (issue 5)\n\n" + targets(bench, slopes))
     return "\n\n".join(parts)
 
 
