@@ -257,6 +257,22 @@ def test_a_listing_records_where_each_uid_is() -> None:
     assert (cache.number_of("uid-1"), cache.number_of("uid-2")) == (1, 2)
 
 
+def test_several_named_messages_in_lock_step_read_the_listings(tmp_path: Path) -> None:
+    """Without PIPELINING each lookup is a round trip: two listings cost two, whatever the
+    number of messages named."""
+    script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP_REPLY), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"),
+              expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP_REPLY),
+              expect(b"UIDL\r\n"), send(ok_data(b"1 uid-1\r\n2 uid-2\r\n")),
+              expect(b"LIST\r\n"), send(ok_data(b"1 %d\r\n2 %d\r\n" % ((len(MESSAGE),) * 2))),
+              expect(b"RETR 1\r\n"), send(ok_data(MESSAGE)),
+              expect(b"RETR 2\r\n"), send(ok_data(MESSAGE)), expect(b"QUIT\r\n"), close()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = run(server, "retr", "1,2", "--output-dir", str(tmp_path))
+    server.assert_done()
+    assert result.exit_code == 0, result.stderr
+
+
 @pytest.mark.parametrize("args", [("top", "10-"), ("retr", "last:1"), ("list", "2-3"),
                                   ("dele", "3", "--larger-than", "1k", "--yes")])
 def test_a_range_or_filter_still_reads_the_listings(args: tuple[str, ...]) -> None:
