@@ -286,7 +286,8 @@ class POP3Protocol:
         return (self.state is State.AUTHORIZATION
                 and command.verb in LEGAL_COMMANDS[State.TRANSACTION]
                 and (any(c.verb in ("PASS", "APOP") for c in self._pending)
-                     or (self._auth_sent_last and self._pending[0].verb == "AUTH")))
+                     or (self._auth_sent_last and bool(self._pending)
+                         and self._pending[0].verb == "AUTH")))
 
     def auth_sent_last(self) -> None:
         """The client has sent what its SASL mechanism sends last when it succeeds (PLAIN's
