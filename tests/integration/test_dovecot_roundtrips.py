@@ -31,10 +31,11 @@ def five(dovecot_mailbox: DovecotServer) -> DovecotServer:
     return dovecot_mailbox
 
 
-def run(server: DovecotServer, *args: str, password: str | None = None) -> Result:
+def run(server: DovecotServer, *args: str, password: str | None = None,
+        cache: bool = False) -> Result:
     options = ["--host", "localhost", "--port", str(server.tls_port), "--tls", "implicit",
-               "--ca-file", server.ca_file, "--user", USER, "--timeout", "10", "--no-cache",
-               "--trace"]
+               "--ca-file", server.ca_file, "--user", USER, "--timeout", "10",
+               *([] if cache else ["--no-cache"]), "--trace"]
     return CliRunner().invoke(cli, [*options, *args],
                               env={"POPCTL_PASSWORD": password or server.users[USER]})
 
@@ -96,3 +97,19 @@ def test_a_wrong_password_with_commands_pipelined_behind_it(five: DovecotServer,
     assert result.stderr.splitlines()[-1] == (
         "Error: login failed: server said: [AUTH] Authentication failed.")
     assert "not the password" not in result.stderr
+
+
+def test_retr_by_uid_with_a_warm_cache(five: DovecotServer) -> None:
+    """After a listing, `retr --uid` asks UIDL n of the number the cache saw; once a deletion
+    has renumbered the messages, that check fails and the listings find the message."""
+    listed = run(five, "list", "--format", "json", cache=True)
+    uid = json.loads(listed.stdout)[2]["uid"]
+    first = run(five, "retr", "--uid", uid, cache=True)
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout_bytes == message(3)
+    assert "C: UIDL 3" in first.stderr and "C: UIDL\n" not in first.stderr
+    assert run(five, "dele", "1", "--yes").exit_code == 0  # message 3 is now number 2
+    moved = run(five, "retr", "--uid", uid, cache=True)
+    assert moved.exit_code == 0, moved.stderr
+    assert moved.stdout_bytes == message(3)
+    assert "C: UIDL 3" in moved.stderr and "C: UIDL\n" in moved.stderr
