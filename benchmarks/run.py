@@ -40,12 +40,24 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import mailboxes, peers  # noqa: E402
 from benchmarks.delay_proxy import DelayProxy  # noqa: E402
+from benchmarks.wire import CountingProxy, Wire  # noqa: E402
 from tests.support.dovecot_server import DovecotServer, start_dovecot  # noqa: E402
 
 PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- benchmarks/run.py: begin -->", "<!-- benchmarks/run.py: end -->"
 MIB = 1024 * 1024
 FLOOR = "python+click floor (same dialogue)"
+DEFAULT_AUTH = "default --auth auto"
+# Issue 13: commands naming one message, and what they are compared with.
+LOGIN_ONLY = "capa (the login alone)"
+NAMED_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (LOGIN_ONLY, ("capa",)),
+    ("top 3", ("top", "3")),
+    ("retr 3", ("retr", "3")),
+    ("dele 3 --yes", ("dele", "3", "--yes")),
+    ("list 3", ("list", "3", "--no-cache")),
+    ("top 3-3 (a range: the listings, as top 3 before)", ("top", "3-3")),
+)
 TIMEOUT = 900.0  # one client run; the lock-step peers at 50 ms take about two minutes
 
 
@@ -198,6 +210,8 @@ class Bench:
         self.accounts: dict[str, peers.Account] = {}
         self.big_messages: list[bytes] = []
         self.counter = 0
+        self.wire: dict[str, Wire] = {}  # what a command cost on the wire (CountingProxy)
+        self.default_mechanism = "?"  # what --auth auto chose on Dovecot
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -215,7 +229,7 @@ class Bench:
         self.big_messages = [m for m in messages if len(m) > MIB]
         if "huge" in jobs:
             self.server.deliver("huge", mailboxes.huge(c.huge))
-        for n in c.scale if "scale" in jobs else ():
+        for n in c.scale if "scale" in jobs else c.scale[-1:] if "named" in jobs else ():
             for message in mailboxes.tiny(n):
                 self.server.deliver(f"scale{n}", message)
         sizes = sorted(len(m) for m in messages)
@@ -227,6 +241,10 @@ class Bench:
         # Warm up: Dovecot indexes each mailbox at its first session; Python compiles bytecode.
         for name in names:
             self.check(self.pop(name, self.server.port, "stat"), f"warm-up stat {name}")
+        capa = self.check(self.pop("mail", self.server.port, "capa", "--format", "json",
+                                   auth=None), "capa with the default auth")
+        found = re.search(rb'"mechanism": "([^"]+)"', capa.stdout)
+        self.default_mechanism = found.group(1).decode() if found else "?"
         for _ in range(2):
             execute([*self.popctl, "--help"], self.env)
             execute([self.python, "-c", "import click"], self.env)
@@ -248,12 +266,27 @@ class Bench:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def pop(self, user: str, port: int, *args: str, popctl: Sequence[str] | None = None) -> Run:
+    def pop(self, user: str, port: int, *args: str, auth: str | None = "USER",
+            popctl: Sequence[str] | None = None) -> Run:
+        """popctl as ``user``; ``auth`` None: the default (--auth auto); ``popctl``: another
+        popctl's command (--baseline)."""
         account = self.accounts[user]
         env = dict(self.env, POPCTL_PASSWORD=account.password)
         command = [*(popctl or self.popctl), "--host", "127.0.0.1", "--port", str(port),
-                   "--tls", "none", "--allow-plaintext", "--user", user, "--auth", "USER", *args]
+                   "--tls", "none", "--allow-plaintext", "--user", user,
+                   *(["--auth", auth] if auth else []), *args]
         return execute(command, env)
+
+    def counted(self, name: str, user: str, *args: str, auth: str | None = "USER") -> Run:
+        """``pop`` through the counting proxy (no delay); its cost kept as ``wire[name]``."""
+        assert self.server is not None
+        with CountingProxy(("127.0.0.1", self.server.port)) as proxy:
+            run = self.check(self.pop(user, proxy.port, *args, auth=auth), name)
+            self.wire[name] = proxy.last()
+        wire = self.wire[name]
+        self.say(f"  {name:44} {wire.received:>11,} octets received, "
+                 f"{wire.round_trips} round trips")
+        return run
 
     def fresh(self, name: str) -> Path:
         self.counter += 1
@@ -328,6 +361,9 @@ class Bench:
                         run = self.check(self.pop("mail", port, "list", "--no-cache",
                                                   popctl=self.baseline), "baseline list")
                         self.record("headers", f"{self.baseline_name} list", rtt, run)
+                    run = self.check(self.pop("mail", port, "list", "--no-cache", auth=None),
+                                     "popctl list, default auth")
+                    self.record("headers", f"popctl list ({DEFAULT_AUTH})", rtt, run)
                     if rep >= self.reps(rtt, slow=True):
                         continue
                     if peers.available("poplib"):
@@ -387,6 +423,11 @@ class Bench:
                         self.record("purge", f"{self.baseline_name} dele --larger-than 1M", rtt,
                                     run)
                         self._restore_purge()
+                    run = self.check(self.pop("purge", port, "dele", "--larger-than", "1M",
+                                              "--yes", auth=None), "popctl dele, default auth")
+                    self.record("purge", f"popctl dele --larger-than 1M ({DEFAULT_AUTH})", rtt,
+                                run)
+                    self._restore_purge()
                     if peers.available("mpop"):
                         command = peers.mpop_killsize(self.fresh("mpop-kill"), port,
                                                       self.accounts["purge"], "1m")
@@ -398,6 +439,30 @@ class Bench:
                         run = self.check(execute(command, self.env), "python+click floor")
                         self.record("purge", FLOOR, rtt, run)
                         self._restore_purge()
+        self._purge_wire()
+
+    def _purge_wire(self) -> None:
+        """The purge's round trips counted on the wire, --auth USER and the default."""
+        for auth in ("USER", None):
+            self.counted(f"purge, --auth {auth or 'auto'}", "purge", "dele", "--larger-than",
+                         "1M", "--yes", auth=auth)
+            self._restore_purge()
+
+    def job_named(self) -> None:
+        """Issue 13: commands naming one message of the largest mailbox (100,000 messages in
+        the full run): octets received and round trips, counted on the wire; `top 3-3` (a
+        range: the whole listings) is what `top 3` cost before."""
+        n = self.config.scale[-1]
+        user = f"scale{n}"
+        self.say(f"named: one message of {n:,}")
+        self.note_load()
+        spare = next(iter(mailboxes.tiny(1)))
+        for _ in range(self.config.reps):
+            for name, args in NAMED_COMMANDS:
+                self.counted(name, user, *args)
+                if args[0] == "dele":  # keep the mailbox at n messages
+                    assert self.server is not None
+                    self.server.deliver(user, spare)
 
     def job_download(self) -> None:
         """Every message into a Maildir: popctl retr vs mpop, fetchmail, getmail6."""
@@ -629,6 +694,7 @@ def targets(bench: Bench, slopes: dict[str, tuple[float, float]]) -> str:
                 add(f"{mine} at {at} ms: no worse than {base}",
                     f"{now / then:.2f}x ({_seconds(now)} / {_seconds(then)})",
                     now <= 1.05 * then)
+    wire_targets(bench, add)
     warm = bench.result("warm cache", "popctl list (warm cache)")
     if warm.notes:
         tops = sorted({int(n.removeprefix("TOP=")) for n in warm.notes})
@@ -638,6 +704,50 @@ def targets(bench: Bench, slopes: dict[str, tuple[float, float]]) -> str:
         verdict = "-" if met is None else "yes" if met else "NO"
         lines.append(f"| {target} | {measured} | {verdict} |")
     return "\n".join(lines)
+
+
+def wire_table(bench: Bench) -> str:
+    """What each counted command cost on the wire, and its round trips beyond the login."""
+    login = bench.wire.get(LOGIN_ONLY)
+    lines = ["| command | octets received | octets sent | round trips | beyond the login |",
+             "|---|---|---|---|---|"]
+    for name, wire in bench.wire.items():
+        beyond = "-" if login is None or name.startswith("purge") \
+            else str(wire.round_trips - login.round_trips)
+        lines.append(f"| {name} | {wire.received:,} | {wire.sent:,} | {wire.round_trips} | "
+                     f"{beyond} |")
+    return "\n".join(lines)
+
+
+def wire_targets(bench: Bench, add: Callable[[str, str, bool | None], None]) -> None:
+    """Issue 13's targets for a named message and for the default auth."""
+    login = bench.wire.get(LOGIN_ONLY)
+    n = bench.config.scale[-1]
+    for name in ("top 3", "retr 3", "dele 3 --yes", "list 3"):
+        wire = bench.wire.get(name)
+        if wire is None or login is None:
+            continue
+        beyond = wire.round_trips - login.round_trips
+        # dele waits for QUIT's reply as well: it is what says the deletion was made.
+        allowed = 1
+        add(f"`{name}`, {n:,} messages: < 5 KB received, ≤ {allowed} round trip(s) beyond "
+            "the login", f"{wire.received:,} octets, {beyond}",
+            wire.received < 5 * 1024 and beyond <= allowed)
+    user, auto = bench.wire.get("purge, --auth USER"), bench.wire.get("purge, --auth auto")
+    if user and auto:
+        add(f"purge, default auth ({bench.default_mechanism}): ≤ 1 round trip more than "
+            "--auth USER (counted)", f"{auto.round_trips} vs {user.round_trips}",
+            auto.round_trips <= user.round_trips + 1)
+    rtt = 20 if 20 in bench.config.rtts else max(bench.config.rtts)
+    for job, client in (("purge", "popctl dele --larger-than 1M"), ("headers", "popctl list")):
+        mine = bench.result(job, client).median(rtt)
+        default = bench.result(job, f"{client} ({DEFAULT_AUTH})").median(rtt)
+        if mine and default and rtt:
+            extra = (default - mine) / (rtt / 1000)
+            add(f"{client.removeprefix('popctl ')}, {rtt} ms, default auth "
+                f"({bench.default_mechanism}): within 1 round trip of --auth USER",
+                f"{extra:+.1f} round trips ({_seconds(default)} / {_seconds(mine)})",
+                extra <= 1)
 
 
 def report(bench: Bench, elapsed: float) -> str:
@@ -662,6 +772,10 @@ def report(bench: Bench, elapsed: float) -> str:
         "### Figures\n\n" + figures_table(bench)]
     if slopes:
         parts.append("### Scale (no delay; 300-octet messages)\n\n" + scale)
+    if bench.wire:
+        parts.append(f"### On the wire (no delay; counted by benchmarks/wire.py; the named "
+                     f"commands on the {bench.config.scale[-1]:,}-message mailbox; --auth auto "
+                     f"chose {bench.default_mechanism})\n\n" + wire_table(bench))
     if any(r.job == "start-up" for r in bench.results):
         parts.append("### Start-up\n\n" + startup_table(bench))
     parts.append("### Targets (issue 5)\n\n" + targets(bench, slopes))
@@ -682,7 +796,7 @@ def write_markdown(text: str, path: Path) -> None:
 
 
 PEERS = ("mpop", "fetchmail", "getmail6", "mailfilter", "poplib", "floor")
-JOBS = ("startup", "headers", "warm_cache", "purge", "download", "huge", "scale")
+JOBS = ("startup", "headers", "warm_cache", "purge", "download", "huge", "scale", "named")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,9 +40,14 @@ _SCRAM_ITERATIONS = re.compile(r"[1-9][0-9]{0,6}")  # ASCII digits only: int() t
 
 
 class Mechanism:
-    """A SASL client mechanism."""
+    """A SASL client mechanism.
+
+    ``final`` is True once the message it last produced is the last it sends when the login
+    succeeds (the server then answers +OK, or -ERR): commands may be pipelined behind it.
+    """
 
     name: str = ""
+    final: bool = False
 
     def initial_response(self) -> bytes | None:
         return None
@@ -62,9 +67,11 @@ class Plain(Mechanism):
         self._message = b"\0" + _utf8(user, "user name") + b"\0" + _utf8(password, "password")
 
     def initial_response(self) -> bytes:
+        self.final = True
         return self._message
 
     def respond(self, challenge: bytes) -> bytes:
+        self.final = True
         return self._message  # the server asked with an empty challenge instead
 
 
@@ -77,7 +84,9 @@ class Login(Mechanism):
     def respond(self, challenge: bytes) -> bytes:
         if not self._answers:
             return super().respond(challenge)
-        return self._answers.pop(0)
+        answer = self._answers.pop(0)
+        self.final = not self._answers
+        return answer
 
 
 class CramMD5(Mechanism):
@@ -91,6 +100,7 @@ class CramMD5(Mechanism):
         import hmac
 
         digest = hmac.new(_utf8(self._password, "password"), challenge, hashlib.md5).hexdigest()
+        self.final = True
         return _utf8(f"{self._user} {digest}", "user name")
 
 
@@ -101,10 +111,12 @@ class XOAuth2(Mechanism):
         self._message = _utf8(f"user={user}\x01auth=Bearer {token}\x01\x01", "token")
 
     def initial_response(self) -> bytes:
+        self.final = True
         return self._message
 
     def respond(self, challenge: bytes) -> bytes:
         # An error is reported as a challenge holding JSON; an empty answer ends the exchange.
+        self.final = not challenge
         return b"" if challenge else self._message
 
 
@@ -118,9 +130,12 @@ class OAuthBearer(Mechanism):
         self._message = _utf8(f"n,a={authzid},\x01auth=Bearer {token}\x01\x01", "token")
 
     def initial_response(self) -> bytes:
+        self.final = True
         return self._message
 
     def respond(self, challenge: bytes) -> bytes:
+        # RFC 7628 section 3.2.3: an error is a challenge, answered with %x01 to end it.
+        self.final = not challenge
         return b"\x01" if challenge else self._message
 
 
@@ -168,6 +183,7 @@ class ScramSHA256(Mechanism):
             return self._client_final(challenge)
         if not self._verified:
             self._verify(challenge)
+            self.final = True  # the empty line answering server-final
             return b""
         return super().respond(challenge)
 

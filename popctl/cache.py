@@ -89,7 +89,8 @@ class HeaderCache:
     def __init__(self, account: str, path: str | os.PathLike[str] | None = None) -> None:
         self.account = account
         self.path = os.fspath(path) if path is not None else cache_path(account)
-        self._entries: dict[str, Entry] = self._read()
+        # The entries by UID, and the message number each UID last had (see number_of).
+        self._entries, self._numbers = self._read()
         self._dirty = False
         self._live: set[str] | None = None  # the server's UIDs, once prune() was told them
         self.hits = 0
@@ -115,12 +116,24 @@ class HeaderCache:
             self._entries[uid] = entry
             self._dirty = True
 
+    def number_of(self, uid: str) -> int | None:
+        """The message number ``uid`` had when a listing last saw it: a guess to check (UIDL n)
+        before acting on it, as any deletion since renumbers the messages after it."""
+        return self._numbers.get(uid)
+
+    def note_number(self, uid: str, number: int) -> None:
+        if self._numbers.get(uid) != number:
+            self._numbers[uid] = number
+            self._dirty = True
+
     def prune(self, live: Iterable[str]) -> None:
         """Forget the messages no longer on the server."""
         keep = set(live)
         gone = [uid for uid in self._entries if uid not in keep]
         for uid in gone:
             del self._entries[uid]
+        for uid in [uid for uid in self._numbers if uid not in keep]:
+            del self._numbers[uid]
         if gone:
             self._dirty = True
         self._live = keep
@@ -130,11 +143,17 @@ class HeaderCache:
         if not self._dirty:
             return True
         # Keep what a concurrent run added meanwhile, for messages that are still there.
-        for uid, entry in self._read().items():
+        entries, numbers = self._read()
+        for uid, entry in entries.items():
             if uid not in self._entries and (self._live is None or uid in self._live):
                 self._entries[uid] = entry
+                if uid in numbers and uid not in self._numbers:
+                    self._numbers[uid] = numbers[uid]
         document = {"popctl-header-cache": CACHE_FORMAT, "account": self.account,
-                    "entries": {uid: list(e) for uid, e in self._entries.items()}}
+                    "entries": {uid: list(e) for uid, e in self._entries.items()},
+                    # Read by 0.2 on; older versions ignore the key (no format change).
+                    "numbers": {uid: n for uid, n in self._numbers.items()
+                                if uid in self._entries}}
         try:
             data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except ValueError:  # cannot happen (entries are valid text), and must not be fatal
@@ -159,26 +178,31 @@ class HeaderCache:
         self._dirty = False
         return True
 
-    def _read(self) -> dict[str, Entry]:
-        """The entries on disk; {} for a missing, unreadable, corrupt or foreign file."""
+    def _read(self) -> tuple[dict[str, Entry], dict[str, int]]:
+        """The entries and numbers on disk; none for a missing, unreadable, corrupt or foreign
+        file."""
         try:
             with open(self.path, "rb") as f:
                 head = f.read(len(_MAGIC))
                 if head != _MAGIC:
-                    return {}
+                    return {}, {}
                 document = json.loads(head + f.read())
         except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
-            return {}
+            return {}, {}
         if not isinstance(document, dict) or document.get("popctl-header-cache") != CACHE_FORMAT \
                 or document.get("account") != self.account:
-            return {}
+            return {}, {}
         raw = document.get("entries")
         if not isinstance(raw, dict):
-            return {}
+            return {}, {}
         entries: dict[str, Entry] = {}
         for uid, value in raw.items():
             if not (isinstance(value, list) and len(value) == 6 and type(value[0]) is int
                     and all(_is_entry_text(v) for v in value[1:])):
-                return {}  # one bad entry: the file is not ours to trust
+                return {}, {}  # one bad entry: the file is not ours to trust
             entries[uid] = (value[0], value[1], value[2], value[3], value[4], value[5])
-        return entries
+        numbers = document.get("numbers")
+        if not isinstance(numbers, dict):  # optional: a bad one is ignored, the entries kept
+            return entries, {}
+        return entries, {uid: n for uid, n in numbers.items()
+                         if uid in entries and type(n) is int and 0 < n < 2**31}

@@ -139,10 +139,16 @@ class Reply(NamedTuple):
 
 
 class Challenge(NamedTuple):
-    """A SASL server challenge ("+ base64") during AUTH."""
+    """A SASL server challenge ("+ base64") during AUTH.
+
+    ``answered_by``: a command the client pipelined behind its last SASL message, which the
+    server now reads as the answer to this challenge (see POP3Protocol.auth_sent_last); it gets
+    no reply of its own and the client must not answer the challenge again.
+    """
 
     command: Command
     data: str
+    answered_by: Command | None = None
 
 
 class Data(NamedTuple):
@@ -219,6 +225,7 @@ class POP3Protocol:
         self._pending: deque[Command] = deque()
         self._in_data: Command | None = None
         self._at_line_start = True
+        self._auth_sent_last = False  # the client sent its last message of the pending AUTH
         self.stls_done = False  # set by STLS +OK; the transport must now start TLS
 
     # --- sending ---------------------------------------------------------------------------------
@@ -258,9 +265,11 @@ class POP3Protocol:
             line = bytes(self._buf[self._pos:self._pos + 80]).split(b"\n", 1)[0].rstrip(b"\r")
             raise RemoteProtocolError(
                 f"server sent {_clean(line)!r} when no command was waiting for a reply")
-        # Nothing is ever queued behind STLS, AUTH or QUIT, so only the last command can be one
-        # of them: checking it alone keeps a window of 1,000 pipelined commands linear.
-        if self._pending and self._pending[-1].verb in ("STLS", "AUTH", "QUIT"):
+        # Nothing is ever queued behind STLS, QUIT or an AUTH still expecting the client's
+        # messages, so only the last command can be one of them: checking it alone keeps a
+        # window of 1,000 pipelined commands linear.
+        if self._pending and self._pending[-1].verb in ("STLS", "AUTH", "QUIT") and not (
+                self._pending[-1].verb == "AUTH" and self._auth_sent_last):
             raise LocalProtocolError(
                 f"cannot send {command.verb} while {self._pending[-1].verb} awaits its reply"
             )
@@ -270,17 +279,33 @@ class POP3Protocol:
         return command.encode()
 
     def _after_login(self, command: Command) -> bool:
-        """Whether ``command`` is queued behind a PASS or APOP still awaiting its reply, and is
-        legal once logged in: pipelined (RFC 2449) on the bet that the login succeeds. If it
-        fails, the server answers it -ERR in the AUTHORIZATION state."""
+        """Whether ``command`` is queued behind a PASS, an APOP or an AUTH whose last client
+        message was sent, still awaiting its reply, and is legal once logged in: pipelined
+        (RFC 2449) on the bet that the login succeeds. If it fails, the server answers it -ERR
+        in the AUTHORIZATION state."""
         return (self.state is State.AUTHORIZATION
                 and command.verb in LEGAL_COMMANDS[State.TRANSACTION]
-                and any(c.verb in ("PASS", "APOP") for c in self._pending))
+                and (any(c.verb in ("PASS", "APOP") for c in self._pending)
+                     or (self._auth_sent_last and bool(self._pending)
+                         and self._pending[0].verb == "AUTH")))
+
+    def auth_sent_last(self) -> None:
+        """The client has sent what its SASL mechanism sends last when it succeeds (PLAIN's
+        initial response, CRAM-MD5's answer, SCRAM's closing empty line): commands may now be
+        queued behind the AUTH (RFC 2449 pipelining; docs/ARCHITECTURE.md says which rule).
+        Should the server still challenge, it takes the first of them as its answer (the
+        Challenge says which), and the others get their replies as usual."""
+        if not self._pending or self._pending[-1].verb != "AUTH":
+            raise LocalProtocolError("no AUTH exchange is waiting for its last message")
+        self._auth_sent_last = True
 
     def send_auth_response(self, response: str) -> bytes:
         """Return the line answering a SASL challenge ("*" cancels the exchange)."""
         if not self._pending or self._pending[0].verb != "AUTH":
             raise LocalProtocolError("no AUTH exchange is waiting for a response")
+        if len(self._pending) > 1:
+            # The server would read the first command queued behind the AUTH as the answer.
+            raise LocalProtocolError("cannot answer a SASL challenge behind pipelined commands")
         if any(c in response for c in "\r\n\0"):
             raise LocalProtocolError("CR, LF or NUL in a SASL response; nothing was sent")
         line = response.encode("ascii") + b"\r\n"
@@ -354,9 +379,17 @@ class POP3Protocol:
         if command.verb == "AUTH" and line[:1] == b"+" and line[:3].upper() != b"+OK":
             if line != b"+" and line[:2] != b"+ ":
                 raise RemoteProtocolError(f"malformed SASL challenge {_clean(line[:80])!r}")
-            return Challenge(command, line[2:].decode("ascii", "replace").strip())
+            answered_by = None
+            if self._auth_sent_last and len(self._pending) > 1:
+                # The server reads the next line we sent as the answer: that command is gone.
+                answered_by = self._pending[1]
+                del self._pending[1]
+            self._auth_sent_last = False
+            return Challenge(command, line[2:].decode("ascii", "replace").strip(), answered_by)
         ok, text, code = parse_status(line)
         self._pending.popleft()
+        if command.verb == "AUTH":
+            self._auth_sent_last = False
         if ok:
             if command.multiline:
                 self._in_data = command

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -16,10 +16,15 @@ from popctl import selection
 from popctl.errors import NoSuchMessageError, UsageError
 from popctl.listing import SizeListing, UidListing
 from popctl.models import MessageSize, MessageUid
-from popctl.session import Session
+from popctl.session import Lookup, Session
 
 if TYPE_CHECKING:  # the cache and header parsing are imported only when headers are read
     from popctl.cache import HeaderCache
+
+# The most message numbers looked up one by one (STAT, LIST n, UIDL n: a few dozen octets each)
+# rather than with the whole listings (megabytes at 100,000 messages). A command line names a
+# few; a script naming hundreds is still cheaper this way on any mailbox larger than it.
+MAX_NAMED = 100
 
 
 class Query:
@@ -214,10 +219,11 @@ class Plan:
     without UIDL is an error); ``delete``: mark each selected message deleted as it is read.
     """
 
-    __slots__ = ("delete", "headers", "query", "sizes_only", "uids")
+    __slots__ = ("delete", "headers", "known", "query", "sizes_only", "uids")
 
     def __init__(self, query: Query, *, headers: bool = False, sizes_only: bool = False,
-                 uids: bool = False, delete: bool = False) -> None:
+                 uids: bool = False, delete: bool = False,
+                 known: Mapping[str, int] | None = None) -> None:
         if sizes_only and (headers or query.header_filters):
             raise ValueError("sizes_only=True reads no headers")
         if delete and query.header_filters:
@@ -226,6 +232,10 @@ class Plan:
             raise ValueError("delete=True needs a selection that does not depend on headers")
         self.query, self.headers, self.sizes_only = query, headers, sizes_only
         self.uids, self.delete = uids, delete
+        # The message numbers the header cache last saw for the UIDs selected (a guess that
+        # UIDL n checks); only when they alone are the selection, and nothing is deleted.
+        self.known = dict(known) if known and query.uids and set(query.uids) <= set(known) \
+            and not (query.ranges or query.all or query.filters or delete) else None
 
     def __repr__(self) -> str:
         return (f"Plan(query={self.query!r}, headers={self.headers!r}, "
@@ -237,13 +247,38 @@ class Plan:
         return not self.sizes_only or bool(self.query.uids)
 
     @property
+    def named(self) -> tuple[int, ...] | None:
+        """The message numbers the user named (``3``, ``3,7``), when they alone are the
+        selection: looked up with LIST n (and UIDL n) instead of the whole listings. None
+        when a range, ``last:N``, a UID, ``--all`` or a filter needs the listing."""
+        query = self.query
+        if not query.ranges or query.uids or query.all or query.filters:
+            return None
+        specs = selection.parse_ranges(query.ranges)
+        if len(specs) > MAX_NAMED or not all(isinstance(s, selection.Single) for s in specs):
+            return None
+        return tuple(dict.fromkeys(s.number for s in specs if isinstance(s, selection.Single)))
+
+    @property
+    def lookup(self) -> Lookup | None:
+        """What the login may send for the named messages (Session.login): their lookup,
+        and, when they are read and deleted at once (dele N --yes), TOP n 0 and DELE n."""
+        named = self.named
+        if named is None and self.known is not None:
+            return Lookup(tuple(sorted(set(self.known.values()))))
+        if named is None:
+            return None
+        return Lookup(named, uids=self.scan, delete=self.delete and self.headers)
+
+    @property
     def reads_headers(self) -> bool:
         """Whether headers are fetched: to show them, or to filter on them."""
         return self.headers or self.query.header_filters
 
     def without_headers(self) -> Plan:
         """The same plan showing no headers (for a server without TOP)."""
-        return Plan(self.query, sizes_only=self.sizes_only, uids=self.uids, delete=self.delete)
+        return Plan(self.query, sizes_only=self.sizes_only, uids=self.uids, delete=self.delete,
+                    known=self.known)
 
 
 def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None = None,
@@ -260,8 +295,16 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
 
     ``warn`` is told (one line each) of closed ranges that reach past the last message.
     """
-    query, delete = plan.query, plan.delete
-    if not plan.scan:
+    query, delete, named = plan.query, plan.delete, plan.named
+    sizes: Sequence[MessageSize]
+    uids: Sequence[MessageUid] | None
+    guessed = _by_known_numbers(session, plan) if named is None else None
+    if named is not None:
+        sizes, uids = session.lookup(named, uids=plan.scan)
+    elif guessed is not None:
+        sizes, uids = guessed
+        named = tuple(m.number for m in sizes)  # a partial listing, as for numbers named
+    elif not plan.scan:
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
@@ -278,11 +321,19 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
     older, newer = _cutoff(now, query.older_than), _cutoff(now, query.newer_than)
     fetch = rows
     shared: set[str] = set()
-    if cache is not None and uids is not None:
+    if named is not None:
+        # The UIDs of the named messages only: nothing to prune by, and a UID shared with a
+        # message not looked up (popa3d) would go unseen, so the headers are read rather than
+        # taken from the cache (and added to it: a listing finds shared UIDs and skips them).
+        pass
+    elif cache is not None and uids is not None:
         cache.prune(u.uid for u in uids)
         # A UID several messages share keys none of them (popa3d derives UIDs from a few
         # header fields, so different messages can share one, even with the same size).
         shared = {uid for uid, n in Counter(u.uid for u in uids).items() if n > 1}
+        for row in rows:  # where each UID is, for a later --uid (Plan.known)
+            if row.uid is not None and row.uid not in shared:
+                cache.note_number(row.uid, row.number)
         if not query.header:  # --header filters need the raw block, which is not cached
             fetch = [r for r in rows if r.uid in shared or not _from_cache(cache, r)]
     else:
@@ -306,6 +357,22 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
             yield row
         row._headers = None
     next(fetched, None)  # the batch is complete: let it finish
+
+
+def _by_known_numbers(session: Session, plan: Plan
+                      ) -> tuple[Sequence[MessageSize], Sequence[MessageUid]] | None:
+    """The sizes and UIDs of the messages the header cache says have the UIDs selected, if
+    UIDL n confirms every one; None (then the whole listings are read) if any has moved."""
+    if plan.known is None:
+        return None
+    try:
+        sizes, uids = session.lookup(sorted(set(plan.known.values())))
+    except NoSuchMessageError:  # deleted since: renumbered
+        return None
+    found = {u.number: u.uid for u in uids or ()}
+    if any(found.get(n) != uid for uid, n in plan.known.items()):
+        return None
+    return sizes, uids or ()
 
 
 def _from_cache(cache: HeaderCache, row: Row) -> bool:

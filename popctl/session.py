@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import itertools
 import os
 import time
 from collections import deque
@@ -212,6 +213,25 @@ class _Listing(NamedTuple):
 _Scan = tuple[_Listing, _Listing]  # UIDL's and LIST's
 
 
+class Lookup(NamedTuple):
+    """The messages a command names by number, and what it will do with them first (built by
+    query.Plan.lookup): when pipelining, ``login`` sends it with the credentials."""
+
+    numbers: tuple[int, ...]
+    uids: bool = True  # UIDL n beside LIST n
+    # Then read and delete them (dele N --yes): TOP n 0 and DELE n go too, for the
+    # ``headers(numbers, delete=numbers)`` that follows.
+    delete: bool = False
+
+
+class _Named(NamedTuple):
+    """The replies to STAT, UIDL n and LIST n of the messages a user named (see lookup)."""
+
+    numbers: tuple[int, ...]
+    uids: bool
+    replies: list[tuple[_Request, Reply]]
+
+
 class _Source:
     """Requests to send: those pushed while the batch runs first, then the caller's."""
 
@@ -259,6 +279,13 @@ def server_error(reply: Reply, default: type[ServerError] = ServerError,
                command=reply.command.verb, code=code, text=reply.text)
 
 
+def _mailbox_of(count: int) -> str:
+    """How selection.select says how many messages there are (a test keeps the two alike)."""
+    if count == 0:
+        return "the mailbox is empty"
+    return f"the mailbox has {count} message{'s' if count != 1 else ''}"
+
+
 def default_session_timeout(timeout: float) -> float:
     """The session timeout when none is given, for a read timeout of ``timeout`` seconds."""
     return max(SESSION_TIMEOUT, SESSION_TIMEOUT_READS * timeout)
@@ -289,6 +316,9 @@ class Session:
         self._marked = 0  # DELEs answered +OK since login or the last RSET: what QUIT commits
         self._prefetched: _Scan | None = None  # UIDL and LIST read with the login (see login)
         self._prefetched_uids: _Listing | None = None  # UIDL alone read with the login
+        self._prefetched_named: _Named | None = None  # or LIST n and UIDL n (see lookup)
+        # Sent with the login, replies unread: a batch starting with them adopts them.
+        self._ahead: builtins.list[Command] = []
         # From login on: hides the password or token wherever the server quotes it back
         # (status lines, challenges, traced data, the mechanism's own errors).
         self._redact = Redactor()
@@ -534,10 +564,11 @@ class Session:
         if event.ok and command.verb == "DELE":
             self._marked += 1
             self._prefetched = None  # LIST and UIDL no longer show that message
+            self._prefetched_named = None
             self._prefetched_uids = None
         elif event.ok and command.verb == "RSET":
             self._marked = 0
-            self._prefetched = None
+            self._prefetched = self._prefetched_named = None
             self._prefetched_uids = None
             self._stat_count = None  # the messages unmarked are listed again
         return event
@@ -554,9 +585,16 @@ class Session:
                                           f"{command.verb}")
 
     def _settle(self) -> None:
-        """Before a new command: finish whatever an earlier, abandoned call left unread."""
+        """Before a new command: finish whatever an earlier, abandoned call left unread; and
+        undo the deletions sent with the login if no batch adopted them (RSET: nothing else
+        can be marked yet), so that only a plan that asked for them deletes anything."""
+        ahead, self._ahead = self._ahead, []
         if self._protocol.pending or self._protocol.receiving is not None:
+            marked = self._marked
             self._drain()
+            if ahead and self._marked > marked:
+                self._note("the deletions sent with the login were not used: undoing them")
+                self._call(Command("RSET"))
 
     def _drain(self) -> None:
         """Read and drop replies to commands a batch left in flight (its caller broke off),
@@ -590,11 +628,25 @@ class Session:
         While it runs, more requests may be appended to ``self._pushed`` (a DELE after a
         message was stored); they go out before the remaining ones.
         """
-        self._settle()
+        requests = iter(requests)
+        adopted: builtins.list[_Request] = []
+        if self._ahead:  # sent with the login: adopted if this batch starts with them
+            adopted = builtins.list(itertools.islice(requests, len(self._ahead)))
+            if [r.command for r in adopted] == self._ahead \
+                    and builtins.list(self._protocol.pending) == self._ahead:
+                # The replies are matched to the commands sent, by identity.
+                adopted = [r._replace(command=c) for r, c in zip(adopted, self._ahead,
+                                                                  strict=True)]
+                self._ahead = []
+            else:
+                requests, adopted = itertools.chain(adopted, requests), []
+        if not adopted:
+            self._settle()
         window = MAX_IN_FLIGHT if self.pipelining else 1
         source = _Source(requests, self._pushed)
-        in_flight: deque[tuple[_Request, int]] = deque()
-        in_flight_bytes = 0
+        in_flight: deque[tuple[_Request, int]] = deque(
+            (r, len(r.command.encode())) for r in adopted)
+        in_flight_bytes = sum(size for _, size in in_flight)
         while True:
             if len(in_flight) <= window // 2:
                 batch: list[Command] = []
@@ -666,17 +718,21 @@ class Session:
 
     # --- authentication --------------------------------------------------------------------------
 
-    def login(self, credentials: Credentials, *, scan: bool = False, uids: bool = False) -> str:
+    def login(self, credentials: Credentials, *, scan: bool = False,
+              lookup: Lookup | None = None, uids: bool = False) -> str:
         """Authenticate with the best mechanism allowed; return the mechanism used.
 
         With ``scan`` and a server that pipelines, UIDL and LIST ride in the login's last
-        round trip (after PASS, or after AUTH succeeds) and the next ``scan()`` answers from
-        them: one round trip fewer for every command that lists the mailbox. In the
-        AUTHORIZATION state a server refuses them, so a failed login loses nothing. With
-        ``uids`` (and no ``scan``) UIDL alone rides along, for the next ``uidl()``.
+        round trip (behind PASS, or behind the last message of a SASL exchange) and the next
+        ``scan()`` answers from them: one round trip fewer for every command that lists the
+        mailbox. With ``lookup`` (the messages a user named), STAT, UIDL n and LIST n ride
+        instead, for the next ``lookup(numbers)``, and with ``lookup.delete`` TOP n 0 and
+        DELE n too (whatever fails makes the command fail, and the session end without QUIT).
+        With ``uids`` (and neither of those) UIDL alone rides along, for the next ``uidl()``.
+        In the AUTHORIZATION state a server refuses them, so a failed login loses nothing.
         """
         self.login_capabilities = self.capabilities
-        self._prefetched = None
+        self._prefetched = self._prefetched_named = None
         self._prefetched_uids = None
         self._redact = Redactor((credentials.password, credentials.oauth2_token))
         try:
@@ -688,8 +744,14 @@ class Session:
             raise
         self._note(f"authenticating as {credentials.user} with {name}")
         capa_read = False
-        prefetch = ([] if not self.pipelining else self._scan_requests() if scan
+        prefetch = ([] if not self.pipelining
+                    else self._named_requests(lookup.numbers, uids=lookup.uids)
+                    if lookup is not None else self._scan_requests() if scan
                     else [self._listing_request("UIDL")] if uids else [])
+        ahead = [Command(verb, (str(n), *args)) for n in sorted(lookup.numbers)
+                 for verb, args in (("TOP", ("0",)), ("DELE", ()))] \
+            if prefetch and lookup is not None and lookup.delete else []
+        prefetch += [_Request(command) for command in ahead]
         if name == "USER":
             capa_read = self._login_user(credentials, prefetch)
         elif name == "APOP":
@@ -709,7 +771,7 @@ class Session:
                 name = "USER"
                 capa_read = self._login_user(credentials, prefetch)
         else:
-            self._login_sasl(auth.make_mechanism(name, credentials))
+            capa_read = self._login_sasl(auth.make_mechanism(name, credentials), prefetch)
         self.mechanism = name
         if not capa_read:
             # Some servers (Gmail) announce more once logged in.
@@ -720,7 +782,12 @@ class Session:
                 self._send(*commands)
             if capa:
                 self._read_capa(capa)
-        if len(prefetch) == 2:
+        if prefetch and lookup is not None:
+            self._prefetched_named = _Named(lookup.numbers, lookup.uids, [
+                (request, self._reply(request.command))
+                for request in prefetch[:len(prefetch) - len(ahead)]])
+            self._ahead = ahead
+        elif scan and prefetch:
             self._prefetched = self._read_scan(prefetch)
         elif prefetch:
             self._prefetched_uids = self._read_listing(prefetch[0])
@@ -774,7 +841,21 @@ class Session:
         self._auth_reply(second)
         return False
 
-    def _login_sasl(self, mechanism: auth.Mechanism) -> None:
+    def _login_sasl(self, mechanism: auth.Mechanism, prefetch: builtins.list[_Request]) -> bool:
+        """The SASL exchange. When pipelining, CAPA (and ``prefetch``, whose replies the caller
+        reads) go out with the mechanism's last message instead of after the +OK: True if so.
+
+        The rule relied on (docs/ARCHITECTURE.md, "Pipelining"): a line sent while no challenge
+        is outstanding is a command, so commands may follow the client's last SASL message. If
+        the server challenges all the same (an OAuth error), it takes the first of them as the
+        answer; the -ERR that follows is reported as the login's failure, as it would be
+        without pipelining.
+        """
+        capa = Command("CAPA") if self.capabilities.known else None
+        after = [*([capa] if capa else []), *(r.command for r in prefetch)] \
+            if self.pipelining else []
+        followed = False
+        answered: Command | None = None  # a command the server read as a SASL answer
         initial = mechanism.initial_response()
         command = None
         if initial is not None:
@@ -786,15 +867,33 @@ class Session:
         held_back = initial if command is None else None
         if command is None:
             command = Command("AUTH", (mechanism.name,))
-        self._send(command)
+        data = self._protocol.send(command)
+        if self._trace is not None:
+            self._trace("C", safe(command.redacted()))
+        if held_back is None and initial is not None and mechanism.final and after:
+            data += self._followers(after)
+            followed = True
+        self._write(data)
         while True:
             event = self._next()
             if isinstance(event, Reply) and event.command is command:
                 self._auth_reply(event)
+                if answered is not None:
+                    raise RemoteProtocolError(
+                        f"the server challenged after {mechanism.name}'s last message, took "
+                        f"{answered.verb} as the answer and accepted the login")
                 mechanism.finish()
-                return
+                if followed and capa is not None:
+                    self._read_capa(capa)
+                return followed
             if not isinstance(event, Challenge):
                 raise RemoteProtocolError(f"unexpected {event!r} during AUTH")
+            if event.answered_by is not None:
+                # Pipelined behind what should have been the last message: the server has
+                # its answer already (an OAuth error ends in -ERR whatever the answer).
+                answered = event.answered_by
+                self._note(f"the server read {answered.verb} as the answer to its challenge")
+                continue
             try:
                 challenge = base64.b64decode(event.data, validate=True)
             except binascii.Error:
@@ -811,9 +910,21 @@ class Session:
                     self._redact_error(e)  # it may quote the challenge (SCRAM's e=)
                     raise
             line = base64.b64encode(response).decode()
-            self._write(self._protocol.send_auth_response(line))
+            data = self._protocol.send_auth_response(line)
             if self._trace is not None:
                 self._trace("C", "***" if line else "")
+            if mechanism.final and after and not followed:
+                data += self._followers(after)
+                followed = True
+            self._write(data)
+
+    def _followers(self, commands: builtins.list[Command]) -> bytes:
+        """``commands`` queued behind the AUTH whose last message is being sent."""
+        self._protocol.auth_sent_last()
+        if self._trace is not None:
+            for command in commands:
+                self._trace("C", safe(command.redacted()))
+        return b"".join(self._protocol.send(c) for c in commands)
 
     # --- the POP3 commands -----------------------------------------------------------------------
 
@@ -942,6 +1053,65 @@ class Session:
         uids = self._listed(uidl)
         assert isinstance(uids, UidListing)
         return sizes, uids
+
+    def lookup(self, numbers: Sequence[int], *, uids: bool = True
+               ) -> tuple[Sequence[MessageSize], Sequence[MessageUid] | None]:
+        """The sizes (LIST n) and UIDs (UIDL n, with ``uids``) of the messages a user named, in
+        one pipelined batch with a STAT (none if it came with the login): a few lines where
+        the whole listings of a large mailbox are megabytes. A message that is not there
+        raises NoSuchMessageError, worded as selection.select words it; UIDs are None if the
+        server answers no UIDL n.
+        """
+        numbers = tuple(numbers)
+        named, self._prefetched_named = self._prefetched_named, None
+        if named is None or (named.numbers, named.uids) != (numbers, uids):
+            if not self.pipelining and len(numbers) > 1:
+                # In lock-step every lookup is a round trip: two listings cost two.
+                return self.scan() if uids else (self.list(), None)
+            named = _Named(numbers, uids, builtins.list(self._batch(
+                self._named_requests(numbers, uids=uids, stat=self.pipelining))))
+        count = None
+        sizes: builtins.list[MessageSize] = []
+        found: builtins.list[MessageUid] = []
+        for request, reply in named.replies:
+            verb, n = request.command.verb, request.number
+            if verb == "STAT":
+                words = reply.text.split()
+                if reply.ok and words and words[0].isdigit() and len(words[0]) <= 10:
+                    count = int(words[0])
+                continue
+            if not reply.ok:
+                if verb == "UIDL":
+                    continue  # no UIDL here (the caller decides whether that matters)
+                if reply.code is not None:  # [SYS/TEMP] and such: not a missing message
+                    raise server_error(reply, NoSuchMessageError, f"LIST {n}")
+                if count is None and not self._marked:  # not asked in lock-step: ask now
+                    count = self.stat().count
+                if count is not None and not self._marked and n > count:
+                    raise NoSuchMessageError(f"message {n} does not exist ({_mailbox_of(count)})")
+                raise NoSuchMessageError(f"message {n} does not exist or is deleted")
+            if verb == "LIST":
+                size = parse_size(reply.text)
+                number = size.number
+                sizes.append(size)
+            else:
+                number, uid = parse_pair(reply.text, "UIDL")
+                found.append(MessageUid(check_number(number, "UIDL"), uid))
+            if number != n:
+                raise RemoteProtocolError(f"asked {verb} {n}, server answered for message "
+                                          f"{number}")
+        return sizes, found or None  # None: not asked, or no UIDL n answered
+
+    @staticmethod
+    def _named_requests(numbers: Iterable[int], *, uids: bool,
+                        stat: bool = True) -> builtins.list[_Request]:
+        # STAT words a missing message's error as a whole listing would (pipelined, it costs
+        # no round trip; in lock-step it is asked only then); UIDL n before LIST n for the
+        # reason given in _scan_requests.
+        numbers = builtins.list(numbers)
+        return [*([_Request(Command("STAT"))] if stat else []),
+                *(_Request(Command("UIDL", (str(n),)), number=n) for n in numbers if uids),
+                *(_Request(Command("LIST", (str(n),)), number=n) for n in numbers)]
 
     @classmethod
     def _scan_requests(cls) -> builtins.list[_Request]:
@@ -1163,4 +1333,4 @@ class _CountingSink:
 
 
 # Re-exported for callers that only import the session module.
-__all__ = ["CLOSED", "Session", "Sink", "TraceHook", "server_error"]
+__all__ = ["CLOSED", "Lookup", "Session", "Sink", "TraceHook", "server_error"]

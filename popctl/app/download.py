@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from popctl import stores
 from popctl.app.context import Opened, Record, RunContext
-from popctl.app.mailbox import account_label, acted, listing
+from popctl.app.mailbox import account_label, acted, known_numbers, listing
 from popctl.app.runner import Job, run
 from popctl.errors import ShortMessageError, UsageError
 from popctl.query import Plan, Query
@@ -53,8 +53,13 @@ def _store(context: RunContext, request: Download) -> stores.Store:
 
 def download(context: RunContext, request: Download) -> None:
     store = _store(context, request)
+    # Where the cache last saw the UIDs asked for (never to delete: a guess checked by UIDL n
+    # cannot see a copy that shares the UID).
+    known = None if request.delete else known_numbers(context, request.query)
+    plan = Plan(request.query, known=known)
     try:
-        records = run(context, Job(lambda opened: _fetch(opened, request, store), scan=True,
+        records = run(context, Job(lambda opened: _fetch(opened, request, store, plan),
+                                   scan=True, lookup=plan.lookup,
                                    emit=context.options.machine)).records
     finally:
         store.close()
@@ -89,8 +94,9 @@ def _report_short(context: RunContext, records: list[Record], *, delete: bool,
                                 + ("; they were kept on the server" if delete else ""))
 
 
-def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Record]:
-    rows = list(listing(opened, Plan(request.query)))
+def _fetch(opened: Opened, request: Download, store: stores.Store, plan: Plan
+           ) -> list[Record]:
+    rows = list(listing(opened, plan))
     if request.kind == "output" and len(rows) > 1:  # before any RETR: nothing fetched or written
         raise UsageError(f"the selection has {len(rows)} messages", hint="one-file")
     if request.kind is None and len(rows) > 1:  # nothing would tell them apart

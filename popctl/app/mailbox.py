@@ -17,6 +17,7 @@ from popctl import defaults
 from popctl import query as queries
 from popctl.app.context import Opened, Record, RunContext
 from popctl.app.runner import Job, run
+from popctl.app.targets import several_accounts, target_of
 from popctl.errors import CapabilityError, UsageError
 from popctl.query import Plan, Query, Row
 from popctl.session import Session
@@ -53,7 +54,8 @@ def _rows(opened: Opened, plan: Plan) -> Iterator[Row]:
     total = 0
     # No bar in a run across accounts: several threads would draw over each other.
     if plan.headers and context.ui.shows_progress and context.label is None:
-        total = session.stat().count
+        # The named messages need no STAT (it would come before what the login sent ahead).
+        total = len(plan.named) if plan.named is not None else session.stat().count
     cache = header_cache(opened) if plan.reads_headers else None
     try:
         with context.ui.progress(total if total >= 20 else 0, "reading headers") as progress:
@@ -154,6 +156,8 @@ def sorted_rows(rows: Iterable[Row], keys: Sequence[SortKey]) -> list[Row]:
 def _projected(records: Iterable[Record], columns: Sequence[str] | None) -> list[Record]:
     return list(records) if columns is None else \
         [{key: record.get(key) for key in columns} for record in records]
+
+
 def acted(opened: Opened) -> dict[str, object]:
     """``account`` and ``time`` for a record of what popctl did (dele, retr), in JSON and NDJSON:
     a log that cron appends to needs to say which account and when. CSV and the table keep the
@@ -179,8 +183,28 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def one_message(opened: Opened, query: Query) -> int:
-    rows = list(queries.run(opened.session, Plan(query), warn=warner(opened.context)))
+def known_numbers(context: RunContext, query: Query) -> dict[str, int] | None:
+    """The message numbers the header cache last saw for the UIDs ``query`` selects, if it
+    has them all (query.Plan.known: checked with UIDL n, the listings read if any moved).
+    Read before connecting, so that their lookup can go with the login."""
+    options = context.options
+    if not query.uids or options.no_cache or options.sandbox or context.in_shell \
+            or several_accounts(options) is not None:
+        return None
+    from popctl.cache import HeaderCache, account_key
+
+    target = target_of(context)
+    endpoint = target.endpoint
+    cache = HeaderCache(account_key(target.credentials.user, endpoint.host,
+                                    endpoint.effective_port))
+    known = {uid: cache.number_of(uid) for uid in query.uids}
+    return {uid: n for uid, n in known.items() if n is not None} \
+        if None not in known.values() else None
+
+
+def one_message(opened: Opened, query: Query, known: dict[str, int] | None = None) -> int:
+    rows = list(queries.run(opened.session, Plan(query, known=known),
+                            warn=warner(opened.context)))
     if len(rows) != 1:
         raise UsageError(f"this command takes exactly one message; the selection has {len(rows)}")
     return rows[0].number
@@ -201,7 +225,8 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool,
                   columns: Sequence[str] | None = None, sort: Sequence[SortKey] = ()) -> None:
     """``columns`` chooses and orders the fields of every format; ``sort`` orders the rows
     (within each account), which are then written once all have been read."""
-    plan = Plan(query, headers=not sizes_only, sizes_only=sizes_only)
+    plan = Plan(query, headers=not sizes_only, sizes_only=sizes_only,
+                known=known_numbers(context, query))
 
     def work(opened: Opened) -> Iterable[Record]:
         parts = from_parts(opened.context) or bool(_FROM_PARTS.intersection(columns or ()))
@@ -212,27 +237,29 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool,
 
     if columns is None and sizes_only:
         columns = defaults.SIZES_ONLY_COLUMNS
-    outcome = run(context, Job(work, scan=plan.scan, stream=True, accounts=True,
-                               columns=columns))
+    outcome = run(context, Job(work, scan=plan.scan, lookup=plan.lookup, stream=True,
+                               accounts=True, columns=columns))
     if outcome.emitted == 0 and context.options.fmt == "table":
         context.ui.note("no messages")
 
 
 def uidl(context: RunContext, query: Query, columns: Sequence[str] | None = None) -> None:
-    plan = Plan(query, uids=True)
+    plan = Plan(query, uids=True, known=known_numbers(context, query))
 
     def work(opened: Opened) -> Iterator[Record]:
         return ({"number": r.number, "uid": r.uid} for r in listing(opened, plan))
 
-    run(context, Job(work, scan=plan.scan, stream=True, accounts=True, columns=columns))
+    run(context, Job(work, scan=plan.scan, lookup=plan.lookup, stream=True, accounts=True,
+                     columns=columns))
 
 
 def top(context: RunContext, query: Query, lines: int) -> None:
     """Raw headers and body lines on stdout, or parsed into a record with a --format."""
     machine, out = context.options.machine, context.ui.stdout
+    known = known_numbers(context, query)
 
     def work(opened: Opened) -> list[Record]:
-        number = one_message(opened, query)
+        number = one_message(opened, query, known)
         if not machine:
             opened.session.top(number, lines, out)
             out.flush()
@@ -241,7 +268,8 @@ def top(context: RunContext, query: Query, lines: int) -> None:
         opened.session.top(number, lines, buffer)
         return [parsed_top(number, buffer.getvalue())]
 
-    run(context, Job(work, scan=True, one=True, emit=machine))
+    run(context, Job(work, scan=True, lookup=Plan(query, known=known).lookup, one=True,
+                     emit=machine))
 
 
 def parsed_top(number: int, data: bytes) -> dict[str, object]:
@@ -282,8 +310,8 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool,
     # One question per account from several threads would be a mess: decide up front.
     refusal = None if yes or dry_run else UsageError(
         "deleting across accounts needs a confirmation given in advance", hint="across-yes")
-    count = run(context, Job(work, scan=plan.scan, accounts=True, across_refusal=refusal,
-                             columns=columns)).emitted
+    count = run(context, Job(work, scan=plan.scan, lookup=plan.lookup, accounts=True,
+                             across_refusal=refusal, columns=columns)).emitted
     if context.options.fmt != "table":
         return
     if dry_run:

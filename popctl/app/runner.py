@@ -29,7 +29,7 @@ from popctl.app.targets import (
 )
 from popctl.errors import AuthenticationError, ExitCode, PopctlError, UsageError
 from popctl.models import TLSMode
-from popctl.session import Session
+from popctl.session import Lookup, Session
 
 Work = Callable[[Opened], Iterable[Record]]
 
@@ -43,6 +43,7 @@ class Job(NamedTuple):
 
     work: Work
     scan: bool = False  # the work lists the mailbox: UIDL and LIST may ride with the login
+    lookup: Lookup | None = None  # or looks up only the messages named (Plan.lookup)
     uids: bool = False  # the work starts with UIDL alone (retr --new): it may ride with the login
     columns: Sequence[str] | None = None  # the columns of a listing (None: the records' keys)
     stream: bool = False  # emit each record as it comes, while the session is open
@@ -64,7 +65,7 @@ def run(context: RunContext, job: Job) -> Outcome:
         rows = across_accounts(context, names, job)
         return Outcome(len(rows), rows)
     records: list[Record] = []
-    with connect(context, scan=job.scan, uids=job.uids) as opened:
+    with connect(context, scan=job.scan, lookup=job.lookup, uids=job.uids) as opened:
         produced = job.work(opened)
         if job.stream and job.emit:
             return Outcome(context.ui.emit(produced, job.columns), [])
@@ -77,13 +78,14 @@ def run(context: RunContext, job: Job) -> Outcome:
 
 
 @contextlib.contextmanager
-def connect(context: RunContext, *, scan: bool = False, uids: bool = False,
-            target: Target | None = None) -> Iterator[Opened]:
+def connect(context: RunContext, *, scan: bool = False, lookup: Lookup | None = None,
+            uids: bool = False, target: Target | None = None) -> Iterator[Opened]:
     """Connect and log in; QUIT on success, close without QUIT on any error.
 
     ``scan``: the command will list the mailbox (Session.scan), so UIDL and LIST may ride
-    with the login; ``uids``: UIDL alone may (Session.uidl). Inside ``popctl shell`` the
-    shell's one session is used and stays open.
+    with the login; ``lookup``: it will look up only the messages named (Session.lookup), so
+    STAT, LIST n and UIDL n ride instead; ``uids``: UIDL alone may (Session.uidl). Inside
+    ``popctl shell`` the shell's one session is used and stays open.
     """
     if context.shell is not None:
         yield context.shell._replace(context=context)
@@ -103,7 +105,7 @@ def connect(context: RunContext, *, scan: bool = False, uids: bool = False,
     with session:
         credentials, source = find_secret(target, ui)
         try:
-            session.login(credentials, scan=scan, uids=uids)
+            session.login(credentials, scan=scan, lookup=lookup, uids=uids)
         except AuthenticationError as e:
             raise refused(e, target, source) from e
         yield Opened(session, context, (credentials.user, endpoint.host, endpoint.effective_port),
@@ -181,7 +183,8 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
             except queue.Empty:
                 return
             try:
-                with connect(child, scan=job.scan, uids=job.uids, target=target) as opened:
+                with connect(child, scan=job.scan, lookup=job.lookup, uids=job.uids,
+                             target=target) as opened:
                     rows = list(job.work(opened))
                     if cancelled.is_set():  # Ctrl-C: leave without QUIT, commit nothing
                         raise KeyboardInterrupt

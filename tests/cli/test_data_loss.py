@@ -42,10 +42,11 @@ def ok_data(data: bytes) -> bytes:
 
 def retr_script(messages: Sequence[bytes], uids: Sequence[bytes] | None, *,
                 sizes: Sequence[int] | None = None, deleted: Sequence[int] | None = None,
-                pipelining: bool = True) -> list[Step]:
+                pipelining: bool = True, named: bool = False) -> list[Step]:
     """The dialogue of ``retr --all --delete`` into a store: a login, UIDL (``None``: -ERR,
     a server without it) and LIST (``sizes``, default the true ones), every RETR, and the DELE
-    of each message number in ``deleted`` (default all), then QUIT."""
+    of each message number in ``deleted`` (default all), then QUIT. ``named``: the messages
+    were named by number (``retr 1``), so STAT, UIDL n and LIST n replace the listings."""
     numbers = range(1, len(messages) + 1)
     deleted = list(numbers) if deleted is None else list(deleted)
     sizes = [len(m) for m in messages] if sizes is None else sizes
@@ -57,8 +58,17 @@ def retr_script(messages: Sequence[bytes], uids: Sequence[bytes] | None, *,
     listing = b"+OK\r\n" + b"".join(b"%d %d\r\n" % (n, s) for n, s in zip(numbers, sizes,
                                                                           strict=True)) + b".\r\n"
     steps: list[Step] = [send(b"+OK POP3 ready\r\n"), expect(b"CAPA\r\n"), send(caps)]
+    lookup = b"UIDL\r\nLIST\r\n"
+    if named:
+        assert pipelining and uids is not None
+        lookup = b"STAT\r\n" + b"".join(b"UIDL %d\r\n" % n for n in numbers) + b"".join(
+            b"LIST %d\r\n" % n for n in numbers)
+        uidl = b"+OK %d %d\r\n" % (len(messages), sum(sizes)) + b"".join(
+            b"+OK %d %s\r\n" % (n, u) for n, u in zip(numbers, uids, strict=True))
+        listing = b"".join(b"+OK %d %d\r\n" % (n, s) for n, s in zip(numbers, sizes,
+                                                                       strict=True))
     if pipelining:
-        steps += [expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+        steps += [expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\n" + lookup),
                   send(b"+OK\r\n+OK\r\n" + caps + uidl + listing),
                   expect(b"".join(b"RETR %d\r\n" % n for n in numbers)),
                   send(b"".join(ok_data(m) for m in messages))]
@@ -226,7 +236,7 @@ def test_more_octets_than_listed_are_fine(tmp_path: Path) -> None:
 
 
 def test_a_short_retr_to_standard_output_is_an_error_too(tmp_path: Path) -> None:
-    script = retr_script([M1], [b"u1"], sizes=[len(M1) + 100], deleted=[])
+    script = retr_script([M1], [b"u1"], sizes=[len(M1) + 100], deleted=[], named=True)
     with ScriptedServer(script, timeout=3.0) as server:
         result = run(server, "retr", "1")
     server.assert_done()
@@ -359,7 +369,7 @@ def test_output_file_never_writes_through_a_symbolic_link(tmp_path: Path) -> Non
     victim.write_bytes(b"precious\n")
     link = tmp_path / "one.eml"
     link.symlink_to(victim)
-    with ScriptedServer(retr_script([M1], [b"u1"]), timeout=3.0) as server:
+    with ScriptedServer(retr_script([M1], [b"u1"], named=True), timeout=3.0) as server:
         result = run(server, "retr", "1", "--output", str(link), "--delete")
     assert result.exit_code == 0, result.stderr
     assert victim.read_bytes() == b"precious\n"

@@ -112,7 +112,7 @@ SLOW_DATA_CASES = {
     "RETR": ([*READY, expect(b"UIDL\r\nLIST\r\n"),
               send(UIDL_OK + b"+OK\r\n1 1000\r\n2 1000\r\n.\r\n"), expect(b"RETR 1\r\n"),
               send(b"+OK\r\n"), *drip(b"Subject: slow\r\n\r\n" + SLOW_LINES, 0.3, 8)],
-             ("retr", "1")),
+             ("retr", "1-1")),
 }
 
 
@@ -134,7 +134,7 @@ def test_the_session_timeout_bounds_a_server_just_fast_enough() -> None:
               send(UIDL_OK + b"+OK\r\n1 40000\r\n2 40000\r\n.\r\n"), expect(b"RETR 1\r\n"),
               send(b"+OK\r\n"), *drip(body * 40, 0.25, 1024)]
     with ScriptedServer(script, timeout=3.0) as server:
-        result, elapsed = run(server, ["retr", "1"], 1.0, "--session-timeout", "2")
+        result, elapsed = run(server, ["retr", "1-1"], 1.0, "--session-timeout", "2")
     assert_error(result, 4, "waited more than 2 s in all for 127.0.0.1 (session timeout; "
                             "raise it with --session-timeout)")
     assert elapsed < 2.0 + HANG_GUARD, f"took {elapsed:.1f} s"
@@ -195,7 +195,7 @@ def test_a_message_on_a_slow_link_still_arrives() -> None:
               send(UIDL_OK + b"+OK\r\n1 %d\r\n2 10\r\n.\r\n" % len(body)),
               expect(b"RETR 1\r\n"), send(b"+OK\r\n"), *drip(body + b".\r\n", 0.032, 8000)]
     with ScriptedServer(script, timeout=5.0) as server:
-        result, _ = run(server, ["retr", "1"], 1.0)
+        result, _ = run(server, ["retr", "1-1"], 1.0)
     assert (result.exit_code, result.stderr) == (0, ""), result.stderr
     assert result.stdout_bytes == body
 
@@ -256,7 +256,7 @@ ABSURD_CASES = {
                                 "from 1 to their count (at most 104 allowed)"),
     # Before: "internal error: KeyError: 1".
     "duplicate-number": (listing_script(UIDL_OK, b"+OK\r\n1 10\r\n1 10\r\n2 10\r\n.\r\n"),
-                         ("retr", "1"), "server listed message 1 twice in its LIST reply"),
+                         ("retr", "1-1"), "server listed message 1 twice in its LIST reply"),
     # Before: quietly sorted.
     "decreasing-numbers": (listing_script(UIDL_OK, b"+OK\r\n2 10\r\n1 10\r\n.\r\n"),
                            ("list", "--format", "csv"),
@@ -316,7 +316,8 @@ def test_a_listing_longer_than_stat_said_is_a_protocol_error() -> None:
 
 
 def test_a_huge_listing_takes_memory_in_proportion_to_what_is_kept() -> None:
-    """3.6 MiB of LIST and 3.7 MiB of UIDL (800,000 lines) for `retr 1`: about 140 MB of
+    """3.6 MiB of LIST and 3.7 MiB of UIDL (800,000 lines) for `retr 1-1` (a range needs the
+    listings; `retr 1` now asks LIST 1 and UIDL 1 only): about 140 MB of
     Python objects before (NamedTuples, ints and strings per line, then a Row each); now a few
     octets per message in arrays (12 MiB at the peak, most of it one read's transient parse)."""
     count = 400_000
@@ -330,7 +331,7 @@ def test_a_huge_listing_takes_memory_in_proportion_to_what_is_kept() -> None:
             lambda who, data: record(who, data[:4096] if who == "S" else data))
         tracemalloc.start()
         try:
-            result, elapsed = run(server, ["retr", "1"], 5.0)
+            result, elapsed = run(server, ["retr", "1-1"], 5.0)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

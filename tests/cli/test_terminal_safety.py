@@ -78,6 +78,9 @@ LOCKSTEP = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice
             expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP)]
 SCAN = [expect(b"UIDL\r\n"), send(ok_data(b"1 uid-1\r\n")), expect(b"LIST\r\n"),
         send(ok_data(b"1 120\r\n"))]
+# A message named by number (`top 1`) is looked up alone: UIDL 1 and LIST 1, not the listings.
+NAMED = [expect(b"UIDL 1\r\n"), send(b"+OK 1 uid-1\r\n"), expect(b"LIST 1\r\n"),
+         send(b"+OK 1 120\r\n")]
 ERR = send(b"-ERR " + H + b"\r\n")
 PLAIN_BLOB = base64.b64encode(b"\0alice\0s3cret")
 
@@ -108,15 +111,15 @@ ERR_CASES: dict[str, tuple[tuple[str, ...], list[Step], int, str]] = {
              "RSET failed: server said: "),
     "LIST": (("list", "--sizes-only"), [*LOCKSTEP, expect(b"LIST\r\n"), ERR, expect_eof()], 5,
              "LIST failed: server said: "),
-    "TOP": (("top", "1"), [*LOCKSTEP, *SCAN, expect(b"TOP 1 0\r\n"), ERR, expect_eof()], 5,
+    "TOP": (("top", "1"), [*LOCKSTEP, *NAMED, expect(b"TOP 1 0\r\n"), ERR, expect_eof()], 5,
             "TOP 1 failed: server said: "),
-    "RETR": (("retr", "1"), [*LOCKSTEP, *SCAN, expect(b"RETR 1\r\n"), ERR, expect_eof()], 5,
+    "RETR": (("retr", "1"), [*LOCKSTEP, *NAMED, expect(b"RETR 1\r\n"), ERR, expect_eof()], 5,
              "RETR 1 failed: server said: "),
     "DELE": (("dele", "1", "--yes"),
-             [*LOCKSTEP, *SCAN, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: a\r\n\r\n")),
+             [*LOCKSTEP, *NAMED, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: a\r\n\r\n")),
               expect(b"DELE 1\r\n"), ERR, expect_eof()], 5, "DELE 1 failed: server said: "),
     "QUIT": (("dele", "1", "--yes"),
-             [*LOCKSTEP, *SCAN, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: a\r\n\r\n")),
+             [*LOCKSTEP, *NAMED, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: a\r\n\r\n")),
               expect(b"DELE 1\r\n"), send(b"+OK\r\n"), expect(b"QUIT\r\n"), ERR], 5,
              "QUIT (some deletions may not have been made) failed: server said: "),
     "resp-code": (("stat",), [*LOCKSTEP, expect(b"STAT\r\n"),
@@ -306,8 +309,8 @@ def test_password_in_later_replies_and_traced_data_is_hidden() -> None:
     script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
               send(b"+OK\r\n"), expect(f"PASS {SECRET}\r\n".encode()),
               send(f"+OK welcome, {SECRET}\r\n".encode()), expect(b"CAPA\r\n"),
-              send(CAPA_LOCKSTEP), expect(b"UIDL\r\n"), send(ok_data(b"1 uid-1\r\n")),
-              expect(b"LIST\r\n"), send(ok_data(b"1 %d\r\n" % len(message))),
+              send(CAPA_LOCKSTEP), expect(b"UIDL 1\r\n"), send(b"+OK 1 uid-1\r\n"),
+              expect(b"LIST 1\r\n"), send(b"+OK 1 %d\r\n" % len(message)),
               expect(b"RETR 1\r\n"), send(ok_data(message)),
               expect(b"QUIT\r\n")]
     with ScriptedServer(script, timeout=3.0) as server:

@@ -131,8 +131,8 @@ def _retr_script(*reply: Step) -> list[Step]:
     return [GREET, expect(b"CAPA\r\n"), send(b"+OK\r\nUSER\r\n.\r\n"),
             expect(b"USER alice\r\n"), send(b"+OK\r\n"), expect(b"PASS s3cret\r\n"),
             send(b"+OK logged in\r\n"), expect(b"CAPA\r\n"), send(b"+OK\r\nUSER\r\n.\r\n"),
-            expect(b"UIDL\r\n"), send(b"+OK\r\n1 uid-1\r\n.\r\n"),
-            expect(b"LIST\r\n"), send(b"+OK\r\n1 %d\r\n.\r\n" % len(MESSAGE)),
+            expect(b"UIDL 1\r\n"), send(b"+OK 1 uid-1\r\n"),
+            expect(b"LIST 1\r\n"), send(b"+OK 1 %d\r\n" % len(MESSAGE)),
             expect(b"RETR 1\r\n"),
             *(reply or [send(b"+OK message follows\r\n" + MESSAGE + b".\r\n")]),
             expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]

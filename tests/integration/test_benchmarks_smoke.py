@@ -27,7 +27,9 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     for heading in ("### Figures", "### Scale", "### Start-up", "### Targets (issue 5)"):
         assert heading in result.stdout
     for job in ("| headers | popctl list |", "| purge | popctl dele", "| download | popctl retr",
-                "| huge | popctl retr 1", "| warm cache | popctl list (warm cache) (TOP=0) |"):
+                "| huge | popctl retr 1", "| warm cache | popctl list (warm cache) (TOP=0) |",
+                "| purge | popctl dele --larger-than 1M (default --auth auto) |",
+                "### On the wire", "| top 3 |", "| purge, --auth auto |"):
         assert job in result.stdout, job
     text = output.read_text(encoding="utf-8")
     assert text.startswith("# popctl performance") and "### Targets (issue 5)" in text

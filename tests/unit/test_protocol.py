@@ -368,6 +368,74 @@ def test_sasl_challenge_and_auth_state() -> None:
     assert protocol.state is State.TRANSACTION
 
 
+def _greeted() -> POP3Protocol:
+    protocol = POP3Protocol()
+    protocol.receive_data(b"+OK\r\n")
+    protocol.next_event()
+    return protocol
+
+
+def test_commands_follow_an_auth_only_after_its_last_message() -> None:
+    protocol = _greeted()
+    auth = Command("AUTH", ("PLAIN", "AGEAYg=="))
+    protocol.send(auth)
+    with pytest.raises(LocalProtocolError, match="AUTH awaits"):
+        protocol.send(Command("CAPA"))  # a challenge may come: CAPA would be taken as answer
+    protocol.auth_sent_last()
+    protocol.send(Command("CAPA"))
+    protocol.send(Command("UIDL"))  # legal once logged in, pipelined on that bet
+    protocol.receive_data(b"+OK\r\n+OK\r\nTOP\r\n.\r\n+OK\r\n1 a\r\n.\r\n")
+    assert protocol.next_event() == Reply(auth, True, "")
+    assert protocol.state is State.TRANSACTION
+    assert [type(protocol.next_event()) for _ in range(6)] == [
+        Reply, Data, EndOfData, Reply, Data, EndOfData]
+    assert not protocol.pending
+
+
+def test_a_refused_auth_leaves_the_pipelined_commands_refused_in_authorization() -> None:
+    protocol = _greeted()
+    protocol.send(Command("AUTH", ("PLAIN", "AGEAYg==")))
+    protocol.auth_sent_last()
+    protocol.send(Command("UIDL"))
+    protocol.send(Command("LIST"))
+    protocol.receive_data(b"-ERR [AUTH] no\r\n-ERR not yet\r\n-ERR not yet\r\n")
+    replies = [protocol.next_event() for _ in range(3)]
+    assert [r.ok for r in replies if isinstance(r, Reply)] == [False, False, False]
+    assert protocol.state is State.AUTHORIZATION
+    with pytest.raises(LocalProtocolError, match="not allowed in the AUTHORIZATION state"):
+        protocol.send(Command("LIST"))
+
+
+def test_a_challenge_after_the_last_message_takes_the_next_command_as_its_answer() -> None:
+    """An OAuth error (RFC 7628 3.2.2) comes as a challenge: the server reads the first line
+    pipelined behind the token as the answer, which then gets no reply of its own."""
+    protocol = _greeted()
+    auth = Command("AUTH", ("XOAUTH2", "dG9rZW4="))
+    capa, uidl = Command("CAPA"), Command("UIDL")
+    protocol.send(auth)
+    protocol.auth_sent_last()
+    protocol.send(capa)
+    protocol.send(uidl)
+    protocol.receive_data(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n-ERR [AUTH] bad token\r\n"
+                          b"-ERR not yet\r\n")
+    assert protocol.next_event() == Challenge(auth, "eyJzdGF0dXMiOiI0MDEifQ==", capa)
+    assert protocol.pending == (auth, uidl)
+    with pytest.raises(LocalProtocolError, match="behind pipelined commands"):
+        protocol.send_auth_response("")
+    assert protocol.next_event() == Reply(auth, False, "bad token", "AUTH")
+    assert protocol.next_event() == Reply(uidl, False, "not yet")
+    assert protocol.state is State.AUTHORIZATION
+
+
+def test_the_last_message_is_declared_only_for_a_pending_auth() -> None:
+    protocol = _greeted()
+    with pytest.raises(LocalProtocolError, match="no AUTH"):
+        protocol.auth_sent_last()
+    protocol.send(Command("USER", ("a",)))
+    with pytest.raises(LocalProtocolError, match="no AUTH"):
+        protocol.auth_sent_last()
+
+
 def test_eof_while_waiting_is_a_lost_connection() -> None:
     # Exit status 4 like a reset, not 6: a dropped connection is no protocol violation.
     protocol = logged_in()

@@ -20,7 +20,7 @@ from popctl.errors import (
     TLSError,
 )
 from popctl.models import Credentials, Endpoint, TLSMode
-from popctl.session import MAX_IN_FLIGHT, Session
+from popctl.session import MAX_IN_FLIGHT, Lookup, Session
 from tests.support.scripted_server import (
     ScriptedServer,
     Step,
@@ -152,9 +152,11 @@ def test_scan_with_the_login_is_refused_with_the_login() -> None:
 def test_scan_with_a_sasl_login_rides_with_capa() -> None:
     plain = base64.b64encode(b"\0alice\0s3cret")
     caps = b"+OK\r\nUIDL\r\nPIPELINING\r\nSASL PLAIN\r\n.\r\n"
+    # All in one write: PLAIN's initial response is its last message (before: CAPA, UIDL
+    # and LIST waited for the +OK, a round trip more).
     script = [GREETING, expect(b"CAPA\r\n"), send(caps),
-              expect(b"AUTH PLAIN " + plain + b"\r\n"), send(b"+OK\r\n"),
-              expect(b"CAPA\r\nUIDL\r\nLIST\r\n"), send(caps + SCAN_REPLY),
+              expect(b"AUTH PLAIN " + plain + b"\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n" + caps + SCAN_REPLY),
               expect(b"QUIT\r\n"), expect_eof()]
     creds = Credentials("alice", "s3cret", mechanism="PLAIN", allow_plaintext=True)
     with ScriptedServer(script, timeout=2.0) as server:
@@ -396,6 +398,125 @@ def test_xoauth2_error_challenge_gets_empty_answer() -> None:
     server.assert_done()
 
 
+OAUTH_CAPS = b"+OK\r\nUIDL\r\nPIPELINING\r\nSASL XOAUTH2 OAUTHBEARER\r\n.\r\n"
+
+
+@pytest.mark.parametrize("mechanism", ["XOAUTH2", "OAUTHBEARER"])
+def test_an_oauth_error_behind_pipelined_commands_is_the_login_error(mechanism: str) -> None:
+    """The server's error challenge (RFC 7628 3.2.2) reads the CAPA pipelined behind the token
+    as its answer, then refuses the AUTH: that -ERR is the error, as without pipelining, and the
+    connection closes without QUIT (nothing was sent in answer: the server had one)."""
+    creds = Credentials("me", oauth2_token="tok", mechanism=mechanism, allow_plaintext=True)
+    error = base64.b64encode(b'{"status":"401"}')
+    script = [GREETING, expect(b"CAPA\r\n"), send(OAUTH_CAPS),
+              expect_line(b"AUTH " + mechanism.encode() + b" "),
+              expect(b"CAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+ " + error + b"\r\n-ERR [AUTH] invalid token\r\n-ERR log in first\r\n"
+                   b"-ERR log in first\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with pytest.raises(AuthenticationError, match=r"^login failed: server said: \[AUTH\] "
+                                                      "invalid token$"), \
+                Session.connect(endpoint(server)) as session:
+            session.login(creds, scan=True)
+    server.assert_done()
+
+
+def test_a_challenge_then_acceptance_after_the_last_message_is_a_protocol_error() -> None:
+    creds = Credentials("me", oauth2_token="tok", mechanism="XOAUTH2", allow_plaintext=True)
+    script = [GREETING, expect(b"CAPA\r\n"), send(OAUTH_CAPS), expect_line(b"AUTH XOAUTH2 "),
+              expect(b"CAPA\r\nUIDL\r\nLIST\r\n"), send(b"+ \r\n+OK\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with pytest.raises(RemoteProtocolError, match="took CAPA as the answer"), \
+                Session.connect(endpoint(server)) as session:
+            session.login(creds, scan=True)
+    server.assert_done()
+
+
+def test_scram_pipelines_behind_its_closing_empty_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCRAM-SHA-256: client-first, client-final, then (the server proved itself) the empty
+    line that ends the exchange, with CAPA, UIDL and LIST behind it."""
+    import secrets
+
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: bytes(n))
+    nonce = base64.b64encode(bytes(24)).decode()
+    salt, rounds = b"salt", 4096
+    client_first_bare = f"n=alice,r={nonce}"
+    server_first = f"r={nonce}srv,s={base64.b64encode(salt).decode()},i={rounds}"
+    salted = hashlib.pbkdf2_hmac("sha256", b"s3cret", salt, rounds)
+    auth_message = f"{client_first_bare},{server_first},c=biws,r={nonce}srv".encode()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    server_final = b"v=" + base64.b64encode(hmac.digest(server_key, auth_message, "sha256"))
+    caps = b"+OK\r\nUIDL\r\nPIPELINING\r\nSASL SCRAM-SHA-256\r\n.\r\n"
+    script = [GREETING, expect(b"CAPA\r\n"), send(caps),
+              expect(b"AUTH SCRAM-SHA-256 "
+                     + base64.b64encode(f"n,,{client_first_bare}".encode()) + b"\r\n"),
+              send(b"+ " + base64.b64encode(server_first.encode()) + b"\r\n"),
+              expect_line(b"Yz1iaXdz"),  # c=biws,r=...,p=...: not the last message
+              send(b"+ " + base64.b64encode(server_final) + b"\r\n"),
+              expect(b"\r\nCAPA\r\nUIDL\r\nLIST\r\n"), send(b"+OK\r\n" + caps + SCAN_REPLY),
+              expect(b"QUIT\r\n"), expect_eof()]
+    creds = Credentials("alice", "s3cret", mechanism="SCRAM-SHA-256", allow_plaintext=True)
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(creds, scan=True)
+            sizes, _ = session.scan()
+    server.assert_done()
+    assert [m.size for m in sizes] == [100, 200]
+
+
+def test_named_messages_ride_with_the_login_and_answer_the_lookup() -> None:
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nSTAT\r\nUIDL 2\r\nLIST 2\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY + b"+OK 2 300\r\n+OK 2 bbb\r\n"
+                   b"+OK 2 200\r\n"),
+              expect(b"STAT\r\nLIST 2\r\n"), send(b"+OK 2 300\r\n+OK 2 200\r\n"),
+              expect(b"QUIT\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, lookup=Lookup((2,)))
+            first = session.lookup([2])  # from the login's round trip
+            second = session.lookup([2], uids=False)  # used once: asked again
+    server.assert_done()
+    assert first == ([(2, 200)], [(2, "bbb")])
+    assert second == ([(2, 200)], None)
+
+
+def test_deletions_sent_with_the_login_are_undone_if_no_batch_adopts_them() -> None:
+    """TOP 2 0 and DELE 2 went with the login for a `dele 2 --yes`; a caller that does
+    something else first gets them drained and RSET, so nothing it did not ask for is
+    committed by its QUIT."""
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nSTAT\r\nUIDL 2\r\nLIST 2\r\n"
+                     b"TOP 2 0\r\nDELE 2\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY + b"+OK 2 300\r\n+OK 2 bbb\r\n"
+                   b"+OK 2 200\r\n+OK\r\nSubject: b\r\n\r\n.\r\n+OK marked\r\n"),
+              expect(b"RSET\r\n"), send(b"+OK\r\n"),
+              expect(b"STAT\r\n"), send(b"+OK 2 300\r\n"),
+              expect(b"QUIT\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, lookup=Lookup((2,), delete=True))
+            assert session.lookup([2]) == ([(2, 200)], [(2, "bbb")])
+            assert session.stat().count == 2
+    server.assert_done()
+
+
+def test_deletions_sent_with_the_login_are_adopted_by_the_batch_they_were_for() -> None:
+    script = [GREETING, *CAPA_PIPE,
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nSTAT\r\nUIDL 2\r\nLIST 2\r\n"
+                     b"TOP 2 0\r\nDELE 2\r\n"),
+              send(b"+OK\r\n+OK\r\n" + CAPA_PIPE_REPLY + b"+OK 2 300\r\n+OK 2 bbb\r\n"
+                   b"+OK 2 200\r\n+OK\r\nSubject: b\r\n\r\n.\r\n+OK marked\r\n"),
+              expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS, lookup=Lookup((2,), delete=True))
+            session.lookup([2])
+            got = [h.data for h in session.headers([2], delete=[2])]
+    server.assert_done()
+    assert got == [b"Subject: b\r\n\r\n"]
+
+
 def test_server_closing_right_after_greeting() -> None:
     with ScriptedServer([GREETING, expect(b"CAPA\r\n"), close()], timeout=2.0) as server:
         with pytest.raises((RemoteProtocolError, ConnectionClosedError)):
@@ -452,3 +573,16 @@ def test_failed_store_sends_no_dele_and_no_quit() -> None:
             list(session.retr_many([1], lambda n: io.BytesIO(), finish=finish, delete=True))
     server.assert_done()
     assert b"DELE" not in server.received and b"QUIT" not in server.received
+
+
+@pytest.mark.parametrize("count", [0, 1, 5])
+def test_a_missing_named_message_is_worded_as_a_listing_words_it(count: int) -> None:
+    """Session.lookup words a -ERR to LIST n as selection.select words a number past the
+    listing: the same sentence, whichever way popctl found out."""
+    from popctl import selection
+    from popctl import session as session_module
+
+    with pytest.raises(NoSuchMessageError) as listed:
+        selection.select([selection.Single(count + 1)], list(range(1, count + 1)))
+    assert str(listed.value) == (f"message {count + 1} does not exist "
+                                 f"({session_module._mailbox_of(count)})")
