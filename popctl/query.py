@@ -7,7 +7,7 @@ Size filters need only LIST; header filters (and the `list` view) fetch headers 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -114,10 +114,17 @@ class Row:
 
 def _candidates(query: Query, sizes: Sequence[MessageSize],
                 uids: Sequence[MessageUid] | None,
-                warn: Callable[[str], None] | None = None) -> list[Row]:
+                warn: Callable[[str], None] | None = None) -> Iterator[Row]:
+    """The rows the selection names, built one at a time as they are asked for.
+
+    The selection is checked here, before the first row (an unknown or shared UID raises at
+    once); the rows come later, lazily, so a listing never holds a Row per message.
+    """
     # The listings stay compact (popctl/listing.py: in order, a few octets a message, looked up
-    # by number without a dict of them all) and rows are built only for the messages chosen:
-    # a Row per message of a 64 MiB hostile listing took over a gigabyte for `retr 1`.
+    # by number without a dict of them all) and rows are built only for the messages chosen,
+    # one at a time: a Row per message of a 64 MiB hostile listing took over a gigabyte for
+    # `retr 1`, and rows kept until the end made a 100,000-message NDJSON listing hold every
+    # sender and subject it had already written (issue 13).
     listing = sizes if isinstance(sizes, SizeListing) else SizeListing.of(sizes)
     uid_listing = uids if uids is None or isinstance(uids, UidListing) else UidListing.of(uids)
     chosen: set[int] | None = None
@@ -151,10 +158,10 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
     entries: Iterable[MessageSize | None] = (
         listing if chosen is None else (listing.get(n) for n in sorted(chosen)))
     larger, smaller = query.larger_than, query.smaller_than
-    return [Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
+    return (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
             for m in entries
             if m is not None and (larger is None or m.size > larger)
-            and (smaller is None or m.size < smaller)]
+            and (smaller is None or m.size < smaller))
 
 
 def _cutoff(now: datetime, age: timedelta | None) -> datetime | None:
@@ -251,47 +258,67 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
-    rows = _candidates(query, sizes, uids, warn)
-    del sizes  # the rows have what is needed
+    rows: Iterable[Row] = _candidates(query, sizes, uids, warn)
+    del sizes  # the rows are made from the compact listing the generator holds
+    doomed: list[int] = []
+    if delete:  # every DELE rides in the first window: the numbers are needed now
+        rows = list(rows)
+        doomed = [r.number for r in rows]
     if not plan.reads_headers:
-        if delete and rows:
-            session.dele([r.number for r in rows])
+        if doomed:
+            session.dele(doomed)
         yield from rows
         return
     from popctl import headers as header_parsing
 
     now = datetime.now(UTC)
     older, newer = _cutoff(now, query.older_than), _cutoff(now, query.newer_than)
-    fetch = rows
     shared: set[str] = set()
     if cache is not None and uids is not None:
         cache.prune(u.uid for u in uids)
         # A UID several messages share keys none of them (popa3d derives UIDs from a few
         # header fields, so different messages can share one, even with the same size).
         shared = {uid for uid, n in Counter(u.uid for u in uids).items() if n > 1}
-        if not query.header:  # --header filters need the raw block, which is not cached
-            fetch = [r for r in rows if r.uid in shared or not _from_cache(cache, r)]
     else:
         cache = None
-    wanted = {r.number for r in fetch}
-    fetched = session.headers([r.number for r in fetch],
-                              delete=[r.number for r in rows] if delete else ())
-    for row in rows:
-        if row.number in wanted:
-            got = next(fetched)
-            summary = header_parsing.summarize(got.data)
-            row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
-            row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
-            row._headers = got.data
-            if cache is not None and row.uid is not None and row.uid not in shared:
-                cache.put(row.uid, row.size, row.sender, row.subject, row.date,
-                          row.sender_name, row.sender_address)
+    # --header filters need the raw block, which is not cached: then every header is fetched.
+    lookup = cache if not query.header else None
+    # The rows read ahead of the replies, each with whether its headers are being fetched:
+    # session.headers takes numbers from fetched_numbers() only as its window refills, so this
+    # holds at most a window of rows (plus the cached ones between them), never the mailbox.
+    ahead: deque[tuple[Row, bool]] = deque()
+
+    def fetched_numbers() -> Iterator[int]:
+        for row in rows:
+            fetch = lookup is None or row.uid in shared or not _from_cache(lookup, row)
+            ahead.append((row, fetch))
+            if fetch:
+                yield row.number
+
+    def finish(row: Row) -> Iterator[Row]:
         if progress is not None:
             progress(1)
         if _matches(query, row, older, newer):
             yield row
         row._headers = None
-    next(fetched, None)  # the batch is complete: let it finish
+
+    fetched = session.headers(fetched_numbers(), delete=doomed)
+    for got in fetched:
+        row, fetch = ahead.popleft()
+        while not fetch:  # cached: its place in the order has come
+            yield from finish(row)
+            row, fetch = ahead.popleft()
+        summary = header_parsing.summarize(got.data)
+        row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
+        row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
+        row._headers = got.data
+        if cache is not None and row.uid is not None and row.uid not in shared:
+            cache.put(row.uid, row.size, row.sender, row.subject, row.date,
+                      row.sender_name, row.sender_address)
+        del got
+        yield from finish(row)
+    while ahead:  # the cached rows after the last one fetched
+        yield from finish(ahead.popleft()[0])
 
 
 def _from_cache(cache: HeaderCache, row: Row) -> bool:
