@@ -7,10 +7,10 @@
 Starts a private Dovecot on 127.0.0.1 (tests/support/dovecot_server.py) with the scale
 mailboxes of ``benchmarks/mailboxes.py`` (``tiny(n)``), runs ``popctl list --format FMT
 --no-cache`` against each with stdout to a pipe that is read and counted, and prints the median
-wall time, the peak RSS (GNU time's %M, the client's own) and, per 1,000 messages, the time (flat
-when the cost is linear). With ``--strace`` one more run per size counts popctl's write(2)
-calls on stdout (strace slows that run, so it is not timed). No figure is asserted: this is a
-measurement, not a test.
+wall time and CPU time (user + system: steadier on a loaded machine), the peak RSS (GNU time's
+%M, the client's own) and the wall time per message (flat when the cost is linear). With
+``--strace`` one more run per size counts popctl's write(2) calls on stdout (strace slows that
+run, so it is not timed). No figure is asserted: this is a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from benchmarks.run import GNU_TIME  # noqa: E402
 from tests.support.dovecot_server import start_dovecot  # noqa: E402
 
 
-def measure(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-    """Seconds, peak RSS in KiB and stdout lines of one run, stdout read from a pipe."""
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, int, int, float]:
+    """Seconds, peak RSS in KiB, stdout lines and CPU seconds (user + system) of one run,
+    stdout read from a pipe."""
     with tempfile.NamedTemporaryFile(prefix="rss-") as rss:
         start = time.perf_counter()
-        process = subprocess.Popen([GNU_TIME, "-q", "-f", "%M", "-o", rss.name, *command],
+        process = subprocess.Popen([GNU_TIME, "-q", "-f", "%M %U %S", "-o", rss.name, *command],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, env=env)
         assert process.stdout is not None
@@ -47,7 +48,8 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
         if process.wait():
             raise RuntimeError(f"{command} failed: {stderr.decode(errors='replace')[-2000:]}")
         seconds = time.perf_counter() - start
-        return seconds, int(rss.read().decode().split()[-1]), lines
+        peak, user, system = rss.read().decode().split()[-3:]
+        return seconds, int(peak), lines, float(user) + float(system)
 
 
 def writes(command: list[str], env: dict[str, str]) -> int:
@@ -93,9 +95,11 @@ def main() -> None:
                 runs = [measure(command, run_env) for _ in range(args.reps)]
                 seconds = statistics.median(r[0] for r in runs)
                 rss = max(r[1] for r in runs)
+                cpu = statistics.median(r[3] for r in runs)
                 calls = f"  {writes(command, run_env):7,} write calls" if args.strace \
                     and shutil.which("strace") else ""
                 print(f"{n:8,} messages  {seconds:7.3f} s  {seconds / n * 1e6:6.1f} us/msg  "
+                      f"CPU {cpu:6.2f} s  "
                       f"peak RSS {rss / 1024:6.1f} MiB  ({runs[0][2]:,} lines){calls}",
                       flush=True)
         finally:

@@ -100,16 +100,51 @@ class Row:
         return (f"Row(number={self.number!r}, size={self.size!r}, uid={self.uid!r}, "
                 f"sender={self.sender!r}, subject={self.subject!r}, date={self.date!r})")
 
-    def to_record(self, with_headers: bool, from_parts: bool = False) -> dict[str, object]:
-        """The record (docs/JSON.md); ``from_parts`` adds ``from_name`` and ``from_address``
-        after the headers (JSON and NDJSON have them; CSV and the table keep 0.1's columns)."""
+    def to_record(self, with_headers: bool, extended: bool = False) -> dict[str, object]:
+        """The record (docs/JSON.md): the keys ``fields`` names. ``extended`` (JSON and NDJSON)
+        adds ``from_name``, ``from_address``, ``date_utc`` and ``date_epoch`` after the
+        headers; CSV and the table keep 0.1's columns."""
         record: dict[str, object] = {"number": self.number, "size": self.size, "uid": self.uid}
         if with_headers:
             record.update({"from": self.sender, "subject": self.subject, "date": self.date})
-            if from_parts:
+            if extended:
+                utc, epoch = utc_forms(self.date)
                 record.update({"from_name": self.sender_name,
-                               "from_address": self.sender_address})
+                               "from_address": self.sender_address,
+                               "date_utc": utc, "date_epoch": epoch})
         return record
+
+    @staticmethod
+    def fields(with_headers: bool, extended: bool = False) -> list[str]:
+        """The keys of ``to_record(with_headers, extended)``, in order, for a header row that is
+        written even when no record comes (CSV)."""
+        return list(EXTENDED_FIELDS if with_headers and extended
+                    else HEADER_FIELDS if with_headers else _SIZE_FIELDS)
+
+
+_SIZE_FIELDS = ("number", "size", "uid")
+HEADER_FIELDS = (*_SIZE_FIELDS, "from", "subject", "date")
+EXTENDED_FIELDS = (*HEADER_FIELDS, "from_name", "from_address", "date_utc", "date_epoch")
+
+
+def utc_forms(date: str | None) -> tuple[str | None, int | None]:
+    """An ISO 8601 date with an offset (``Row.date``) in UTC as ``2026-12-05T20:30:00Z`` (the
+    form jq 1.6's ``fromdateiso8601`` reads; it refuses offsets) and in seconds since the
+    epoch; None for each that cannot be given (no date; a UTC time past year 9999)."""
+    if date is None:
+        return None, None
+    try:
+        when = datetime.fromisoformat(date)
+    except ValueError:
+        return None, None
+    if when.tzinfo is None:  # Row.date always has an offset; a cached one from elsewhere may not
+        when = when.replace(tzinfo=UTC)
+    epoch = int(when.timestamp())  # exact: the dates are whole seconds
+    try:
+        utc = (when - (when.utcoffset() or timedelta())).isoformat()[:19] + "Z"
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
+        utc = None
+    return utc, epoch
 
 
 def _candidates(query: Query, sizes: Sequence[MessageSize],

@@ -78,8 +78,9 @@ def warner(context: RunContext) -> Callable[[str], None]:
 
 
 def from_parts(context: RunContext) -> bool:
-    """Whether listing records carry ``from_name`` and ``from_address``: JSON and NDJSON do; CSV
-    and the table keep the columns of 0.1 (docs/JSON.md)."""
+    """Whether listing records carry ``from_name``, ``from_address``, ``date_utc`` and
+    ``date_epoch``: JSON and NDJSON do; CSV and the table keep the columns of 0.1
+    (docs/JSON.md)."""
     return context.options.fmt in ("json", "ndjson")
 
 
@@ -108,8 +109,11 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool) -> Non
         parts = from_parts(opened.context)
         return (r.to_record(not sizes_only, parts) for r in listing(opened, plan))
 
+    # The columns are given even where they are the records' keys: a CSV header row is then
+    # written when nothing matches, so a spreadsheet import still works.
+    columns = ["number", "size"] if sizes_only else Row.fields(True, from_parts(context))
     outcome = run(context, Job(work, scan=plan.scan, stream=True, accounts=True,
-                               columns=["number", "size"] if sizes_only else None))
+                               columns=columns))
     if outcome.emitted == 0 and context.options.fmt == "table":
         context.ui.note("no messages")
 
@@ -120,7 +124,8 @@ def uidl(context: RunContext, query: Query) -> None:
     def work(opened: Opened) -> Iterator[Record]:
         return ({"number": r.number, "uid": r.uid} for r in listing(opened, plan))
 
-    run(context, Job(work, scan=plan.scan, stream=True, accounts=True))
+    run(context, Job(work, scan=plan.scan, stream=True, accounts=True,
+                     columns=["number", "uid"]))
 
 
 def top(context: RunContext, query: Query, lines: int) -> None:
@@ -173,7 +178,9 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool) -> No
     # One question per account from several threads would be a mess: decide up front.
     refusal = None if yes or dry_run else ("deleting across accounts needs --yes (see first "
                                            "what would be deleted with --dry-run)")
-    count = run(context, Job(work, scan=plan.scan, accounts=True, across_refusal=refusal)).emitted
+    columns = [*Row.fields(True, from_parts(context)), "deleted"]
+    count = run(context, Job(work, scan=plan.scan, accounts=True, across_refusal=refusal,
+                             columns=columns)).emitted
     if context.options.fmt != "table":
         return
     if dry_run:
