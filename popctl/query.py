@@ -104,15 +104,16 @@ class Row:
         """The record (docs/JSON.md): the keys ``fields`` names. ``extended`` (JSON and NDJSON)
         adds ``from_name``, ``from_address``, ``date_utc`` and ``date_epoch`` after the
         headers; CSV and the table keep 0.1's columns."""
-        record: dict[str, object] = {"number": self.number, "size": self.size, "uid": self.uid}
-        if with_headers:
-            record.update({"from": self.sender, "subject": self.subject, "date": self.date})
-            if extended:
-                utc, epoch = utc_forms(self.date)
-                record.update({"from_name": self.sender_name,
-                               "from_address": self.sender_address,
-                               "date_utc": utc, "date_epoch": epoch})
-        return record
+        if not with_headers:
+            return {"number": self.number, "size": self.size, "uid": self.uid}
+        if not extended:
+            return {"number": self.number, "size": self.size, "uid": self.uid,
+                    "from": self.sender, "subject": self.subject, "date": self.date}
+        utc, epoch = utc_forms(self.date)
+        return {"number": self.number, "size": self.size, "uid": self.uid,
+                "from": self.sender, "subject": self.subject, "date": self.date,
+                "from_name": self.sender_name, "from_address": self.sender_address,
+                "date_utc": utc, "date_epoch": epoch}
 
     @staticmethod
     def fields(with_headers: bool, extended: bool = False) -> list[str]:
@@ -127,19 +128,21 @@ HEADER_FIELDS = (*_SIZE_FIELDS, "from", "subject", "date")
 EXTENDED_FIELDS = (*HEADER_FIELDS, "from_name", "from_address", "date_utc", "date_epoch")
 
 
-def utc_forms(date: str | None) -> tuple[str | None, int | None]:
+def utc_forms(iso: str | None) -> tuple[str | None, int | None]:
     """An ISO 8601 date with an offset (``Row.date``) in UTC as ``2026-12-05T20:30:00Z`` (the
     form jq 1.6's ``fromdateiso8601`` reads; it refuses offsets) and in seconds since the
-    epoch; None for each that cannot be given (no date; a UTC time past year 9999)."""
-    if date is None:
+    epoch; None for each that cannot be given (no date; a UTC time outside years 1-9999)."""
+    if iso is None:
         return None, None
     try:
-        when = datetime.fromisoformat(date)
+        when = datetime.fromisoformat(iso)
     except ValueError:
         return None, None
-    if when.tzinfo is None:  # Row.date always has an offset; a cached one from elsewhere may not
+    if when.tzinfo is None:  # Row.date always has an offset; say what one without means
         when = when.replace(tzinfo=UTC)
     epoch = int(when.timestamp())  # exact: the dates are whole seconds
+    if iso.endswith("+00:00") and len(iso) == 25:  # already UTC: skip the costly isoformat
+        return iso[:19] + "Z", epoch
     try:
         utc = (when - (when.utcoffset() or timedelta())).isoformat()[:19] + "Z"
     except OverflowError:  # 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
@@ -330,30 +333,37 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
             if fetch:
                 yield row.number
 
-    def finish(row: Row) -> Iterator[Row]:
+    filtering = query.header_filters
+
+    def kept(row: Row) -> bool:
         if progress is not None:
             progress(1)
-        if _matches(query, row, older, newer):
-            yield row
+        keep = not filtering or _matches(query, row, older, newer)
         row._headers = None
+        return keep
 
     fetched = session.headers(fetched_numbers(), delete=doomed)
     for got in fetched:
         row, fetch = ahead.popleft()
         while not fetch:  # cached: its place in the order has come
-            yield from finish(row)
+            if kept(row):
+                yield row
             row, fetch = ahead.popleft()
         summary = header_parsing.summarize(got.data)
         row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
         row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
-        row._headers = got.data
+        if query.header:
+            row._headers = got.data
         if cache is not None and row.uid is not None and row.uid not in shared:
             cache.put(row.uid, row.size, row.sender, row.subject, row.date,
                       row.sender_name, row.sender_address)
         del got
-        yield from finish(row)
+        if kept(row):
+            yield row
     while ahead:  # the cached rows after the last one fetched
-        yield from finish(ahead.popleft()[0])
+        row = ahead.popleft()[0]
+        if kept(row):
+            yield row
 
 
 def _from_cache(cache: HeaderCache, row: Row) -> bool:

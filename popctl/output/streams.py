@@ -45,6 +45,10 @@ class _Flusher:
         self._last = time.monotonic()
 
 
+def _keys(columns: Sequence[str] | None) -> list[str] | None:
+    return None if columns is None else list(columns)
+
+
 def _isatty(out: TextIO) -> bool:
     try:
         return out.isatty()
@@ -58,10 +62,10 @@ def _isatty(out: TextIO) -> bool:
 def _render_json(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
     # Streamed, yet the same text as json.dumps(list_of_records, indent=2): each object indented
     # one level inside the array. JSON strings never hold a raw newline, so this is safe.
-    count, flusher = 0, _Flusher(out)
+    count, flusher, keys = 0, _Flusher(out), _keys(columns)
     for record in records:
         out.write("[\n  " if count == 0 else ",\n  ")
-        out.write(_json_object(_project(record, columns)).replace("\n", "\n  "))
+        out.write(_json_object(_project(record, keys)).replace("\n", "\n  "))
         count += 1
         flusher.wrote()
     out.write("\n]\n" if count else "[]\n")
@@ -70,9 +74,9 @@ def _render_json(records: Iterable[Record], out: TextIO, columns: Sequence[str] 
 
 
 def _render_ndjson(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
-    count, flusher = 0, _Flusher(out)
+    count, flusher, keys = 0, _Flusher(out), _keys(columns)
     for record in records:
-        out.write(_json(_project(record, columns)) + "\n")
+        out.write(_json(_project(record, keys)) + "\n")
         count += 1
         flusher.wrote()
     flusher.flush()
