@@ -9,9 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from popctl.errors import UsageError
-from popctl.output import FORMATS, MAX_CELL_WIDTH, human_size, render, render_one
+from popctl.output import FORMATS, MAX_CELL_WIDTH, human_size, render, render_one, streams
 from popctl.output import registry as renderers
-from popctl.output import streams
 from popctl.session import MAX_IN_FLIGHT
 
 RECORDS: list[dict[str, object]] = [
