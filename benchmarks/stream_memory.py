@@ -3,6 +3,7 @@
     python benchmarks/stream_memory.py                        # list --format ndjson --no-cache
     python benchmarks/stream_memory.py --counts 1000,10000 --reps 3 --format json
     python benchmarks/stream_memory.py --strace               # also count write(2) calls
+    python benchmarks/stream_memory.py --code DIR             # another copy of popctl (DIR/popctl)
 
 Starts a private Dovecot on 127.0.0.1 (tests/support/dovecot_server.py) with the scale
 mailboxes of ``benchmarks/mailboxes.py`` (``tiny(n)``), runs ``popctl list --format FMT
@@ -41,7 +42,7 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, int, int, f
         start = time.perf_counter()
         process = subprocess.Popen([GNU_TIME, "-q", "-f", "%M %U %S", "-o", rss.name, *command],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=env)
+                                   stderr=subprocess.PIPE, env=env, cwd=env["HOME"])
         assert process.stdout is not None
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: process.stdout.read(65536), b""))
         stderr = process.stderr.read() if process.stderr else b""
@@ -57,7 +58,7 @@ def writes(command: list[str], env: dict[str, str]) -> int:
     with tempfile.NamedTemporaryFile(prefix="strace-") as log:
         subprocess.run(["strace", "-f", "-e", "trace=write", "-o", log.name, *command],
                        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, env=env)
+                       stderr=subprocess.DEVNULL, env=env, cwd=env["HOME"])
         return sum(1 for line in log.read().decode(errors="replace").splitlines()
                    if re.search(r"\bwrite\(1,", line))
 
@@ -68,12 +69,17 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--format", default="ndjson")
     parser.add_argument("--strace", action="store_true")
+    parser.add_argument("--code", type=Path, default=ROOT,
+                        help="the directory holding the popctl package to run")
     args = parser.parse_args()
+    code = args.code.resolve()
+    if not (code / "popctl" / "__init__.py").is_file():
+        parser.error(f"no popctl package in {code}")
     counts = [int(n) for n in args.counts.split(",")]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("POPCTL_") and k not in ("PYTHONDONTWRITEBYTECODE",
                                                          "PYTHONUNBUFFERED")}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(code)
     with tempfile.TemporaryDirectory(prefix="popctl-stream-") as scratch:
         env.update(HOME=scratch, XDG_CACHE_HOME=f"{scratch}/cache", LC_ALL="C.UTF-8",
                    XDG_CONFIG_HOME=f"{scratch}/config", PYTHONPYCACHEPREFIX=f"{scratch}/pyc")
@@ -83,7 +89,7 @@ def main() -> None:
             for n in counts:
                 for message in mailboxes.tiny(n):
                     server.deliver(f"scale{n}", message)
-            print(f"popctl list --format {args.format} --no-cache ({ROOT}), "
+            print(f"popctl list --format {args.format} --no-cache ({code}), "
                   f"load {os.getloadavg()[0]:.2f}")
             for n in counts:
                 command = [sys.executable, "-m", "popctl", "--host", "127.0.0.1", "--port",
@@ -91,6 +97,8 @@ def main() -> None:
                            f"scale{n}", "--auth", "USER", "list", "--format", args.format,
                            "--no-cache"]
                 run_env = dict(env, POPCTL_PASSWORD=users[f"scale{n}"])
+                # From HOME, a scratch directory: `python -m` puts the working directory
+                # first on the path, before PYTHONPATH.
                 measure(command, run_env)  # warm-up: Dovecot indexes the mailbox, bytecode
                 runs = [measure(command, run_env) for _ in range(args.reps)]
                 seconds = statistics.median(r[0] for r in runs)
