@@ -16,7 +16,7 @@ FORMAT: Final = "table"
 # The fields --columns may choose (docs/JSON.md); from_name and from_address are in JSON and NDJSON
 # by default, in a table or CSV only when chosen. --sort takes the SORT_FIELDS a listing has.
 LIST_COLUMNS: Final = ("number", "size", "uid", "from", "subject", "date", "from_name",
-                       "from_address")
+                       "from_address", "date_utc", "date_epoch")
 SIZES_ONLY_COLUMNS: Final = ("number", "size")
 UIDL_COLUMNS: Final = ("number", "uid")
 DELE_COLUMNS: Final = (*LIST_COLUMNS, "deleted")

@@ -7,7 +7,7 @@ Size filters need only LIST; header filters (and the `list` view) fetch headers 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -105,24 +105,69 @@ class Row:
         return (f"Row(number={self.number!r}, size={self.size!r}, uid={self.uid!r}, "
                 f"sender={self.sender!r}, subject={self.subject!r}, date={self.date!r})")
 
-    def to_record(self, with_headers: bool, from_parts: bool = False) -> dict[str, object]:
-        """The record (docs/JSON.md); ``from_parts`` adds ``from_name`` and ``from_address``
-        after the headers (JSON and NDJSON have them; CSV and the table keep 0.1's columns)."""
-        record: dict[str, object] = {"number": self.number, "size": self.size, "uid": self.uid}
-        if with_headers:
-            record.update({"from": self.sender, "subject": self.subject, "date": self.date})
-            if from_parts:
-                record.update({"from_name": self.sender_name,
-                               "from_address": self.sender_address})
-        return record
+    def to_record(self, with_headers: bool, extended: bool = False) -> dict[str, object]:
+        """The record (docs/JSON.md): the keys ``fields`` names. ``extended`` (JSON and NDJSON)
+        adds ``from_name``, ``from_address``, ``date_utc`` and ``date_epoch`` after the
+        headers; CSV and the table keep 0.1's columns."""
+        if not with_headers:
+            return {"number": self.number, "size": self.size, "uid": self.uid}
+        if not extended:
+            return {"number": self.number, "size": self.size, "uid": self.uid,
+                    "from": self.sender, "subject": self.subject, "date": self.date}
+        utc, epoch = utc_forms(self.date)
+        return {"number": self.number, "size": self.size, "uid": self.uid,
+                "from": self.sender, "subject": self.subject, "date": self.date,
+                "from_name": self.sender_name, "from_address": self.sender_address,
+                "date_utc": utc, "date_epoch": epoch}
+
+    @staticmethod
+    def fields(with_headers: bool, extended: bool = False) -> list[str]:
+        """The keys of ``to_record(with_headers, extended)``, in order, for a header row that is
+        written even when no record comes (CSV)."""
+        return list(EXTENDED_FIELDS if with_headers and extended
+                    else HEADER_FIELDS if with_headers else _SIZE_FIELDS)
+
+
+_SIZE_FIELDS = ("number", "size", "uid")
+HEADER_FIELDS = (*_SIZE_FIELDS, "from", "subject", "date")
+EXTENDED_FIELDS = (*HEADER_FIELDS, "from_name", "from_address", "date_utc", "date_epoch")
+
+
+def utc_forms(iso: str | None) -> tuple[str | None, int | None]:
+    """An ISO 8601 date with an offset (``Row.date``) in UTC as ``2026-12-05T20:30:00Z`` (the
+    form jq 1.6's ``fromdateiso8601`` reads; it refuses offsets) and in seconds since the
+    epoch; None for each that cannot be given (no date; a UTC time outside years 1-9999)."""
+    if iso is None:
+        return None, None
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return None, None
+    if when.tzinfo is None:  # Row.date always has an offset; say what one without means
+        when = when.replace(tzinfo=UTC)
+    epoch = int(when.timestamp())  # exact: the dates are whole seconds
+    if iso.endswith("+00:00") and len(iso) == 25:  # already UTC: skip the costly isoformat
+        return iso[:19] + "Z", epoch
+    try:
+        utc = (when - (when.utcoffset() or timedelta())).isoformat()[:19] + "Z"
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
+        utc = None
+    return utc, epoch
 
 
 def _candidates(query: Query, sizes: Sequence[MessageSize],
                 uids: Sequence[MessageUid] | None,
-                warn: Callable[[str], None] | None = None) -> list[Row]:
+                warn: Callable[[str], None] | None = None) -> Iterator[Row]:
+    """The rows the selection names, built one at a time as they are asked for.
+
+    The selection is checked here, before the first row (an unknown or shared UID raises at
+    once); the rows come later, lazily, so a listing never holds a Row per message.
+    """
     # The listings stay compact (popctl/listing.py: in order, a few octets a message, looked up
-    # by number without a dict of them all) and rows are built only for the messages chosen:
-    # a Row per message of a 64 MiB hostile listing took over a gigabyte for `retr 1`.
+    # by number without a dict of them all) and rows are built only for the messages chosen,
+    # one at a time: a Row per message of a 64 MiB hostile listing took over a gigabyte for
+    # `retr 1`, and rows kept until the end made a 100,000-message NDJSON listing hold every
+    # sender and subject it had already written (issue 13).
     listing = sizes if isinstance(sizes, SizeListing) else SizeListing.of(sizes)
     uid_listing = uids if uids is None or isinstance(uids, UidListing) else UidListing.of(uids)
     chosen: set[int] | None = None
@@ -157,10 +202,10 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
     entries: Iterable[MessageSize | None] = (
         listing if chosen is None else (listing.get(n) for n in sorted(chosen)))
     larger, smaller = query.larger_than, query.smaller_than
-    return [Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
+    return (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
             for m in entries
             if m is not None and (larger is None or m.size > larger)
-            and (smaller is None or m.size < smaller)]
+            and (smaller is None or m.size < smaller))
 
 
 def _cutoff(now: datetime, age: timedelta | None) -> datetime | None:
@@ -308,18 +353,21 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
-    rows = _candidates(query, sizes, uids, warn)
-    del sizes  # the rows have what is needed
+    rows: Iterable[Row] = _candidates(query, sizes, uids, warn)
+    del sizes  # the rows are made from the compact listing the generator holds
+    doomed: list[int] = []
+    if delete:  # every DELE rides in the first window: the numbers are needed now
+        rows = list(rows)
+        doomed = [r.number for r in rows]
     if not plan.reads_headers:
-        if delete and rows:
-            session.dele([r.number for r in rows])
+        if doomed:
+            session.dele(doomed)
         yield from rows
         return
     from popctl import headers as header_parsing
 
     now = datetime.now(UTC)
     older, newer = _cutoff(now, query.older_than), _cutoff(now, query.newer_than)
-    fetch = rows
     shared: set[str] = set()
     if named is not None:
         # The UIDs of the named messages only: nothing to prune by, and a UID shared with a
@@ -331,32 +379,55 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
         # A UID several messages share keys none of them (popa3d derives UIDs from a few
         # header fields, so different messages can share one, even with the same size).
         shared = {uid for uid, n in Counter(u.uid for u in uids).items() if n > 1}
-        for row in rows:  # where each UID is, for a later --uid (Plan.known)
-            if row.uid is not None and row.uid not in shared:
-                cache.note_number(row.uid, row.number)
-        if not query.header:  # --header filters need the raw block, which is not cached
-            fetch = [r for r in rows if r.uid in shared or not _from_cache(cache, r)]
     else:
         cache = None
-    wanted = {r.number for r in fetch}
-    fetched = session.headers([r.number for r in fetch],
-                              delete=[r.number for r in rows] if delete else ())
-    for row in rows:
-        if row.number in wanted:
-            got = next(fetched)
-            summary = header_parsing.summarize(got.data)
-            row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
-            row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
-            row._headers = got.data
+    # --header filters need the raw block, which is not cached: then every header is fetched.
+    lookup = cache if not query.header else None
+    # The rows read ahead of the replies, each with whether its headers are being fetched:
+    # session.headers takes numbers from fetched_numbers() only as its window refills, so this
+    # holds at most a window of rows (plus the cached ones between them), never the mailbox.
+    ahead: deque[tuple[Row, bool]] = deque()
+
+    def fetched_numbers() -> Iterator[int]:
+        for row in rows:
             if cache is not None and row.uid is not None and row.uid not in shared:
-                cache.put(row.uid, row.size, row.sender, row.subject, row.date,
-                          row.sender_name, row.sender_address)
+                cache.note_number(row.uid, row.number)  # for a later --uid (Plan.known)
+            fetch = lookup is None or row.uid in shared or not _from_cache(lookup, row)
+            ahead.append((row, fetch))
+            if fetch:
+                yield row.number
+
+    filtering = query.header_filters
+
+    def kept(row: Row) -> bool:
         if progress is not None:
             progress(1)
-        if _matches(query, row, older, newer):
-            yield row
+        keep = not filtering or _matches(query, row, older, newer)
         row._headers = None
-    next(fetched, None)  # the batch is complete: let it finish
+        return keep
+
+    fetched = session.headers(fetched_numbers(), delete=doomed)
+    for got in fetched:
+        row, fetch = ahead.popleft()
+        while not fetch:  # cached: its place in the order has come
+            if kept(row):
+                yield row
+            row, fetch = ahead.popleft()
+        summary = header_parsing.summarize(got.data)
+        row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
+        row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
+        if query.header:
+            row._headers = got.data
+        if cache is not None and row.uid is not None and row.uid not in shared:
+            cache.put(row.uid, row.size, row.sender, row.subject, row.date,
+                      row.sender_name, row.sender_address)
+        del got
+        if kept(row):
+            yield row
+    while ahead:  # the cached rows after the last one fetched
+        row = ahead.popleft()[0]
+        if kept(row):
+            yield row
 
 
 def _by_known_numbers(session: Session, plan: Plan

@@ -83,14 +83,15 @@ def warner(context: RunContext) -> Callable[[str], None]:
 
 
 def from_parts(context: RunContext) -> bool:
-    """Whether listing records carry ``from_name`` and ``from_address``: JSON and NDJSON do; CSV
-    and the table keep the columns of 0.1 (docs/JSON.md)."""
+    """Whether listing records carry ``from_name``, ``from_address``, ``date_utc`` and
+    ``date_epoch``: JSON and NDJSON do; CSV and the table keep the columns of 0.1
+    (docs/JSON.md)."""
     return context.options.fmt in ("json", "ndjson")
 
 
 # --- columns and order ----------------------------------------------------------------------------
 # The fields a person may choose and order are in popctl.defaults (the help text names them).
-_FROM_PARTS = frozenset(("from_name", "from_address"))
+_FROM_PARTS = frozenset(("from_name", "from_address", "date_utc", "date_epoch"))
 
 SortKey = tuple[str, bool]  # a field, and whether descending
 
@@ -235,8 +236,11 @@ def list_messages(context: RunContext, query: Query, *, sizes_only: bool,
             rows = sorted_rows(rows, sort)
         return (r.to_record(not sizes_only, parts) for r in rows)
 
-    if columns is None and sizes_only:
-        columns = defaults.SIZES_ONLY_COLUMNS
+    # The columns are given even where they are the records' keys: a CSV header row is then
+    # written when nothing matches, so a spreadsheet import still works.
+    if columns is None:
+        columns = defaults.SIZES_ONLY_COLUMNS if sizes_only \
+            else Row.fields(True, from_parts(context))
     outcome = run(context, Job(work, scan=plan.scan, lookup=plan.lookup, stream=True,
                                accounts=True, columns=columns))
     if outcome.emitted == 0 and context.options.fmt == "table":
@@ -250,7 +254,7 @@ def uidl(context: RunContext, query: Query, columns: Sequence[str] | None = None
         return ({"number": r.number, "uid": r.uid} for r in listing(opened, plan))
 
     run(context, Job(work, scan=plan.scan, lookup=plan.lookup, stream=True, accounts=True,
-                     columns=columns))
+                     columns=columns or ["number", "uid"]))
 
 
 def top(context: RunContext, query: Query, lines: int) -> None:
@@ -310,6 +314,9 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool,
     # One question per account from several threads would be a mess: decide up front.
     refusal = None if yes or dry_run else UsageError(
         "deleting across accounts needs a confirmation given in advance", hint="across-yes")
+    if columns is None:  # given, so that an empty CSV still has its header row
+        columns = [*Row.fields(True, from_parts(context)), "deleted",
+                   *(("account", "time") if from_parts(context) else ())]
     count = run(context, Job(work, scan=plan.scan, lookup=plan.lookup, accounts=True,
                              across_refusal=refusal, columns=columns)).emitted
     if context.options.fmt != "table":

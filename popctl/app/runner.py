@@ -216,7 +216,8 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
         else:
             records += [{"account": name, **row} for row in results[name]]
     if job.emit:
-        context.ui.emit(records, ["account", *job.columns] if job.columns else None)
+        context.ui.emit(records, ["account", *(c for c in job.columns if c != "account")]
+                        if job.columns else None)
     if failures:
         raise AccountsFailed(failures, len(names))
     return records

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 
 from popctl.display import safe
@@ -56,9 +56,15 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# One line of NDJSON per record: json.dumps with options builds a new encoder at every call,
+# which cost more than encoding a listing's record; this one is built once.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
 def _json(value: object, *, indent: int | None = None) -> str:
-    separators = (",", ":") if indent is None else (",", ": ")
-    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators,
+    if indent is None:
+        return _valid_text(_COMPACT.encode(value))
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=(",", ": "),
                       default=_json_default)
     return _valid_text(text)
 
@@ -120,8 +126,14 @@ def _cell(value: object, *, shorten: bool = True) -> object:
     return text
 
 
-def _project(record: Record, columns: Sequence[str] | None) -> Record:
-    return record if columns is None else {key: record.get(key) for key in columns}
+def _project(record: Record, columns: list[str] | None) -> Record:
+    """``record`` with the keys ``columns`` names, in that order (a missing one is None).
+
+    A listing's jobs name the keys their records already have (so that an empty CSV still
+    gets its header row): then the record is itself, without a copy."""
+    if columns is None or list(record) == columns:
+        return record
+    return {key: record.get(key) for key in columns}
 
 
 # --- sizes for people -----------------------------------------------------------------------------

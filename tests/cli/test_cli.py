@@ -131,12 +131,21 @@ class Box:
     def date(self, number: int) -> str | None:
         return ["2020-03-02T09:15:00+01:00", self.recent.isoformat(), None][number - 1]
 
+    def date_utc(self, number: int) -> str | None:
+        """``date`` in UTC, as jq 1.6's ``fromdateiso8601`` reads it (issue 16)."""
+        recent = self.recent.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return ["2020-03-02T08:15:00Z", recent, None][number - 1]
+
+    def date_epoch(self, number: int) -> int | None:
+        return [1583136900, int(self.recent.timestamp()), None][number - 1]
+
     def record(self, number: int, **extra: object) -> dict[str, object]:
         """The JSON record `list` gives message ``number`` (1-based, as delivered)."""
         return {"number": number, "size": len(self.messages[number - 1]),
                 "uid": self.uid(number), "from": FROMS[number - 1],
                 "subject": SUBJECTS[number - 1], "date": self.date(number),
                 "from_name": FROM_PARTS[number - 1][0], "from_address": FROM_PARTS[number - 1][1],
+                "date_utc": self.date_utc(number), "date_epoch": self.date_epoch(number),
                 **extra}
 
     def acted(self, tls: str = "starttls") -> dict[str, object]:
@@ -265,7 +274,8 @@ def test_list_json_exact(box: Box) -> None:
     assert outcome(result) == (0, pretty([box.record(n) for n in (1, 2, 3)]), "")
     records = json.loads(result.stdout)
     assert [list(r) for r in records] == [["number", "size", "uid", "from", "subject", "date",
-                                           "from_name", "from_address"]] * 3
+                                           "from_name", "from_address", "date_utc",
+                                           "date_epoch"]] * 3
     assert datetime.fromisoformat(records[1]["date"]) == box.recent
     assert records[2]["date"] is None  # no Date header
 
@@ -381,7 +391,8 @@ def test_list_empty_mailbox(empty_box: Box) -> None:
     assert outcome(empty_box.run("list")) == (0, "", "no messages\n")
     assert outcome(empty_box.run("list", "--json")) == (0, "[]\n", "")
     assert outcome(empty_box.run("list", "--format", "ndjson")) == (0, "", "")
-    assert outcome(empty_box.run("list", "--format", "csv")) == (0, "", "")
+    assert outcome(empty_box.run("list", "--format", "csv")) == (
+        0, "number,size,uid,from,subject,date\n", "")
     assert outcome(empty_box.run("list", "--sizes-only", "--format", "csv")) == (
         0, "number,size\n", "")
     assert outcome(empty_box.run("stat", "--json")) == (0, pretty({"count": 0, "size": 0}), "")
@@ -389,6 +400,21 @@ def test_list_empty_mailbox(empty_box: Box) -> None:
 
 def test_no_match_is_success(box: Box) -> None:
     assert outcome(box.run("list", "--subject", "nothing like this")) == (0, "", "no messages\n")
+
+
+@dovecot
+def test_csv_has_its_header_row_when_nothing_matches(box: Box) -> None:
+    """Issue 16: a spreadsheet import of an empty result still finds the columns; the header
+    is the one a matching run writes."""
+    header = "number,size,uid,from,subject,date"
+    assert box.run("list", "--format", "csv").stdout.splitlines()[0] == header
+    assert outcome(box.run("list", "--subject", "nothing like this", "--format", "csv")) == (
+        0, header + "\n", "")
+    assert outcome(box.run("uidl", "--larger-than", "1G", "--format", "csv")) == (
+        0, "number,uid\n", "")
+    assert outcome(box.run("dele", "--subject", "nothing like this", "--dry-run", "--format",
+                           "csv")) == (0, header + ",deleted\n", "")
+    assert box.count() == 3
 
 
 # --- uidl -----------------------------------------------------------------------------------------
@@ -1024,7 +1050,7 @@ def test_sandbox_list_json() -> None:
     assert len(records) == 50
     assert [r["number"] for r in records] == list(range(1, 51))
     assert all(list(r) == ["number", "size", "uid", "from", "subject", "date", "from_name",
-                           "from_address"] for r in records)
+                           "from_address", "date_utc", "date_epoch"] for r in records)
     assert len([r for r in records if r["size"] > MIB]) == 3
 
 

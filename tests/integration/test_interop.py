@@ -480,7 +480,7 @@ def test_cli_list_json_in_a_child_process(pop3_server: Pop3Server, tmp_path: Pat
     records = json.loads(done.stdout)
     assert [r["number"] for r in records] == [1, 2, 3]
     assert all(list(r) == ["number", "size", "uid", "from", "subject", "date", "from_name",
-                           "from_address"] for r in records)
+                           "from_address", "date_utc", "date_epoch"] for r in records)
     assert all(r["uid"] for r in records)
     if profile(pop3_server).top:
         assert done.stderr == b""
@@ -489,10 +489,12 @@ def test_cli_list_json_in_a_child_process(pop3_server: Pop3Server, tmp_path: Pat
             (f"Sender {n}", f"s{n}@example.org") for n in (1, 2, 3)]
         assert [r["subject"] for r in records] == [f"Grüße Nr. {n}" for n in (1, 2, 3)]
         assert records[0]["date"] == "2026-11-26T10:00:01+00:00"
+        assert (records[0]["date_utc"], records[0]["date_epoch"]) == ("2026-11-26T10:00:01Z",
+                                                                      1795687201)
     else:
         assert done.stderr == NO_TOP_NOTE.encode()
         assert all(r["from"] is r["subject"] is r["date"] is r["from_name"] is r["from_address"]
-                   is None for r in records)
+                   is r["date_utc"] is r["date_epoch"] is None for r in records)
     if profile(pop3_server).list_exact:
         with logged_in(pop3_server) as session:
             uids = session.uidl()

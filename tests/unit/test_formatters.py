@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from popctl.errors import UsageError
-from popctl.output import FORMATS, MAX_CELL_WIDTH, human_size, render, render_one
+from popctl.output import FORMATS, MAX_CELL_WIDTH, human_size, render, render_one, streams
 from popctl.output import registry as renderers
+from popctl.session import MAX_IN_FLIGHT
 
 RECORDS: list[dict[str, object]] = [
     {"number": 1, "size": 1234, "uid": "0001", "from": "Alice <alice@example.org>",
@@ -128,15 +129,23 @@ def test_ndjson_empty() -> None:
 
 
 class FlushCountingIO(io.StringIO):
-    flushes = 0
+    """A stream that counts its flushes; a pipe or a file unless ``tty``."""
+
+    def __init__(self, *, tty: bool = False) -> None:
+        super().__init__()
+        self.flushes = 0
+        self.tty = tty
 
     def flush(self) -> None:
         self.flushes += 1
         super().flush()
 
+    def isatty(self) -> bool:
+        return self.tty
 
-def test_ndjson_streams_each_record_as_it_arrives() -> None:
-    out = FlushCountingIO()
+
+def test_ndjson_on_a_terminal_flushes_each_record_as_it_arrives() -> None:
+    out = FlushCountingIO(tty=True)
     seen: list[tuple[str, int]] = []
 
     def records() -> Iterator[dict[str, object]]:
@@ -151,6 +160,56 @@ def test_ndjson_streams_each_record_as_it_arrives() -> None:
         ('{"number":1}\n{"number":2}\n', 2),
         ('{"number":1}\n{"number":2}\n{"number":3}\n', 3),
     ]
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """time.monotonic as the stream renderers see it: stands still until the test moves it."""
+    now = [1000.0]
+    monkeypatch.setattr(streams.time, "monotonic", lambda: now[0])
+    return now
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "csv"])
+def test_a_piped_stream_is_flushed_once_per_window_not_per_record(
+        fmt: str, frozen_clock: list[float]) -> None:
+    """Issue 13: into a pipe, one flush (a write call) per FLUSH_RECORDS records, at most half
+    the session's pipelining window, so a consumer still sees each window's records as the next
+    is read; then one at the end."""
+    out = FlushCountingIO()
+    flushes_seen: list[int] = []
+    total = 5 * streams.FLUSH_RECORDS + 7
+
+    def records() -> Iterator[dict[str, object]]:
+        for number in range(1, total + 1):
+            yield {"number": number}
+            flushes_seen.append(out.flushes)
+
+    assert render(records(), fmt, out) == total
+    assert out.flushes == 5 + 1
+    # each flush came right after the FLUSH_RECORDS-th record since the one before it
+    assert [i + 1 for i in range(total) if flushes_seen[i] != (flushes_seen[i - 1] if i else 0)
+            ] == [k * streams.FLUSH_RECORDS for k in range(1, 6)]
+    assert streams.FLUSH_RECORDS <= MAX_IN_FLIGHT // 2
+
+
+def test_a_piped_stream_flushes_a_record_that_comes_after_a_pause(
+        frozen_clock: list[float]) -> None:
+    """A filter that matches rarely: its record goes out at once when FLUSH_SECONDS have passed
+    since the last flush, not after FLUSH_RECORDS more."""
+    out = FlushCountingIO()
+    flushes_seen: list[int] = []
+
+    def records() -> Iterator[dict[str, object]]:
+        yield {"number": 1}
+        flushes_seen.append(out.flushes)
+        frozen_clock[0] += streams.FLUSH_SECONDS
+        yield {"number": 2}
+        flushes_seen.append(out.flushes)
+
+    render(records(), "ndjson", out)
+    assert flushes_seen == [0, 1]  # record 1 waits (just after the start); record 2 goes out
+    assert out.flushes == 2  # and once more at the end
 
 
 def test_ndjson_output_survives_a_failing_source() -> None:
