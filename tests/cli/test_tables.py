@@ -208,7 +208,7 @@ def test_columns_choose_the_json_keys() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["list", "--columns", "number,sender"],
      "Error: unknown column 'sender': the columns are number, size, uid, from, subject, date, "
-     "from_name, from_address\n"),
+     "from_name, from_address, date_utc, date_epoch\n"),
     (["list", "--sizes-only", "--columns", "uid"],
      "Error: unknown column 'uid': the columns are number, size\n"),
     (["uidl", "--columns", "size"], "Error: unknown column 'size': the columns are number, uid\n"),
