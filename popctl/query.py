@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from popctl import selection
 from popctl.errors import NoSuchMessageError, UsageError
 from popctl.listing import SizeListing, UidListing
-from popctl.models import MessageSize, MessageUid
+from popctl.models import MessageSize, MessageUid, Progress
 from popctl.session import Session
 
 if TYPE_CHECKING:  # the cache and header parsing are imported only when headers are read
@@ -232,7 +232,7 @@ class Plan:
         return Plan(self.query, sizes_only=self.sizes_only, uids=self.uids, delete=self.delete)
 
 
-def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None = None,
+def run(session: Session, plan: Plan, *, progress: Progress | None = None,
         cache: HeaderCache | None = None, warn: Callable[[str], None] | None = None
         ) -> Iterator[Row]:
     """The selected messages, in order, each yielded as soon as it is known.
@@ -245,6 +245,8 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
     window as the TOPs.
 
     ``warn`` is told (one line each) of closed ranges that reach past the last message.
+    ``progress`` expects the selected messages (known once the listing came) and is told of
+    each as it is done, read from the server or from the cache.
     """
     query, delete = plan.query, plan.delete
     if not plan.scan:
@@ -253,6 +255,8 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
         sizes, uids = session.scan()
     rows = _candidates(query, sizes, uids, warn)
     del sizes  # the rows have what is needed
+    if progress is not None:
+        progress.expect(len(rows))
     if not plan.reads_headers:
         if delete and rows:
             session.dele([r.number for r in rows])
