@@ -147,6 +147,7 @@ def _prompting(ask: Callable[[], T]) -> T:
         return ask()
     except click.exceptions.Abort as e:
         if isinstance(e.__context__, KeyboardInterrupt):
+            click.echo(err=True)  # the question's line is left unfinished
             raise KeyboardInterrupt from None
         raise
 
@@ -182,7 +183,8 @@ class Bar:
         try:
             width = os.get_terminal_size(sys.stderr.fileno()).columns
         except OSError:
-            width = 80
+            width = 0
+        width = width or 80  # a terminal that does not say its size (0 columns)
         # The last column stays free: a line that fills it wraps on some terminals.
         room = width - 1 - len(self.label) - len(figure) - len(count) - 5
         line = f"{self.label} {figure} {count}"
