@@ -136,7 +136,8 @@ def _so_far(context: RunContext, request: Download, error: BaseException, stored
     line how many messages were already stored, and where, and that none was deleted (the
     session ends without QUIT, so the server keeps them all; in the shell the marks of the
     DELEs sent so far wait for its quit)."""
-    if not isinstance(error, KeyboardInterrupt | stores.StoreError):
+    if not isinstance(error, KeyboardInterrupt | stores.StoreError) or (
+            request.kind is None and not stored):  # one message to stdout: nothing to add
         return
     where = (f"stored in {request.path}" if request.kind is not None
              else "written to standard output")

@@ -29,7 +29,8 @@ class PopctlGroup(click.Group):
 @click.group(cls=PopctlGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit status: 0 ok, 1 local write failed, 2 usage, 3 authentication, "
                     "4 connection/TLS/timeout, "
-                    "5 server error, 6 protocol error, 7 no credentials, 130 interrupted. "
+                    "5 server error, 6 protocol error, 7 no credentials, 8 declined, "
+                    "130 interrupted. "
                     "See popctl(1).")
 @click.version_option(__version__, "--version", "-V", prog_name="popctl")
 @common_options
