@@ -29,6 +29,7 @@ from popctl.app import download
 from popctl.cache import HeaderCache, account_key
 from popctl.cli import console as console_module
 from popctl.stores import DirectoryStore, MessageSink, StoreError
+from tests.cli.test_shell import on_terminal as shell_on_terminal
 from tests.support.cli import invoke, outcome
 from tests.support.scripted_server import (
     ScriptedServer,
@@ -368,3 +369,14 @@ def test_a_full_disk_during_retr_says_what_was_stored(tmp_path: Path,
         1, "", "Error: cannot write u2.eml: No space left on device; 1 message(s) already "
                f"stored in {tmp_path}; none was deleted from the server\n")
     assert [p.read_bytes() for p in tmp_path.iterdir()] == [messages[0]]
+
+
+def test_a_no_inside_the_shell_keeps_the_shell_and_its_session() -> None:
+    """0.1 ended the whole shell (``Aborted!``, status 1) when a dele question got a no."""
+    code, shown = shell_on_terminal(["--sandbox", "shell"],
+                                    [b"dele 1\nn", b"stat -f csv", b"quit"])
+    text = shown.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert code == 0, text
+    # (typed ahead, the answer was echoed before the question)
+    assert "Delete 1 message(s)? [y/N]: Declined: no message was marked deleted.\n" in text
+    assert "count,size\n50,8374557\n" in text  # the same session goes on, nothing marked
