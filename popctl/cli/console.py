@@ -68,7 +68,8 @@ class Console:
 
     def ask(self, question: str, *, hidden: bool = False, twice: bool = False) -> str:
         answer: str = _prompting(lambda: click.prompt(
-            question, hide_input=hidden, confirmation_prompt=twice, err=True))
+            question, hide_input=hidden, confirmation_prompt=twice, err=True),
+            ends_line=hidden)
         return answer
 
     def confirm(self, question: str, *, default: bool = False) -> bool:
@@ -139,15 +140,17 @@ class Console:
         return sys.stdout.buffer
 
 
-def _prompting(ask: Callable[[], T]) -> T:
+def _prompting(ask: Callable[[], T], *, ends_line: bool = False) -> T:
     """Click turns Ctrl-C at a prompt into Abort (``Aborted!``, status 1): it stays an
     interrupt here (status 130). Click raises Abort inside the handler of what it caught, so
-    the interrupt is its context."""
+    the interrupt is its context. ``ends_line``: Click itself ends the question's line (it
+    does after a hidden input)."""
     try:
         return ask()
     except click.exceptions.Abort as e:
         if isinstance(e.__context__, KeyboardInterrupt):
-            click.echo(err=True)  # the question's line is left unfinished
+            if not ends_line:
+                click.echo(err=True)  # the question's line is left unfinished
             raise KeyboardInterrupt from None
         raise
 

@@ -258,6 +258,16 @@ def test_the_header_bar_counts_the_selection_and_leaves_no_figure_on_screen() ->
     assert "cached 5" in table and "number 15" in table and "cached 4" not in table
 
 
+def test_no_header_bar_is_left_on_screen_after_listing_a_selection() -> None:
+    """The report of issue 16: ``list 1-3`` of the sandbox's 50 messages left ``reading headers
+    [#---...]  6%`` on the terminal."""
+    process, master = on_terminal(["--sandbox", "list", "1-3"])
+    shown = bytearray()
+    assert finish(process, master, shown) == 0, bytes(shown)
+    left = screen(bytes(shown))
+    assert len(left) == 1 and left[0].startswith("sandbox: sample POP3 server"), left
+
+
 # --- a no, and Ctrl-C, at a question -----------------------------------------------------------
 
 DELE_ONE = [*login([100, 200]), expect(b"TOP 1 0\r\n"),
@@ -380,3 +390,18 @@ def test_a_no_inside_the_shell_keeps_the_shell_and_its_session() -> None:
     # (typed ahead, the answer was echoed before the question)
     assert "Delete 1 message(s)? [y/N]: Declined: no message was marked deleted.\n" in text
     assert "count,size\n50,8374557\n" in text  # the same session goes on, nothing marked
+
+
+def test_ctrl_c_at_the_password_prompt_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    """0.1: ``Aborted!``, status 1, which the man page calls a failed local write."""
+    monkeypatch.delitem(ENV, "POPCTL_PASSWORD")
+    script = [send(b"+OK POP3 ready\r\n"), expect(b"CAPA\r\n"), send(CAPS), expect_eof()]
+    with ScriptedServer(script, timeout=30) as server:
+        process, master = on_terminal([*options(server), "stat"])
+        shown = bytearray()
+        read_until(master, b"Password for alice@127.0.0.1: ", shown)
+        ctrl_c(master)
+        status = finish(process, master, shown)
+    server.assert_done()  # nothing sent after CAPA
+    assert (status, screen(bytes(shown))) == (
+        130, ["Password for alice@127.0.0.1: ", "Interrupted."]), bytes(shown)
