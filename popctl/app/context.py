@@ -92,10 +92,6 @@ class UI(Protocol):
         ``total`` items or octets (``expect`` may change it); whatever figure it reached, it is
         gone from the screen when the block ends."""
 
-    @property
-    def shows_progress(self) -> bool:
-        """Whether ``progress`` would draw a bar at all."""
-
     def tracer(self, label: str | None = None) -> TraceHook:
         """Where the POP3 dialogue goes with --trace."""
 

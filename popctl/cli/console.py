@@ -85,14 +85,14 @@ class Console:
             raise DeclinedError(f"Declined: {declined}.")
 
     @property
-    def shows_progress(self) -> bool:
+    def _shows_progress(self) -> bool:
         # Not over records streaming to the same terminal (only a table waits for them all).
         return (not self.options.quiet and sys.stderr.isatty()
                 and (self.options.fmt == "table" or not sys.stdout.isatty()))
 
     @contextlib.contextmanager
     def progress(self, total: int, label: str, *, octets: bool = False) -> Iterator[Bar | None]:
-        if not self.shows_progress:
+        if not self._shows_progress:
             yield None
             return
         self._bar = bar = Bar(label, total, octets=octets)

@@ -58,8 +58,6 @@ class FakeUI:
                  ) -> Iterator[Progress | None]:
         yield None
 
-    shows_progress = False
-
     def tracer(self, label: str | None = None) -> TraceHook:
         return lambda direction, line: None
 
