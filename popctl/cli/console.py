@@ -179,7 +179,8 @@ class Bar:
     def draw(self) -> None:
         from popctl.output import human_size
 
-        done, total = min(self.done, self.total), max(self.total, 0)
+        total = max(self.total, 0)
+        done = min(self.done, total)  # LIST sizes can be short of what arrives (mpopd)
         count = (f"{human_size(done)}/{human_size(total)}" if self.octets
                  else f"{done}/{total}")
         figure = f"{done * 100 // total:3d}%" if total else ""
