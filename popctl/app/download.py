@@ -110,8 +110,7 @@ def _fetch(opened: Opened, request: Download, store: stores.Store) -> list[Recor
     except BaseException as e:
         for sink in sinks.values():
             sink.discard()
-        _so_far(opened.context, request, e, len(stored),
-                sum(1 for r in records if r["deleted"]))
+        _so_far(opened.context, request, e, len(stored))
         raise
     store.sync()  # the stored messages' directory entries, durable before QUIT
     order: dict[object, int] = {r.number: i for i, r in enumerate(rows)}
@@ -130,12 +129,12 @@ class _Reporting:
         self._progress(len(data))
 
 
-def _so_far(context: RunContext, request: Download, error: BaseException, stored: int,
-            deleted: int) -> None:
+def _so_far(context: RunContext, request: Download, error: BaseException, stored: int
+            ) -> None:
     """After Ctrl-C or a failed write (a full disk): raise the error again, saying in its one
     line how many messages were already stored, and where, and that none was deleted (the
-    session ends without QUIT, so the server keeps them all; in the shell the marks of the
-    DELEs sent so far wait for its quit)."""
+    session ends without QUIT, so the server keeps them all; in the shell, whose session goes
+    on, the DELEs sent so far wait for its quit)."""
     if not isinstance(error, KeyboardInterrupt | stores.StoreError) or (
             request.kind is None and not stored):  # one message to stdout: nothing to add
         return
@@ -144,9 +143,10 @@ def _so_far(context: RunContext, request: Download, error: BaseException, stored
     done = f"{stored} message(s) already {where}" if stored else f"no message was {where}"
     if not request.delete:
         kept = ""
-    elif context.in_shell and deleted:
-        kept = (f"; {deleted} marked deleted on the server, which takes effect when the shell "
-                "quits (rset undoes it)")
+    elif context.in_shell and stored:
+        # The shell's session goes on: the DELEs already sent are marks its quit commits.
+        kept = ("; the DELEs sent for them take effect only if the shell quits normally (rset "
+                "undoes them)")
     else:
         kept = "; none was deleted from the server"
     if isinstance(error, KeyboardInterrupt):

@@ -28,8 +28,11 @@ import pytest
 from popctl.app import download
 from popctl.cache import HeaderCache, account_key
 from popctl.cli import console as console_module
+from popctl.sandbox import SandboxServer
 from popctl.stores import DirectoryStore, MessageSink, StoreError
+from tests.cli.test_shell import count as shell_count
 from tests.cli.test_shell import on_terminal as shell_on_terminal
+from tests.cli.test_shell import run as shell_run
 from tests.support.cli import invoke, outcome
 from tests.support.scripted_server import (
     ScriptedServer,
@@ -405,3 +408,24 @@ def test_ctrl_c_at_the_password_prompt_exits_130(monkeypatch: pytest.MonkeyPatch
     server.assert_done()  # nothing sent after CAPA
     assert (status, screen(bytes(shown))) == (
         130, ["Password for alice@127.0.0.1: ", "Interrupted."]), bytes(shown)
+
+
+def test_a_full_disk_in_a_shell_script_says_what_was_stored_and_deletes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the shell the session outlives a command: the line says the DELEs already sent wait
+    for its quit, and the script then stops without QUIT, so the server keeps everything."""
+    monkeypatch.setitem(download.STORES, "output_dir", _FullAfterOne)
+    with SandboxServer() as sandbox:
+        status, _, stderr = shell_run(sandbox, f"retr 1-3 --output-dir {tmp_path} --delete\n"
+                                      "quit\n")
+        assert shell_count(sandbox) == 50
+    assert status == 1
+    lines = stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        r"Error: cannot write \S+\.eml: No space left on device; 1 message\(s\) already stored "
+        + re.escape(f"in {tmp_path}; the DELEs sent for them take effect only if the shell quits "
+                    "normally (rset undoes them)"), lines[0]), lines
+    assert lines[1] == ("Error: shell stopped; the session was closed without QUIT, so nothing "
+                        "was deleted")
+    assert len(list(tmp_path.iterdir())) == 1
