@@ -255,8 +255,9 @@ def test_the_header_bar_counts_the_selection_and_leaves_no_figure_on_screen() ->
         table = out.read_text()
     server.assert_done()
     assert status == 0, bytes(shown)
-    assert [count for _, count in figures(bytes(shown), "reading headers")] == ["9/11"], \
-        bytes(shown)
+    counts = [count for _, count in figures(bytes(shown), "reading headers")]
+    # 9/11 is drawn after the pause (more only on a slow machine), never a count of all 30
+    assert "9/11" in counts and all(c.endswith("/11") for c in counts), bytes(shown)
     assert screen(bytes(shown)) == []
     assert "cached 5" in table and "number 15" in table and "cached 4" not in table
 
