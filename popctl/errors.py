@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     SERVER = 5  # the server answered -ERR
     PROTOCOL = 6  # the server broke the POP3 protocol
     NO_CREDENTIALS = 7  # no password or token could be found
+    DECLINED = 8  # you declined the confirmation; nothing was changed
     TEMPFAIL = 75  # try again later: the mailbox is in use, a login delay (sysexits EX_TEMPFAIL)
     INTERRUPTED = 130  # Ctrl-C
 
@@ -81,6 +82,20 @@ class LocalProtocolError(UsageError):
 
 class NoCredentialsError(PopctlError):
     exit_code = ExitCode.NO_CREDENTIALS
+
+
+class DeclinedError(PopctlError):
+    """The user answered no to a confirmation: nothing was changed. Not a failure, so its text
+    is shown without ``Error:``."""
+
+    exit_code = ExitCode.DECLINED
+
+
+class Interrupted(PopctlError):
+    """Ctrl-C, with what had been done by then (``Interrupted: ...``); a KeyboardInterrupt
+    that says nothing more is reported as ``Interrupted.`` with the same status."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 # --- the network ---------------------------------------------------------------------------------

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from popctl import defaults
+
+
+class Progress(Protocol):
+    """Where work reports its progress (a bar on a terminal): ``expect`` says how much there
+    is once that is known (after the listing), each call how much more was done. Items or
+    octets, as the bar was asked for."""
+
+    def expect(self, total: int) -> None: ...
+
+    def __call__(self, amount: int, /) -> None: ...
 
 
 class TLSMode(StrEnum):

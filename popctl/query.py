@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from popctl import selection
 from popctl.errors import NoSuchMessageError, UsageError
 from popctl.listing import SizeListing, UidListing
-from popctl.models import MessageSize, MessageUid
+from popctl.models import MessageSize, MessageUid, Progress
 from popctl.session import Lookup, Session
 
 if TYPE_CHECKING:  # the cache and header parsing are imported only when headers are read
@@ -157,8 +157,10 @@ def utc_forms(iso: str | None) -> tuple[str | None, int | None]:
 
 def _candidates(query: Query, sizes: Sequence[MessageSize],
                 uids: Sequence[MessageUid] | None,
-                warn: Callable[[str], None] | None = None) -> Iterator[Row]:
-    """The rows the selection names, built one at a time as they are asked for.
+                warn: Callable[[str], None] | None = None
+                ) -> tuple[Iterator[Row], Callable[[], int]]:
+    """The rows the selection names, built one at a time as they are asked for, and a
+    function counting them (for a progress bar) without building any.
 
     The selection is checked here, before the first row (an unknown or shared UID raises at
     once); the rows come later, lazily, so a listing never holds a Row per message.
@@ -199,13 +201,18 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
                              "server, so it does not say which one; select by number; "
                              "nothing was done")
         chosen = (chosen or set()) | {by_uid[u][0] for u in query.uids}
-    entries: Iterable[MessageSize | None] = (
-        listing if chosen is None else (listing.get(n) for n in sorted(chosen)))
+    numbers = None if chosen is None else sorted(chosen)
     larger, smaller = query.larger_than, query.smaller_than
-    return (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
-            for m in entries
-            if m is not None and (larger is None or m.size > larger)
-            and (smaller is None or m.size < smaller))
+
+    def selected() -> Iterator[MessageSize]:
+        entries: Iterable[MessageSize | None] = (
+            listing if numbers is None else (listing.get(n) for n in numbers))
+        return (m for m in entries if m is not None and (larger is None or m.size > larger)
+                and (smaller is None or m.size < smaller))
+
+    rows = (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
+            for m in selected())
+    return rows, lambda: sum(1 for _ in selected())
 
 
 def _cutoff(now: datetime, age: timedelta | None) -> datetime | None:
@@ -326,7 +333,7 @@ class Plan:
                     known=self.known)
 
 
-def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None = None,
+def run(session: Session, plan: Plan, *, progress: Progress | None = None,
         cache: HeaderCache | None = None, warn: Callable[[str], None] | None = None
         ) -> Iterator[Row]:
     """The selected messages, in order, each yielded as soon as it is known.
@@ -339,6 +346,8 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
     window as the TOPs.
 
     ``warn`` is told (one line each) of closed ranges that reach past the last message.
+    ``progress`` expects the selected messages (known once the listing came) and is told of
+    each as it is done, read from the server or from the cache.
     """
     query, delete, named = plan.query, plan.delete, plan.named
     sizes: Sequence[MessageSize]
@@ -353,8 +362,11 @@ def run(session: Session, plan: Plan, *, progress: Callable[[int], None] | None 
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
-    rows: Iterable[Row] = _candidates(query, sizes, uids, warn)
+    rows: Iterable[Row]
+    rows, count = _candidates(query, sizes, uids, warn)
     del sizes  # the rows are made from the compact listing the generator holds
+    if progress is not None:
+        progress.expect(count())
     doomed: list[int] = []
     if delete:  # every DELE rides in the first window: the numbers are needed now
         rows = list(rows)

@@ -110,7 +110,8 @@ def remove(context: RunContext, name: str, *, yes: bool) -> None:
         if not ui.interactive():
             raise UsageError("refusing to remove an account without confirmation",
                              hint="confirm-yes")
-        ui.require(f"Remove account {name} ({key}) and its keyring entry?")
+        ui.require(f"Remove account {name} ({key}) and its keyring entry?",
+                   declined=f"account {name} was kept")
     rewritten = config.remove_account(loaded, name)
     ui.note(f"account {name} removed from {loaded.path}{_rewritten(rewritten)}")
     shared = [a.name for a in loaded.accounts.values() if a.name != name

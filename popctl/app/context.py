@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol
 from popctl import defaults
 
 if TYPE_CHECKING:
+    from popctl.models import Progress
     from popctl.session import Session
 
 Record = Mapping[str, object]
 TraceHook = Callable[[str, str], None]
-Progress = Callable[[int], None]
 
 
 class Options(NamedTuple):
@@ -87,16 +87,15 @@ class UI(Protocol):
 
     def confirm(self, question: str, *, default: bool = False) -> bool: ...
 
-    def require(self, question: str) -> None:
-        """Ask; a no ends the command (``Aborted!``, status 1)."""
+    def require(self, question: str, *, declined: str = "nothing was changed") -> None:
+        """Ask; a no (or the end of input) raises DeclinedError (status 8) saying ``declined``
+        (what was therefore not done). Ctrl-C at any question is a KeyboardInterrupt."""
 
-    def progress(self, total: int, label: str) -> contextlib.AbstractContextManager[
-            Progress | None]:
-        """A progress bar on stderr (None when there is no terminal, or with --quiet)."""
-
-    @property
-    def shows_progress(self) -> bool:
-        """Whether ``progress`` would draw a bar at all."""
+    def progress(self, total: int, label: str, *, octets: bool = False
+                 ) -> contextlib.AbstractContextManager[Progress | None]:
+        """A progress bar on stderr (None when there is no terminal, or with --quiet), of
+        ``total`` items or octets (``expect`` may change it); whatever figure it reached, it is
+        gone from the screen when the block ends."""
 
     def tracer(self, label: str | None = None) -> TraceHook:
         """Where the POP3 dialogue goes with --trace."""

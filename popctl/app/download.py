@@ -9,15 +9,19 @@ without QUIT, so the server keeps every message.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from popctl import stores
 from popctl.app.context import Opened, Record, RunContext
 from popctl.app.mailbox import account_label, acted, known_numbers, listing
 from popctl.app.runner import Job, run
-from popctl.errors import ShortMessageError, UsageError
+from popctl.errors import Interrupted, ShortMessageError, UsageError
 from popctl.query import Plan, Query
+
+if TYPE_CHECKING:
+    from popctl.models import Progress
 
 
 class Download(NamedTuple):
@@ -108,19 +112,21 @@ def _fetch(opened: Opened, request: Download, store: stores.Store, plan: Plan
     listed = {r.number: r.size for r in rows}
     sinks: dict[int, stores.MessageSink] = {}
     stored: dict[int, str] = {}
-
-    def open_sink(n: int) -> stores.MessageSink:
-        sinks[n] = store.open(n, uid_of.get(n))
-        return sinks[n]
-
-    def finish(n: int, _sink: object) -> None:
-        stored[n] = sinks.pop(n).commit()
-
-    # A bar for several messages into a store (never over a message written to stdout).
-    total = sum(r.size for r in rows) if not request.to_stdout and len(rows) > 1 else 0
+    ui = opened.context.ui
+    # A bar by octets as they arrive (a 3 MB message over a slow link moves it), never over a
+    # message written to the terminal itself.
+    bar = (contextlib.nullcontext() if request.to_stdout and ui.stdout.isatty()
+           else ui.progress(sum(listed.values()), "retrieving", octets=True))
     records: list[Record] = []
     try:
-        with opened.context.ui.progress(total, "retrieving") as progress:
+        with bar as progress:
+            def open_sink(n: int) -> stores.MessageSink | _Reporting:
+                sinks[n] = store.open(n, uid_of.get(n))
+                return sinks[n] if progress is None else _Reporting(sinks[n], progress)
+
+            def finish(n: int, _sink: object) -> None:
+                stored[n] = sinks.pop(n).commit()
+
             for done in opened.session.retr_many([r.number for r in rows], open_sink,
                                                  finish=finish, delete=request.delete,
                                                  sizes=listed):
@@ -129,13 +135,50 @@ def _fetch(opened: Opened, request: Download, store: stores.Store, plan: Plan
                                 "uid": uid_of.get(done.number),
                                 "stored": stored.get(done.number), "deleted": done.deleted,
                                 **acted(opened)})
-                if progress is not None:
-                    progress(done.octets)
-    except BaseException:
+    except BaseException as e:
         for sink in sinks.values():
             sink.discard()
+        _so_far(opened.context, request, e, len(stored))
         raise
     store.sync()  # the stored messages' directory entries, durable before QUIT
     order: dict[object, int] = {r.number: i for i, r in enumerate(rows)}
     records.sort(key=lambda r: order[r["number"]])  # the deleted ones came after their DELE
     return records
+
+
+class _Reporting:
+    """A message's sink that tells the bar of each piece as it arrives."""
+
+    def __init__(self, sink: stores.MessageSink, progress: Progress) -> None:
+        self._sink, self._progress = sink, progress
+
+    def write(self, data: bytes, /) -> None:
+        self._sink.write(data)
+        self._progress(len(data))
+
+
+def _so_far(context: RunContext, request: Download, error: BaseException, stored: int
+            ) -> None:
+    """After Ctrl-C or a failed write (a full disk): raise the error again, saying in its one
+    line how many messages were already stored, and where, and that none was deleted (the
+    session ends without QUIT, so the server keeps them all; in the shell, whose session goes
+    on, the DELEs sent so far wait for its quit)."""
+    if not isinstance(error, KeyboardInterrupt | stores.StoreError) or (
+            request.kind is None and not stored):  # one message to stdout: nothing to add
+        return
+    where = ("written to standard output" if request.to_stdout
+             else f"delivered to {request.path}" if request.kind == "pipe"
+             else f"stored in {request.path}")
+    done = f"{stored} message(s) already {where}" if stored else f"no message was {where}"
+    if not request.delete:
+        kept = ""
+    elif context.in_shell and stored:
+        # The shell's session goes on: the DELEs already sent are marks its quit commits.
+        kept = ("; the DELEs sent for them take effect only if the shell quits normally (rset "
+                "undoes them)")
+    else:
+        kept = "; none was deleted from the server"
+    if isinstance(error, KeyboardInterrupt):
+        raise Interrupted(f"Interrupted: {done}{kept}.") from None
+    raise stores.StoreError(f"{error}; {done}{kept}", path=error.path, errno=error.errno,
+                            hint=error.hint) from error

@@ -7,6 +7,7 @@ or refuses a plan; headers come from the header cache where it has them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ from popctl import query as queries
 from popctl.app.context import Opened, Record, RunContext
 from popctl.app.runner import Job, run
 from popctl.app.targets import several_accounts, target_of
-from popctl.errors import CapabilityError, UsageError
+from popctl.errors import CapabilityError, Interrupted, UsageError
 from popctl.query import Plan, Query, Row
 from popctl.session import Session
 
@@ -50,16 +51,15 @@ def listing(opened: Opened, plan: Plan) -> Iterator[Row]:
 
 
 def _rows(opened: Opened, plan: Plan) -> Iterator[Row]:
-    session, context = opened.session, opened.context
-    total = 0
-    # No bar in a run across accounts: several threads would draw over each other.
-    if plan.headers and context.ui.shows_progress and context.label is None:
-        # The named messages need no STAT (it would come before what the login sent ahead).
-        total = len(plan.named) if plan.named is not None else session.stat().count
+    context = opened.context
     cache = header_cache(opened) if plan.reads_headers else None
+    # No bar in a run across accounts: several threads would draw over each other. Its total,
+    # the selected messages, is known once the listing came (queries.run says).
+    bar = (context.ui.progress(0, "reading headers")
+           if plan.reads_headers and context.label is None else contextlib.nullcontext())
     try:
-        with context.ui.progress(total if total >= 20 else 0, "reading headers") as progress:
-            yield from queries.run(session, plan, cache=cache, progress=progress,
+        with bar as progress:
+            yield from queries.run(opened.session, plan, cache=cache, progress=progress,
                                    warn=warner(context))
     finally:
         if cache is not None:
@@ -306,7 +306,7 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool,
                 shown = [{**r.to_record(True, parts and columns is not None), "deleted": False}
                          for r in rows]
                 ui.show(_projected(shown, columns))
-                ui.require(f"Delete {len(rows)} message(s)?")
+                _confirm(opened.context, f"Delete {len(rows)} message(s)?")
             opened.session.dele([r.number for r in rows])
         stamp = acted(opened)  # after the DELEs were answered
         return [{**record, "deleted": not dry_run, **stamp} for record in records]
@@ -330,6 +330,16 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool,
                 "undoes)")
     else:
         ui.note(f"{count} message(s) deleted")
+
+
+def _confirm(context: RunContext, question: str) -> None:
+    """Ask before deleting: a no is DeclinedError (status 8), Ctrl-C Interrupted (130); either
+    way no DELE was sent, and outside the shell the session ends without QUIT."""
+    nothing = ("no message was marked deleted" if context.in_shell else "nothing was deleted")
+    try:
+        context.ui.require(question, declined=nothing)
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted: {nothing}.") from None
 
 
 def _session_command(context: RunContext, call: Callable[[Session], object], done: str

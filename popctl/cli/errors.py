@@ -1,5 +1,6 @@
 """Errors become exit codes here, and only here: one ``Error: ...`` line on stderr and the
-error's documented status (``popctl.errors.ExitCode``); Ctrl-C is 130; a traceback only with
+error's documented status (``popctl.errors.ExitCode``); Ctrl-C is 130 (``Interrupted.``, or
+``Interrupted: ...`` with what was done by then), a declined confirmation 8; a traceback only with
 --debug (or POPCTL_DEBUG=1). The group's ``invoke`` and the shell's command lines both use it;
 Click's own usage errors (no such option, a bad value, ...) are one line too (``usage_error``).
 """
@@ -16,7 +17,7 @@ import click
 
 from popctl.cli.hints import describe
 from popctl.display import safe
-from popctl.errors import ExitCode, PopctlError
+from popctl.errors import DeclinedError, ExitCode, Interrupted, PopctlError
 
 # Where a write failure reaches us rather than a store: the output itself.
 _OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
@@ -38,6 +39,9 @@ def exit_status(error: BaseException, *, debug: bool) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = _devnull()
         return ExitCode.OK
+    if isinstance(error, DeclinedError | Interrupted):  # the user's choice, not a failure
+        _report(str(error), debug=debug)
+        return error.exit_code
     if isinstance(error, PopctlError):
         _report(f"Error: {describe(error)}", debug=debug)
         return error.exit_code

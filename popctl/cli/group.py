@@ -47,8 +47,8 @@ class PopctlGroup(PopctlSubgroup):
 @click.group("popctl", cls=PopctlGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit status: 0 ok, 1 local write failed, 2 usage, 3 authentication, "
                     "4 connection/TLS/timeout, "
-                    "5 server error, 6 protocol error, 7 no credentials, 130 interrupted. "
-                    "See popctl(1) or popctl --man.")
+                    "5 server error, 6 protocol error, 7 no credentials, 8 declined, "
+                    "75 try again later, 130 interrupted. See popctl(1) or popctl --man.")
 @click.version_option(__version__, "--version", "-V", prog_name="popctl")
 @click.option("--man", is_flag=True, expose_value=False, is_eager=True, callback=manual.show,
               help="Show the manual page, popctl(1), and exit (its roff source when standard "

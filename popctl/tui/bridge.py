@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, BinaryIO, NamedTuple, NoReturn, TypeVar
 
-from popctl.app.context import UI, Opened, Progress, Record, RunContext, TraceHook
+from popctl.app.context import UI, Opened, Record, RunContext, TraceHook
 from popctl.app.runner import connect
 from popctl.app.targets import Target, find_secret, target_of
 from popctl.errors import PopctlError, UsageError
+from popctl.models import Progress
 from popctl.query import Plan, Query, Row
 
 T = TypeVar("T")
@@ -80,16 +81,12 @@ class BrowserUI:
     def confirm(self, question: str, *, default: bool = False) -> bool:
         return default
 
-    def require(self, question: str) -> None:
+    def require(self, question: str, *, declined: str = "nothing was changed") -> None:
         raise UsageError(f"cannot ask inside the browser: {question}")
 
-    def progress(self, total: int, label: str) -> contextlib.AbstractContextManager[
-            Progress | None]:
+    def progress(self, total: int, label: str, *, octets: bool = False
+                 ) -> contextlib.AbstractContextManager[Progress | None]:
         return contextlib.nullcontext(None)
-
-    @property
-    def shows_progress(self) -> bool:
-        return False
 
     def tracer(self, label: str | None = None) -> TraceHook:
         start = time.monotonic()

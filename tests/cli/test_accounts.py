@@ -605,7 +605,8 @@ def test_account_remove_asks_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
     write_config(HOME)
     monkeypatch.setattr(console_module, "interactive", lambda: True)
     result = invoke("account", "remove", "home", input="n\n")
-    assert result.exit_code == 1 and "Aborted" in result.stderr
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (
+        8, "Declined: account home was kept.")  # 8: declined, nothing changed (issue 16)
     assert "[accounts.home]" in config_file().read_text()
     assert invoke("account", "remove", "home", input="y\n").exit_code == 0
     assert "[accounts.home]" not in config_file().read_text()

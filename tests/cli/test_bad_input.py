@@ -342,7 +342,10 @@ def test_full_disk(box: DovecotServer, tiny_fs: Path, kind: str) -> None:
     assert result.exit_code == 1, result.stderr
     lines = error_lines(result)
     assert len(lines) == 1 and lines[0].startswith("Error: cannot "), lines
-    assert lines[0].endswith(": No space left on device"), lines
+    # Issue 16: the one line also says what was already stored, and that nothing was deleted.
+    stored = "no message was" if kind == "mbox" else "1 message(s) already"
+    assert lines[0].endswith(f": No space left on device; {stored} stored in {target}; none "
+                             "was deleted from the server"), lines
     assert server_messages(box) == before  # no QUIT: the DELEs sent were rolled back
     kept = stored_messages(kind, target)
     # Complete, or not there. An mbox record is staged beside the mbox before it is appended,
@@ -375,7 +378,9 @@ def test_file_size_limit(dovecot_mailbox: DovecotServer, tmp_path: Path, kind: s
         capture_output=True, timeout=60, preexec_fn=preexec)
     assert process.returncode == 1, process.stderr
     assert process.stderr.startswith(b"Error: cannot ") and process.stderr.count(b"\n") == 1
-    assert process.stderr.endswith(b": File too large\n"), process.stderr
+    stored = "no message was" if kind == "output" else "1 message(s) already"
+    assert process.stderr.endswith(f": File too large; {stored} stored in {target}; none was "
+                                   "deleted from the server\n".encode()), process.stderr
     assert server_messages(dovecot_mailbox) == before  # no QUIT: every DELE rolled back
     if kind == "output":
         assert list(tmp_path.iterdir()) == []

@@ -397,6 +397,7 @@ def test_full_disk_with_colliding_names(tiny_fs: Path,
     server.assert_done()  # no DELE 2, no QUIT: DELE 1 is rolled back
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: cannot ") and result.stderr.count("\n") == 1
-    assert result.stderr.endswith(": No space left on device\n"), result.stderr
+    assert result.stderr.endswith(f": No space left on device; 1 message(s) already stored in "
+                                  f"{tiny_fs}; none was deleted from the server\n"), result.stderr
     assert stored_messages("output-dir", tiny_fs) == sorted([M1, BIG1])
     assert {name: data for name, data in eml(tiny_fs).items() if name in kept} == kept

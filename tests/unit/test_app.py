@@ -12,9 +12,10 @@ from typing import BinaryIO
 import pytest
 
 from popctl.app import mailbox
-from popctl.app.context import Opened, Options, Progress, Record, RunContext, TraceHook
+from popctl.app.context import Opened, Options, Record, RunContext, TraceHook
 from popctl.app.runner import Job, connect, run
 from popctl.errors import UsageError
+from popctl.models import Progress
 from popctl.query import Plan, Query
 from popctl.sandbox import SandboxServer
 
@@ -54,14 +55,13 @@ class FakeUI:
     def confirm(self, question: str, *, default: bool = False) -> bool:
         raise AssertionError(f"asked {question!r}")
 
-    def require(self, question: str) -> None:
+    def require(self, question: str, *, declined: str = "nothing was changed") -> None:
         raise AssertionError(f"asked {question!r}")
 
     @contextlib.contextmanager
-    def progress(self, total: int, label: str) -> Iterator[Progress | None]:
+    def progress(self, total: int, label: str, *, octets: bool = False
+                 ) -> Iterator[Progress | None]:
         yield None
-
-    shows_progress = False
 
     def tracer(self, label: str | None = None) -> TraceHook:
         return lambda direction, line: None
