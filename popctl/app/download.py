@@ -167,7 +167,7 @@ def _so_far(context: RunContext, request: Download, error: BaseException, stored
             request.kind is None and not stored):  # one message to stdout: nothing to add
         return
     where = ("written to standard output" if request.to_stdout
-             else f"delivered to {request.path}" if request.kind == "pipe"
+             else "delivered" if request.kind == "pipe"  # the error names the program
              else f"stored in {request.path}")
     done = f"{stored} message(s) already {where}" if stored else f"no message was {where}"
     if not request.delete:

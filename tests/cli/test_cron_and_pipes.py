@@ -294,7 +294,8 @@ def test_a_failing_program_stops_the_batch_and_deletes_nothing(tmp_path: Path) -
         assert uid is not None
         assert outcome(result) == (1, "", (
             f"Error: delivering message 2 (uid {uid[1]}): {command!r} failed (exit status 75); "
-            "the message is kept on the server\n"))
+            "the message is kept on the server; 1 message(s) already delivered; none was deleted "
+            "from the server\n"))
         assert count(server) == 3  # no QUIT after a failed delivery: nothing deleted
     assert seen.read_text().split() == ["1", "2"]  # message 3 was never handed over
 
@@ -307,7 +308,8 @@ def test_a_program_that_hangs_is_stopped(sandbox: SandboxServer, tmp_path: Path,
     result = run(sandbox, "retr", "1", "--pipe", command, "--delete")
     assert outcome(result) == (1, "", (
         f"Error: delivering message 1 (uid {_uid(sandbox, 1)}): {command!r} did not finish within "
-        "0.5 s and was stopped; the message is kept on the server\n"))
+        "0.5 s and was stopped; the message is kept on the server; no message was delivered; "
+        "none was deleted from the server\n"))
     pid = int(started.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

@@ -180,7 +180,7 @@ def test_a_long_retr_shows_octets_arriving_within_the_message(tmp_path: Path) ->
     script = [*login([len(big)]), expect(b"RETR 1\r\n"), send(b"+OK\r\n" + big[:third]),
               stall(PAUSE), send(big[third:] + b".\r\n"), expect(b"QUIT\r\n"), close()]
     with ScriptedServer(script, timeout=30) as server:
-        process, master = on_terminal([*options(server), "retr", "1", "--output-dir",
+        process, master = on_terminal([*options(server), "retr", "1-1", "--output-dir",
                                        str(tmp_path)])
         shown = bytearray()
         status = finish(process, master, shown)
@@ -220,7 +220,7 @@ def test_no_bar_over_a_message_written_to_the_terminal() -> None:
     script = [*login([len(body)]), expect(b"RETR 1\r\n"), send(b"+OK\r\n" + body[:5000]),
               stall(PAUSE), send(body[5000:] + b".\r\n"), expect(b"QUIT\r\n"), close()]
     with ScriptedServer(script, timeout=30) as server:
-        process, master = on_terminal([*options(server), "retr", "1"], stdout=None)
+        process, master = on_terminal([*options(server), "retr", "1-1"], stdout=None)
         shown = bytearray()
         status = finish(process, master, shown)
     server.assert_done()
@@ -283,7 +283,7 @@ def test_declining_dele_exits_8_and_deletes_nothing(monkeypatch: pytest.MonkeyPa
                                                      answer: str) -> None:
     monkeypatch.setattr(console_module, "interactive", lambda: True)
     with ScriptedServer([*DELE_ONE, expect_eof()], timeout=10) as server:
-        result = invoke(*options(server), "dele", "1", env=ENV, input=answer)
+        result = invoke(*options(server), "dele", "1-1", env=ENV, input=answer)
     server.assert_done()  # no DELE, no QUIT
     status, stdout, stderr = outcome(result)
     assert (status, stdout) == (8, "")
@@ -293,7 +293,7 @@ def test_declining_dele_exits_8_and_deletes_nothing(monkeypatch: pytest.MonkeyPa
 
 def test_ctrl_c_at_the_dele_question_exits_130_and_deletes_nothing() -> None:
     with ScriptedServer([*DELE_ONE, expect_eof()], timeout=30) as server:
-        process, master = on_terminal([*options(server), "dele", "1"])
+        process, master = on_terminal([*options(server), "dele", "1-1"])
         shown = bytearray()
         read_until(master, b"Delete 1 message(s)? [y/N]: ", shown)
         ctrl_c(master)
