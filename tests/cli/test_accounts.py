@@ -37,7 +37,7 @@ from tests.support.ci import skip_or_fail
 from tests.support.cli import closed_port, invoke, outcome
 from tests.support.dovecot_server import DovecotServer
 from tests.support.scripted_server import ScriptedServer, expect, expect_eof, send
-from tests.support.terminal import drain
+from tests.support.terminal import close_terminal, drain
 
 dovecot = pytest.mark.dovecot
 
@@ -410,9 +410,7 @@ def _on_terminal(args: list[str], answers: list[tuple[bytes, bytes]],
         stdout, _ = process.communicate(timeout=60)
         shown += drain(master)
     finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
+        close_terminal(process, master)
     return process.returncode, stdout, shown
 
 

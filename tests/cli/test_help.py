@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from popctl.cli import cli
 from tests.support.cli import invoke, outcome
-from tests.support.terminal import drain
+from tests.support.terminal import close_terminal, drain
 from tests.unit.test_docs import COMMAND_IDS, COMMANDS
 
 # --- usage errors: one line, status 2 ---------------------------------------------------------
@@ -266,10 +266,7 @@ def test_man_on_a_terminal_shows_it_through_man() -> None:
         process.wait(timeout=60)
         shown += drain(master)
     finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        close_terminal(process, master)
     # Formatted by man (bold by overstrike or escapes taken off): no roff left.
     text = re.sub(r".\x08|\x1b\[[0-9;]*m", "", shown.decode("utf-8", "replace"))
     assert process.returncode == 0, text[-2000:]

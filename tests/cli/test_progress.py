@@ -43,7 +43,7 @@ from tests.support.scripted_server import (
     send,
     stall,
 )
-from tests.support.terminal import drain
+from tests.support.terminal import close_terminal, drain
 
 PASSWORD = "s3cret"
 CAPS = b"+OK\r\nTOP\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n"
@@ -130,9 +130,7 @@ def finish(process: subprocess.Popen[bytes], master: int, shown: bytearray) -> i
         shown += drain(master)
         return status
     finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
+        close_terminal(process, master)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from popctl.cli import cli
 from popctl.sandbox import SandboxServer
-from tests.support.terminal import drain
+from tests.support.terminal import close_terminal, drain
 
 
 @pytest.fixture
@@ -147,10 +147,7 @@ def on_terminal(args: list[str], lines: list[bytes]) -> tuple[int, bytes]:
         process.wait(timeout=60)
         shown += drain(master)
     finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        close_terminal(process, master)
     return process.returncode, shown
 
 

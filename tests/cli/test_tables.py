@@ -25,7 +25,7 @@ import tabulate as tabulate_module
 
 from popctl.output import textwidth
 from tests.support.cli import invoke, outcome
-from tests.support.terminal import drain
+from tests.support.terminal import close_terminal, drain
 
 SHORT_DATE = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d\d \d\d:\d\d"
                         r"|\d{4}-\d\d-\d\d")
@@ -58,10 +58,7 @@ def on_terminal(args: list[str], columns: int, *, env: dict[str, str] | None = N
                 answer = None
         shown += drain(master)
     finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+        close_terminal(process, master)
     return process.returncode, shown.decode("utf-8").replace("\r\n", "\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import subprocess
 
 
 def drain(master: int) -> bytes:
@@ -18,3 +19,12 @@ def drain(master: int) -> bytes:
             break
         shown += chunk
     return shown
+
+
+def close_terminal(process: subprocess.Popen[bytes], master: int) -> None:
+    """The end of a run on a pseudo-terminal, however the test went: the terminal closed, the
+    program killed if it still runs, and reaped."""
+    os.close(master)
+    if process.poll() is None:
+        process.kill()
+    process.wait()

@@ -491,7 +491,7 @@ def browse_on_terminal(keys: list[tuple[bytes, bytes]]) -> tuple[int, str]:
     import struct
     import termios
 
-    from tests.support.terminal import drain
+    from tests.support.terminal import close_terminal, drain
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
@@ -519,10 +519,7 @@ def browse_on_terminal(keys: list[tuple[bytes, bytes]]) -> tuple[int, str]:
         process.wait(timeout=10)
         shown += drain(master)
     finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        close_terminal(process, master)
     return process.returncode, shown.decode("utf-8", "replace")
 
 
