@@ -439,6 +439,9 @@ _ISO_MONTHS: Final = {name: (f"{number:02}", last) for name, number, last in zip
                                 "31"), strict=True)}
 
 
+# Messages of one sending share their Date field: the last dates seen are remembered (a pure
+# function of the text; bounded).
+@functools.lru_cache(maxsize=1024)
 def _iso_date(value: str) -> str | None:
     """``parse_date(value)`` in ISO 8601, or None. A date of the usual form whose fields are
     plainly in range is written out from its own digits (two-digit strings compare as their

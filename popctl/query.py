@@ -133,12 +133,27 @@ HEADER_FIELDS = (*_SIZE_FIELDS, "from", "subject", "date")
 EXTENDED_FIELDS = (*HEADER_FIELDS, "from_name", "from_address", "date_utc", "date_epoch")
 
 
+# utc_forms of the dates seen last: messages of one sending (a list, a batch, a scale test)
+# share their Date, and a hit costs a tenth of the computation. Cleared when full, so bounded.
+_UTC_SEEN: dict[str, tuple[str | None, int | None]] = {}
+_UTC_SEEN_MAX = 1024
+
+
 def utc_forms(iso: str | None) -> tuple[str | None, int | None]:
     """An ISO 8601 date with an offset (``Row.date``) in UTC as ``2026-12-05T20:30:00Z`` (the
     form jq 1.6's ``fromdateiso8601`` reads; it refuses offsets) and in seconds since the
     epoch; None for each that cannot be given (no date; a UTC time outside years 1-9999)."""
     if iso is None:
         return None, None
+    forms = _UTC_SEEN.get(iso)
+    if forms is None:
+        if len(_UTC_SEEN) >= _UTC_SEEN_MAX:
+            _UTC_SEEN.clear()
+        forms = _UTC_SEEN[iso] = _utc_forms(iso)
+    return forms
+
+
+def _utc_forms(iso: str) -> tuple[str | None, int | None]:
     try:
         when = datetime.fromisoformat(iso)
     except ValueError:

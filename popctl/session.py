@@ -574,6 +574,14 @@ class Session:
         return event
 
     def _data(self, command: Command, sink: Sink) -> None:
+        if self._trace is None:  # the trace shows each piece as it comes
+            data = self._protocol.whole_data()
+            if data is not None:  # all of it was here: as if EndOfData came (see _next)
+                self._line_waited = self._data_waited = 0.0
+                self._data_octets = 0
+                if data:
+                    sink.write(data)
+                return
         while True:
             event = self._next()
             if isinstance(event, Data):
