@@ -517,14 +517,13 @@ def test_whole_data_is_the_events_data_joined(pieces: list[bytes], cut: int) -> 
     wire = b"+OK\r\n" + b"".join(pieces)
     wire = wire[:len(wire) - cut] if cut < len(wire) - 5 else wire[:5]
 
-    def started() -> tuple[POP3Protocol, Command]:
+    def started() -> POP3Protocol:
         protocol = logged_in()
-        command = Command("TOP", ("1", "0"))
-        protocol.send(command)
+        protocol.send(Command("TOP", ("1", "0")))
         protocol.send(Command("TOP", ("2", "0")))
         protocol.receive_data(wire)
         assert isinstance(protocol.next_event(), Reply)
-        return protocol, command
+        return protocol
 
     def events_of(protocol: POP3Protocol) -> list[Event]:
         events: list[Event] = []
@@ -535,9 +534,9 @@ def test_whole_data_is_the_events_data_joined(pieces: list[bytes], cut: int) -> 
             events.append(Data(Command("NOOP"), repr(e).encode()))
         return merge_data(events)
 
-    fast, command = started()
+    fast = started()
     whole = fast.whole_data()
-    slow = events_of(started()[0])
+    slow = events_of(started())
     if whole is None:
         assert events_of(fast) == slow
         return
