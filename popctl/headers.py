@@ -275,15 +275,15 @@ _FROM, _SUBJECT, _DATE, _MESSAGE_ID = b"fsdm"
 def _summary_fields(data: bytes) -> dict[int, bytes]:
     """The first From, Subject, Date and Message-ID of a header block, unfolded, by the first
     octet of their lower-case name: what _fields gives for them (a Hypothesis test compares)."""
-    found: dict[int, bytes] = {}
     # findall, not finditer: a match object costs more than the field. In reverse, so that the
-    # first of two fields of the same name is the one that stays.
-    for name, raw in reversed(_SUMMARY_FIELD.findall(b"\n" + data)):
-        if name:
-            found[name[0] | 0x20] = raw
-    for key, raw in found.items():
-        if b"\n" in raw:
-            found[key] = _unfolded(raw)
+    # first of two fields of the same name is the one that stays. (The blank line ending the
+    # header matches with an empty name.)
+    found = {name[0] | 0x20: raw
+             for name, raw in reversed(_SUMMARY_FIELD.findall(b"\n" + data)) if name}
+    if b"\n " in data or b"\n\t" in data:  # a folded line somewhere (most blocks have none)
+        for key, raw in found.items():
+            if b"\n" in raw:
+                found[key] = _unfolded(raw)
     return found
 
 
@@ -397,8 +397,9 @@ def _summary_text(raw: bytes) -> tuple[str, bool]:
         return _bytes_to_text(raw), cut
 
 
-def summarize(data: bytes) -> HeaderSummary:
-    """Sender, subject, date and Message-ID of a raw header block; never raises."""
+def summarize(data: bytes, *, message_id: bool = True) -> HeaderSummary:
+    """Sender, subject, date and Message-ID of a raw header block; never raises.
+    ``message_id=False``: the summary's ``message_id`` is None (listings never show it)."""
     # _capped(text, cut) is written out as "if cut or len(text) > MAX_TEXT" and _field_text's
     # UTF-8 attempt as a plain decode: what nearly every field needs, at a third of the cost.
     fields = _summary_fields(data)
@@ -424,12 +425,12 @@ def summarize(data: bytes) -> HeaderSummary:
     raw = fields.get(_DATE)
     if raw is not None:
         date = _iso_date(_field_text(raw)[0])
-    message_id = None
-    raw = fields.get(_MESSAGE_ID)
+    raw = fields.get(_MESSAGE_ID) if message_id else None
     if raw is not None:
         text, cut = _field_text(raw)
-        message_id = _capped(_clean(text), cut) or None
-    return HeaderSummary(sender, subject, date, message_id, sender_name, sender_address)
+        return HeaderSummary(sender, subject, date, _capped(_clean(text), cut) or None,
+                             sender_name, sender_address)
+    return HeaderSummary(sender, subject, date, None, sender_name, sender_address)
 
 
 # Month name: its number and its last day, both as two digits. February says 28: the 29th is

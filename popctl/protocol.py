@@ -64,7 +64,7 @@ _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 class Command:
     """One POP3 command. Validated on creation: it can always be sent as it is."""
 
-    __slots__ = ("_line", "args", "verb")
+    __slots__ = ("_line", "args", "multiline", "verb")
 
     def __init__(self, verb: str, args: tuple[str, ...] = ()) -> None:
         # A batch of headers builds 100,000 of these: the checks are C-level string operations
@@ -83,6 +83,9 @@ class Command:
                     raise LocalProtocolError(
                         f"{verb}: CR, LF or NUL in an argument; nothing was sent")
         self._line = text.encode("utf-8") + b"\r\n"
+        # Whether +OK to this command is followed by lines ending with a lone ".\r\n".
+        self.multiline: bool = verb in ("RETR", "TOP", "CAPA") or (
+            verb in ("LIST", "UIDL") and not args)
         if len(self._line) > MAX_COMMAND_LINE:
             raise LocalProtocolError(
                 f"{verb}: command line longer than {MAX_COMMAND_LINE} octets (RFC 2449)"
@@ -99,15 +102,6 @@ class Command:
     def encode(self) -> bytes:
         """The command line as sent, CRLF included."""
         return self._line
-
-    @property
-    def multiline(self) -> bool:
-        """Whether +OK to this command is followed by lines ending with a lone ".\r\n"."""
-        if self.verb in ("RETR", "TOP", "CAPA"):
-            return True
-        if self.verb in ("LIST", "UIDL"):
-            return not self.args
-        return False
 
     def redacted(self) -> str:
         """The command as a trace may show it: secrets replaced by ``***``."""

@@ -440,7 +440,7 @@ def run(session: Session, plan: Plan, *, progress: Progress | None = None,
             if kept(row):
                 yield row
             row, fetch = ahead.popleft()
-        summary = header_parsing.summarize(got.data)
+        summary = header_parsing.summarize(got.data, message_id=False)
         row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
         row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
         if query.header:

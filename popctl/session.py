@@ -651,12 +651,13 @@ class Session:
         if not adopted:
             self._settle()
         window = MAX_IN_FLIGHT if self.pipelining else 1
+        refill = window // 2
         source = _Source(requests, self._pushed)
         in_flight: deque[tuple[_Request, int]] = deque(
             (r, len(r.command.encode())) for r in adopted)
         in_flight_bytes = sum(size for _, size in in_flight)
         while True:
-            if len(in_flight) <= window // 2:
+            if len(in_flight) <= refill:
                 batch: list[Command] = []
                 while len(in_flight) < window and (request := source.peek()) is not None:
                     size = len(request.command.encode())
@@ -672,11 +673,12 @@ class Session:
                 return
             request, size = in_flight.popleft()
             in_flight_bytes -= size
-            reply = self._reply(request.command)
-            if reply.ok and request.command.multiline:
+            command = request.command
+            reply = self._reply(command)
+            if reply.ok and command.multiline:
                 sink = request.sink if request.sink is not None else _Collector(
-                    0, truncate=True, what=request.command.verb)
-                self._data(request.command, sink)
+                    0, truncate=True, what=command.verb)
+                self._data(command, sink)
             yield request, reply
 
     # --- connection set-up -----------------------------------------------------------------------
