@@ -220,6 +220,8 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
     larger, smaller = query.larger_than, query.smaller_than
 
     def selected() -> Iterator[MessageSize]:
+        if numbers is None and larger is None and smaller is None:
+            return iter(listing)  # every message (a listing's entries are never None)
         entries: Iterable[MessageSize | None] = (
             listing if numbers is None else (listing.get(n) for n in numbers))
         return (m for m in entries if m is not None and (larger is None or m.size > larger)

@@ -674,6 +674,16 @@ class Session:
             request, size = in_flight.popleft()
             in_flight_bytes -= size
             command = request.command
+            whole = self._protocol.next_whole_reply(command) if self._trace is None else None
+            if whole is not None:  # the reply and all its data were here (see _data)
+                self._line_waited = self._data_waited = 0.0
+                self._data_octets = 0
+                reply, data = whole
+                if data:
+                    (request.sink if request.sink is not None else _Collector(
+                        0, truncate=True, what=command.verb)).write(data)
+                yield request, reply
+                continue
             reply = self._reply(command)
             if reply.ok and command.multiline:
                 sink = request.sink if request.sink is not None else _Collector(

@@ -592,3 +592,59 @@ def drain_reply(protocol: POP3Protocol) -> list[Event]:
     while not isinstance(events[-1], EndOfData):
         events.append(protocol.next_event())
     return events
+
+
+@given(st.lists(st.sampled_from([b"+OK\r\n", b"+OK 12 octets\r\n", b"-ERR no\r\n", b"+OK [X] y\n",
+                                 b"+NO\r\n", b"A: 1\r\n", b"..b\r\n", b".\r\n", b".\n", b"\r\n",
+                                 b"\n.", b"x"]), max_size=30),
+       st.integers(min_value=0, max_value=200))
+@settings(max_examples=200)
+def test_next_whole_reply_is_next_event_in_one(pieces: list[bytes], cut: int) -> None:
+    # Whatever the server sent (cut anywhere), a reply read by next_whole_reply is the Reply and
+    # the joined Data of next_event up to EndOfData, leaving the same events after it; None
+    # leaves everything to next_event.
+    wire = b"".join(pieces)
+    wire = wire[:max(0, len(wire) - cut)]
+    commands = [Command("TOP", (str(n), "0")) for n in range(1, 4)]
+
+    def started() -> POP3Protocol:
+        protocol = logged_in()
+        for command in commands:
+            protocol.send(command)
+        protocol.receive_data(wire)
+        return protocol
+
+    def events_of(protocol: POP3Protocol) -> list[Event]:
+        events: list[Event] = []
+        try:
+            while (event := protocol.next_event()) is not NEED_DATA:
+                events.append(event)
+        except PopctlError as e:  # the same error either way
+            events.append(Data(Command("NOOP"), repr(e).encode()))
+        return merge_data(events)
+
+    fast, slow = started(), events_of(started())
+    got = fast.next_whole_reply(commands[0])
+    if got is None:
+        assert events_of(fast) == slow
+        return
+    reply, data = got
+    assert slow[0] == reply and reply.ok
+    end = next(i for i, e in enumerate(slow) if isinstance(e, EndOfData))
+    assert data == b"".join(e.data for e in slow[1:end] if isinstance(e, Data))
+    assert events_of(fast) == slow[end + 1:]
+    assert fast.next_whole_reply(commands[0]) is None  # no longer the oldest pending
+
+
+def test_next_whole_reply_leaves_incomplete_and_failed_replies_to_next_event() -> None:
+    protocol = logged_in()
+    top, dele = Command("TOP", ("1", "0")), Command("DELE", ("1",))
+    protocol.send(top)
+    protocol.send(dele)
+    protocol.receive_data(b"+OK\r\nA: 1\r\n")
+    assert protocol.next_whole_reply(top) is None
+    assert protocol.next_whole_reply(dele) is None  # not the oldest, nor multi-line
+    protocol.receive_data(b".\r\n+OK\r\n")
+    assert protocol.next_whole_reply(top) == (Reply(top, True, ""), b"A: 1\r\n")
+    assert protocol.next_whole_reply(dele) is None
+    assert protocol.next_event() == Reply(dele, True, "")
