@@ -318,11 +318,12 @@ def _parse_sender(value: str) -> _Sender:
     joined by ", "), and the first mailbox's decoded name and address."""
     simple = _SIMPLE_FROM.fullmatch(value)
     if simple is not None:
-        if simple["bare"] is not None:
-            address = _clean(simple["bare"])
+        bare, quoted, plain, addr = simple.group("bare", "quoted", "plain", "addr")
+        if bare is not None:
+            address = _clean(bare)
             return _Sender(address, "", address)
-        name = _unstructured(simple["quoted"] if simple["quoted"] is not None else simple["plain"])
-        address = _clean(simple["addr"])
+        name = _unstructured(quoted if quoted is not None else plain)
+        address = _clean(addr)
         return _Sender(_mailbox(name, address), name, address)
     if "@" not in value:  # a bare name or junk: getaddresses would mangle it into an "address"
         return _Sender(_unstructured(value), "", None)
@@ -406,7 +407,8 @@ def summarize(data: bytes, *, message_id: bool = True) -> HeaderSummary:
     sender, sender_name, sender_address = "", "", None
     raw = fields.get(_FROM)
     if raw is not None:
-        text, cut = _summary_text(raw)
+        text, cut = _summary_text(raw) if not raw.isascii() or len(raw) > MAX_FIELD_OCTETS \
+            else (raw.decode("ascii"), False)
         sender, sender_name, sender_address = _parse_sender(text)
         if cut or len(sender) > MAX_TEXT:
             sender = _capped(sender, cut)
@@ -417,7 +419,8 @@ def summarize(data: bytes, *, message_id: bool = True) -> HeaderSummary:
     subject = ""
     raw = fields.get(_SUBJECT)
     if raw is not None:
-        text, cut = _summary_text(raw)
+        text, cut = _summary_text(raw) if not raw.isascii() or len(raw) > MAX_FIELD_OCTETS \
+            else (raw.decode("ascii"), False)
         subject = _unstructured(text)
         if cut or len(subject) > MAX_TEXT:
             subject = _capped(subject, cut)

@@ -158,6 +158,9 @@ class Sink(Protocol):
 class _Collector:
     """A sink keeping at most ``limit`` bytes; beyond it, drops (``truncate``) or raises."""
 
+    __slots__ = ("_hard_limit", "_limit", "_parts", "_seen", "_size", "_truncate", "_what",
+                 "truncated")
+
     def __init__(self, limit: int, *, truncate: bool, what: str,
                  hard_limit: int | None = None) -> None:
         self._parts: list[bytes] = []
