@@ -275,15 +275,15 @@ _FROM, _SUBJECT, _DATE, _MESSAGE_ID = b"fsdm"
 def _summary_fields(data: bytes) -> dict[int, bytes]:
     """The first From, Subject, Date and Message-ID of a header block, unfolded, by the first
     octet of their lower-case name: what _fields gives for them (a Hypothesis test compares)."""
-    found: dict[int, bytes] = {}
     # findall, not finditer: a match object costs more than the field. In reverse, so that the
-    # first of two fields of the same name is the one that stays.
-    for name, raw in reversed(_SUMMARY_FIELD.findall(b"\n" + data)):
-        if name:
-            found[name[0] | 0x20] = raw
-    for key, raw in found.items():
-        if b"\n" in raw:
-            found[key] = _unfolded(raw)
+    # first of two fields of the same name is the one that stays. (The blank line ending the
+    # header matches with an empty name.)
+    found = {name[0] | 0x20: raw
+             for name, raw in reversed(_SUMMARY_FIELD.findall(b"\n" + data)) if name}
+    if b"\n " in data or b"\n\t" in data:  # a folded line somewhere (most blocks have none)
+        for key, raw in found.items():
+            if b"\n" in raw:
+                found[key] = _unfolded(raw)
     return found
 
 
@@ -318,11 +318,12 @@ def _parse_sender(value: str) -> _Sender:
     joined by ", "), and the first mailbox's decoded name and address."""
     simple = _SIMPLE_FROM.fullmatch(value)
     if simple is not None:
-        if simple["bare"] is not None:
-            address = _clean(simple["bare"])
+        bare, quoted, plain, addr = simple.group("bare", "quoted", "plain", "addr")
+        if bare is not None:
+            address = _clean(bare)
             return _Sender(address, "", address)
-        name = _unstructured(simple["quoted"] if simple["quoted"] is not None else simple["plain"])
-        address = _clean(simple["addr"])
+        name = _unstructured(quoted if quoted is not None else plain)
+        address = _clean(addr)
         return _Sender(_mailbox(name, address), name, address)
     if "@" not in value:  # a bare name or junk: getaddresses would mangle it into an "address"
         return _Sender(_unstructured(value), "", None)
@@ -397,15 +398,17 @@ def _summary_text(raw: bytes) -> tuple[str, bool]:
         return _bytes_to_text(raw), cut
 
 
-def summarize(data: bytes) -> HeaderSummary:
-    """Sender, subject, date and Message-ID of a raw header block; never raises."""
+def summarize(data: bytes, *, message_id: bool = True) -> HeaderSummary:
+    """Sender, subject, date and Message-ID of a raw header block; never raises.
+    ``message_id=False``: the summary's ``message_id`` is None (listings never show it)."""
     # _capped(text, cut) is written out as "if cut or len(text) > MAX_TEXT" and _field_text's
     # UTF-8 attempt as a plain decode: what nearly every field needs, at a third of the cost.
     fields = _summary_fields(data)
     sender, sender_name, sender_address = "", "", None
     raw = fields.get(_FROM)
     if raw is not None:
-        text, cut = _summary_text(raw)
+        text, cut = _summary_text(raw) if not raw.isascii() or len(raw) > MAX_FIELD_OCTETS \
+            else (raw.decode("ascii"), False)
         sender, sender_name, sender_address = _parse_sender(text)
         if cut or len(sender) > MAX_TEXT:
             sender = _capped(sender, cut)
@@ -416,20 +419,21 @@ def summarize(data: bytes) -> HeaderSummary:
     subject = ""
     raw = fields.get(_SUBJECT)
     if raw is not None:
-        text, cut = _summary_text(raw)
+        text, cut = _summary_text(raw) if not raw.isascii() or len(raw) > MAX_FIELD_OCTETS \
+            else (raw.decode("ascii"), False)
         subject = _unstructured(text)
         if cut or len(subject) > MAX_TEXT:
             subject = _capped(subject, cut)
     date = None
     raw = fields.get(_DATE)
     if raw is not None:
-        date = _iso_date(_field_text(raw)[0])
-    message_id = None
-    raw = fields.get(_MESSAGE_ID)
+        date = _date_of(raw)
+    raw = fields.get(_MESSAGE_ID) if message_id else None
     if raw is not None:
         text, cut = _field_text(raw)
-        message_id = _capped(_clean(text), cut) or None
-    return HeaderSummary(sender, subject, date, message_id, sender_name, sender_address)
+        return HeaderSummary(sender, subject, date, _capped(_clean(text), cut) or None,
+                             sender_name, sender_address)
+    return HeaderSummary(sender, subject, date, None, sender_name, sender_address)
 
 
 # Month name: its number and its last day, both as two digits. February says 28: the 29th is
@@ -437,6 +441,24 @@ def summarize(data: bytes) -> HeaderSummary:
 _ISO_MONTHS: Final = {name: (f"{number:02}", last) for name, number, last in zip(
     _MONTHS, _MONTHS.values(), ("31", "28", "31", "30", "31", "30", "31", "31", "30", "31", "30",
                                 "31"), strict=True)}
+
+
+# Messages of one sending share their Date field: the ISO forms of the last ones seen are
+# remembered, by the raw value (a pure function of it). Only values of a usual length: a cache
+# of 1,024 hostile 16 KiB dates would hold 16 MiB.
+_DATE_CACHED_OCTETS: Final = 80
+
+
+def _date_of(raw: bytes) -> str | None:
+    """``_iso_date`` of a raw Date value."""
+    if len(raw) > _DATE_CACHED_OCTETS:
+        return _iso_date(_field_text(raw)[0])
+    return _cached_date(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_date(raw: bytes) -> str | None:
+    return _iso_date(_field_text(raw)[0])
 
 
 def _iso_date(value: str) -> str | None:

@@ -64,19 +64,28 @@ _TIMESTAMP_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
 class Command:
     """One POP3 command. Validated on creation: it can always be sent as it is."""
 
-    __slots__ = ("_line", "args", "verb")
+    __slots__ = ("_line", "args", "multiline", "verb")
 
     def __init__(self, verb: str, args: tuple[str, ...] = ()) -> None:
-        if not _VERB_RE.fullmatch(verb):
+        # A batch of headers builds 100,000 of these: the checks are C-level string operations
+        # (the known verbs need no regex; three ``in`` over the joined line instead of a
+        # generator per argument).
+        if verb not in KNOWN_COMMANDS and not _VERB_RE.fullmatch(verb):
             raise LocalProtocolError(f"not a POP3 command keyword: {verb!r}")
         self.verb = verb = verb.upper()
         self.args = args
-        for arg in args:
-            if not arg:
-                raise LocalProtocolError(f"{verb}: empty argument")
-            if any(c in arg for c in "\r\n\0"):
-                raise LocalProtocolError(f"{verb}: CR, LF or NUL in an argument; nothing was sent")
-        self._line = " ".join((verb, *args)).encode("utf-8") + b"\r\n"
+        text = " ".join((verb, *args))
+        if "" in args or "\r" in text or "\n" in text or "\0" in text:
+            for arg in args:  # the first bad argument names the error
+                if not arg:
+                    raise LocalProtocolError(f"{verb}: empty argument")
+                if "\r" in arg or "\n" in arg or "\0" in arg:
+                    raise LocalProtocolError(
+                        f"{verb}: CR, LF or NUL in an argument; nothing was sent")
+        self._line = text.encode("utf-8") + b"\r\n"
+        # Whether +OK to this command is followed by lines ending with a lone ".\r\n".
+        self.multiline: bool = verb in ("RETR", "TOP", "CAPA") or (
+            verb in ("LIST", "UIDL") and not args)
         if len(self._line) > MAX_COMMAND_LINE:
             raise LocalProtocolError(
                 f"{verb}: command line longer than {MAX_COMMAND_LINE} octets (RFC 2449)"
@@ -93,15 +102,6 @@ class Command:
     def encode(self) -> bytes:
         """The command line as sent, CRLF included."""
         return self._line
-
-    @property
-    def multiline(self) -> bool:
-        """Whether +OK to this command is followed by lines ending with a lone ".\r\n"."""
-        if self.verb in ("RETR", "TOP", "CAPA"):
-            return True
-        if self.verb in ("LIST", "UIDL"):
-            return not self.args
-        return False
 
     def redacted(self) -> str:
         """The command as a trace may show it: secrets replaced by ``***``."""
@@ -185,6 +185,8 @@ def _clean(raw: bytes) -> str:
 
 def parse_status(line: bytes) -> tuple[bool, str, str | None]:
     """Split "+OK [CODE] text" into (ok, text, code). Raises RemoteProtocolError otherwise."""
+    if line == b"+OK":  # what Dovecot answers every TOP and RETR of a batch with
+        return True, "", None
     head = line[:4].upper()
     if head.startswith(b"+OK") and (len(line) == 3 or line[3:4] in (b" ", b"\t")):
         ok, rest = True, line[3:]
@@ -196,7 +198,7 @@ def parse_status(line: bytes) -> tuple[bool, str, str | None]:
         )
     text = _clean(rest)
     code = None
-    match = _CODE_RE.match(text)
+    match = _CODE_RE.match(text) if text[:1] == "[" else None
     if match:
         code, text = match.group(1).upper(), text[match.end():]
     return ok, text, code
@@ -444,3 +446,75 @@ class POP3Protocol:
                 f"server closed the connection in the middle of the reply to {command.verb}"
             )
         return NEED_DATA
+
+    def whole_data(self) -> bytes | None:
+        """The rest of the multi-line reply being read, un-dot-stuffed, when all of it and its
+        terminating line are buffered: the reply is then consumed, as if its Data events and
+        EndOfData had been read. None, with nothing consumed, when it is not all here yet, when
+        the last event ended inside a line, or when the next line starts with a stuffed dot:
+        next_event then gives it piece by piece.
+
+        What a pipelined batch of TOP n 0 reads: hundreds of replies arrive in one read, and
+        one search for the terminator and one copy per reply cost a fraction of three events
+        each. The same bytes as the events' data joined (a Hypothesis test compares).
+        """
+        if self._in_data is None:
+            raise LocalProtocolError("no multi-line reply is being read")
+        buf, pos, end = self._buf, self._pos, len(self._buf)
+        if pos >= end or not self._at_line_start:
+            return None
+        if buf[pos] == _DOT:  # an empty reply, or a stuffed first line (left to the events)
+            if buf[pos + 1:pos + 2] == b"\n" or buf[pos + 1:pos + 3] == b"\r\n":
+                self._pos = pos + (2 if buf[pos + 1] == _LF else 3)
+                self._in_data = None
+                return b""
+            return None
+        stuffed = False
+        stop = _line_start_dot(buf, pos, end)  # the "\n" before a line starting with "."
+        while stop >= 0:
+            after = buf[stop + 2:stop + 4]
+            if after[:1] == b"\n" or after == b"\r\n":  # the terminating line
+                data = bytes(buf[pos:stop + 1])
+                self._pos = stop + (3 if after[:1] == b"\n" else 4)
+                self._in_data = None
+                # A dot starting any other line was stuffed (RFC 1939 3): dropped.
+                return data.replace(b"\n.", b"\n") if stuffed else data
+            if not after or after == b"\r":  # the end of that line has not come yet
+                return None
+            stuffed = True
+            stop = _line_start_dot(buf, stop + 2, end)
+        return None
+
+    def next_whole_reply(self, command: Command) -> tuple[Reply, bytes] | None:
+        """The next reply, when it is +OK to ``command`` (multi-line, the oldest pending) with
+        all its data buffered: the Reply and the data, un-dot-stuffed, consumed as next_event
+        would give them (Reply, Data..., EndOfData). None, with nothing consumed, in every
+        other case (-ERR, an incomplete reply, ...): next_event then reads it.
+
+        A pipelined batch of TOP n 0 reads hundreds of replies from each read: one call per
+        reply instead of three events. (A Hypothesis test compares it with next_event.)
+        """
+        if (self._in_data is not None or not self._greeted or not self._pending
+                or self._pending[0] is not command or not command.multiline):
+            return None
+        if self._pos > _COMPACT_THRESHOLD:
+            del self._buf[: self._pos]
+            self._pos = 0
+        pos = self._pos
+        end = self._buf.find(b"\n", pos, pos + MAX_STATUS_LINE)
+        if end < 0 or self._buf[pos] != 0x2B:  # no whole line yet, or not "+"
+            return None
+        line = bytes(self._buf[pos:end])
+        try:
+            ok, text, code = parse_status(line[:-1] if line.endswith(b"\r") else line)
+        except RemoteProtocolError:
+            return None  # next_event raises it
+        if not ok:
+            return None
+        self._pos, self._in_data, self._at_line_start = end + 1, command, True
+        data = self.whole_data()
+        if data is None:  # not all here: as it was
+            self._pos, self._in_data = pos, None
+            return None
+        self._pending.popleft()
+        return Reply(command, True, text, code), data

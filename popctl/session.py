@@ -158,6 +158,9 @@ class Sink(Protocol):
 class _Collector:
     """A sink keeping at most ``limit`` bytes; beyond it, drops (``truncate``) or raises."""
 
+    __slots__ = ("_hard_limit", "_limit", "_parts", "_seen", "_size", "_truncate", "_what",
+                 "truncated")
+
     def __init__(self, limit: int, *, truncate: bool, what: str,
                  hard_limit: int | None = None) -> None:
         self._parts: list[bytes] = []
@@ -574,6 +577,14 @@ class Session:
         return event
 
     def _data(self, command: Command, sink: Sink) -> None:
+        if self._trace is None:  # the trace shows each piece as it comes
+            data = self._protocol.whole_data()
+            if data is not None:  # all of it was here: as if EndOfData came (see _next)
+                self._line_waited = self._data_waited = 0.0
+                self._data_octets = 0
+                if data:
+                    sink.write(data)
+                return
         while True:
             event = self._next()
             if isinstance(event, Data):
@@ -643,12 +654,13 @@ class Session:
         if not adopted:
             self._settle()
         window = MAX_IN_FLIGHT if self.pipelining else 1
+        refill = window // 2
         source = _Source(requests, self._pushed)
         in_flight: deque[tuple[_Request, int]] = deque(
             (r, len(r.command.encode())) for r in adopted)
         in_flight_bytes = sum(size for _, size in in_flight)
         while True:
-            if len(in_flight) <= window // 2:
+            if len(in_flight) <= refill:
                 batch: list[Command] = []
                 while len(in_flight) < window and (request := source.peek()) is not None:
                     size = len(request.command.encode())
@@ -664,11 +676,22 @@ class Session:
                 return
             request, size = in_flight.popleft()
             in_flight_bytes -= size
-            reply = self._reply(request.command)
-            if reply.ok and request.command.multiline:
+            command = request.command
+            whole = self._protocol.next_whole_reply(command) if self._trace is None else None
+            if whole is not None:  # the reply and all its data were here (see _data)
+                self._line_waited = self._data_waited = 0.0
+                self._data_octets = 0
+                reply, data = whole
+                if data:
+                    (request.sink if request.sink is not None else _Collector(
+                        0, truncate=True, what=command.verb)).write(data)
+                yield request, reply
+                continue
+            reply = self._reply(command)
+            if reply.ok and command.multiline:
                 sink = request.sink if request.sink is not None else _Collector(
-                    0, truncate=True, what=request.command.verb)
-                self._data(request.command, sink)
+                    0, truncate=True, what=command.verb)
+                self._data(command, sink)
             yield request, reply
 
     # --- connection set-up -----------------------------------------------------------------------

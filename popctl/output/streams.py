@@ -75,10 +75,11 @@ def _render_json(records: Iterable[Record], out: TextIO, columns: Sequence[str] 
 
 def _render_ndjson(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
     count, flusher, keys = 0, _Flusher(out), _keys(columns)
+    write, wrote = out.write, flusher.wrote
     for record in records:
-        out.write(_json(_project(record, keys)) + "\n")
+        write(_json(_project(record, keys)) + "\n")
         count += 1
-        flusher.wrote()
+        wrote()
     flusher.flush()
     return count
 

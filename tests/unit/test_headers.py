@@ -785,3 +785,18 @@ def test_one_encoded_word_fast_path_agrees_with_the_general_loop(before: str, wo
 
     value = before + " ".join(w.decode("ascii") for w in words[:1]) + after
     assert decode_words(value) == _decode_words(value)
+
+
+def test_only_dates_of_a_usual_length_are_remembered() -> None:
+    # The ISO forms of recent Date values are cached by raw value; a long (hostile) one is
+    # parsed as before and not kept, so the cache stays small whatever a server sends.
+    from popctl import headers
+
+    usual = b"Date: Thu, 26 Nov 2026 10:00:00 +0000"
+    long = b"Date: Thu, 26 Nov 2026 10:00:00 +0000 (" + b"x" * 100 + b")"
+    headers._cached_date.cache_clear()
+    assert summarize(block(usual.decode())).date == "2026-11-26T10:00:00+00:00"
+    assert summarize(block(usual.decode())).date == "2026-11-26T10:00:00+00:00"
+    assert headers._cached_date.cache_info().hits == 1
+    assert summarize(block(long.decode())).date == headers._iso_date(long[6:].decode())
+    assert headers._cached_date.cache_info().currsize == 1

@@ -499,3 +499,152 @@ def test_fuzz_only_our_errors_escape(data: bytes, chunks: list[int]) -> None:
     except PopctlError:
         pass
     assert len(protocol._buf) <= len(data) + 1
+
+
+# --- whole_data: a complete multi-line reply at once, the same as its events ---------------------
+
+_WIRE_PIECES = st.sampled_from([b"\r\n", b"\n", b".", b"..", b"\r", b"x", b"+OK", b".\r\n",
+                                b"\n.\r\n", b"\n.\n", b"\r\n.\r\n+OK\r\n", b"\n..\r\n"])
+
+
+@given(st.lists(_WIRE_PIECES | st.binary(max_size=8), max_size=40),
+       st.integers(min_value=0, max_value=400))
+@settings(max_examples=200)
+def test_whole_data_is_the_events_data_joined(pieces: list[bytes], cut: int) -> None:
+    # Whatever follows the +OK (stuffed or not, CRLF or LF, a terminator or none, cut anywhere),
+    # whole_data either returns what the events' data joined gives, leaving the same events
+    # after it, or returns None and consumes nothing.
+    wire = b"+OK\r\n" + b"".join(pieces)
+    wire = wire[:len(wire) - cut] if cut < len(wire) - 5 else wire[:5]
+
+    def started() -> POP3Protocol:
+        protocol = logged_in()
+        protocol.send(Command("TOP", ("1", "0")))
+        protocol.send(Command("TOP", ("2", "0")))
+        protocol.receive_data(wire)
+        assert isinstance(protocol.next_event(), Reply)
+        return protocol
+
+    def events_of(protocol: POP3Protocol) -> list[Event]:
+        events: list[Event] = []
+        try:
+            while (event := protocol.next_event()) is not NEED_DATA:
+                events.append(event)
+        except PopctlError as e:  # the same error either way
+            events.append(Data(Command("NOOP"), repr(e).encode()))
+        return merge_data(events)
+
+    fast = started()
+    whole = fast.whole_data()
+    slow = events_of(started())
+    if whole is None:
+        assert events_of(fast) == slow
+        return
+    end = next(i for i, e in enumerate(slow) if isinstance(e, EndOfData))
+    assert slow[end].command is not None and slow[end].command.args == ("1", "0")
+    assert whole == b"".join(e.data for e in slow[:end] if isinstance(e, Data))
+    assert fast.receiving is None
+    assert kinds(events_of(fast)) == kinds(slow[end + 1:])
+
+
+@given(st.lists(st.binary(max_size=12) | st.sampled_from([b".", b"..", b".x", b""]),
+                max_size=20), st.booleans())
+@settings(max_examples=200)
+def test_whole_data_unstuffs_a_complete_reply(lines: list[bytes], crlf: bool) -> None:
+    end = b"\r\n" if crlf else b"\n"
+    lines = [line.replace(b"\r", b"").replace(b"\n", b"") for line in lines]
+    body = b"".join(line + end for line in lines)
+    stuffed = b"".join((b"." + line if line.startswith(b".") else line) + end for line in lines)
+    protocol = logged_in()
+    protocol.send(Command("TOP", ("1", "0")))
+    protocol.receive_data(b"+OK" + end + stuffed + b"." + end)
+    assert isinstance(protocol.next_event(), Reply)
+    whole = protocol.whole_data()
+    if whole is None:  # only when the first line starts with a dot
+        assert stuffed.startswith(b".")
+        events = drain(protocol)
+        whole = b"".join(e.data for e in events if isinstance(e, Data))
+    assert whole == body
+    assert protocol.receiving is None and protocol.buffered == 0
+
+
+def test_whole_data_of_a_batch_of_replies() -> None:
+    protocol = logged_in()
+    commands = [Command("TOP", (str(n), "0")) for n in range(1, 5)]
+    for command in commands:
+        protocol.send(command)
+    protocol.receive_data(b"+OK\r\nA: 1\r\n\r\n.\r\n+OK\r\n.\r\n+OK 3\r\n..B: 3\r\n.\r\n"
+                          b"+OK\nC: 4\n..\n.\n")
+    got: list[bytes | None] = []
+    for command in commands:
+        reply = protocol.next_event()
+        assert isinstance(reply, Reply) and reply.command is command
+        got.append(protocol.whole_data())
+        if got[-1] is None:  # read by events instead
+            assert kinds(drain_reply(protocol)) == [("Data", "TOP"), ("EndOfData", "TOP")]
+    # The third starts with a stuffed dot: left to the events; a stuffed line further on is not.
+    assert got == [b"A: 1\r\n\r\n", b"", None, b"C: 4\n.\n"]
+    assert protocol.receiving is None and protocol.buffered == 0
+
+
+def drain_reply(protocol: POP3Protocol) -> list[Event]:
+    events = [protocol.next_event()]
+    while not isinstance(events[-1], EndOfData):
+        events.append(protocol.next_event())
+    return events
+
+
+@given(st.lists(st.sampled_from([b"+OK\r\n", b"+OK 12 octets\r\n", b"-ERR no\r\n", b"+OK [X] y\n",
+                                 b"+NO\r\n", b"A: 1\r\n", b"..b\r\n", b".\r\n", b".\n", b"\r\n",
+                                 b"\n.", b"x"]), max_size=30),
+       st.integers(min_value=0, max_value=200))
+@settings(max_examples=200)
+def test_next_whole_reply_is_next_event_in_one(pieces: list[bytes], cut: int) -> None:
+    # Whatever the server sent (cut anywhere), a reply read by next_whole_reply is the Reply and
+    # the joined Data of next_event up to EndOfData, leaving the same events after it; None
+    # leaves everything to next_event.
+    wire = b"".join(pieces)
+    wire = wire[:max(0, len(wire) - cut)]
+    commands = [Command("TOP", (str(n), "0")) for n in range(1, 4)]
+
+    def started() -> POP3Protocol:
+        protocol = logged_in()
+        for command in commands:
+            protocol.send(command)
+        protocol.receive_data(wire)
+        return protocol
+
+    def events_of(protocol: POP3Protocol) -> list[Event]:
+        events: list[Event] = []
+        try:
+            while (event := protocol.next_event()) is not NEED_DATA:
+                events.append(event)
+        except PopctlError as e:  # the same error either way
+            events.append(Data(Command("NOOP"), repr(e).encode()))
+        return merge_data(events)
+
+    fast, slow = started(), events_of(started())
+    got = fast.next_whole_reply(commands[0])
+    if got is None:
+        assert events_of(fast) == slow
+        return
+    reply, data = got
+    assert slow[0] == reply and reply.ok
+    end = next(i for i, e in enumerate(slow) if isinstance(e, EndOfData))
+    assert data == b"".join(e.data for e in slow[1:end] if isinstance(e, Data))
+    assert events_of(fast) == slow[end + 1:]
+    assert fast.next_whole_reply(commands[0]) is None  # no longer the oldest pending
+
+
+def test_next_whole_reply_leaves_incomplete_and_failed_replies_to_next_event() -> None:
+    protocol = logged_in()
+    top, dele = Command("TOP", ("1", "0")), Command("DELE", ("1",))
+    protocol.send(top)
+    protocol.send(dele)
+    protocol.receive_data(b"+OK\r\nA: 1\r\n")
+    assert protocol.next_whole_reply(top) is None
+    assert protocol.next_whole_reply(dele) is None  # not the oldest, nor multi-line
+    protocol.receive_data(b".\r\n+OK\r\n")
+    assert protocol.next_whole_reply(top) == (Reply(top, True, ""), b"A: 1\r\n")
+    assert protocol.next_whole_reply(dele) is None
+    assert protocol.next_event() == Reply(dele, True, "")

@@ -124,3 +124,14 @@ def test_utc_forms_agree_with_datetime(when: datetime, offset: int) -> None:
 ])
 def test_utc_forms(iso: str | None, expected: tuple[str | None, int | None]) -> None:
     assert utc_forms(iso) == expected
+
+
+def test_utc_forms_remembers_a_bounded_number_of_dates() -> None:
+    # Dates seen again come from memory (the same answer as computed), and a listing of more
+    # distinct dates than it keeps does not make it grow past its bound.
+    from popctl import query
+
+    dates = [f"2026-12-05T{h:02}:{m:02}:00+01:00" for h in range(24) for m in range(60)]
+    first = [utc_forms(d) for d in dates]
+    assert len(query._UTC_SEEN) <= query._UTC_SEEN_MAX < len(dates)
+    assert [utc_forms(d) for d in dates] == first == [query._utc_forms(d) for d in dates]
