@@ -404,7 +404,11 @@ class Session:
             self._trace("*", safe(text))
 
     def _send(self, *commands: Command) -> None:
-        data = b"".join(self._protocol.send(c) for c in commands)
+        try:
+            data = b"".join(self._protocol.send(c) for c in commands)
+        except PopctlError as e:
+            self._redact_error(e)  # it may quote a line that answered no command
+            raise
         if self._trace is not None:
             for command in commands:
                 self._trace("C", safe(command.redacted()))
@@ -438,7 +442,11 @@ class Session:
 
     def _next(self) -> Event:
         while True:
-            event = self._protocol.next_event()
+            try:
+                event = self._protocol.next_event()
+            except PopctlError as e:
+                self._redact_error(e)  # it may quote a line that answered no command
+                raise
             if event is NEED_DATA:
                 self._receive()
                 continue
@@ -481,7 +489,11 @@ class Session:
                 raise  # the server fell silent: "no answer ... (read timeout)"
             raise self._too_slow(receiving) from e
         self._count_wait(time.monotonic() - started, receiving, len(data))
-        self._protocol.receive_data(data)
+        try:
+            self._protocol.receive_data(data)
+        except PopctlError as e:
+            self._redact_error(e)
+            raise
 
     def _count_wait(self, seconds: float, receiving: Command | None, octets: int) -> None:
         self._waited += seconds
@@ -578,7 +590,11 @@ class Session:
 
     def _data(self, command: Command, sink: Sink) -> None:
         if self._trace is None:  # the trace shows each piece as it comes
-            data = self._protocol.whole_data()
+            try:
+                data = self._protocol.whole_data()
+            except PopctlError as e:
+                self._redact_error(e)
+                raise
             if data is not None:  # all of it was here: as if EndOfData came (see _next)
                 self._line_waited = self._data_waited = 0.0
                 self._data_octets = 0
@@ -677,7 +693,12 @@ class Session:
             request, size = in_flight.popleft()
             in_flight_bytes -= size
             command = request.command
-            whole = self._protocol.next_whole_reply(command) if self._trace is None else None
+            try:
+                whole = (self._protocol.next_whole_reply(command) if self._trace is None
+                         else None)
+            except PopctlError as e:
+                self._redact_error(e)
+                raise
             if whole is not None:  # the reply and all its data were here (see _data)
                 self._line_waited = self._data_waited = 0.0
                 self._data_octets = 0

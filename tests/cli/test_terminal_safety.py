@@ -335,6 +335,21 @@ def test_password_in_a_malformed_reply_quoted_by_an_error_is_hidden() -> None:
         6, "Error: server sent STAT size '***', not a number\n")
 
 
+def test_password_in_an_unsolicited_reply_is_hidden() -> None:
+    """A line that answers no command (found by test_hostile_property): the protocol error
+    quotes it, so it passes through the redactor like every other server text."""
+    script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(f"PASS {SECRET}\r\n".encode()), send(b"+OK\r\n"),
+              expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"STAT\r\n"),
+              send(f"+OK 2 300\r\n-ERR {SECRET}\r\n".encode()), expect_eof()]
+    with ScriptedServer(script, timeout=3.0) as server:
+        result = run(server, "stat", "--json", password=SECRET)
+    server.assert_done()
+    assert result.exit_code == 6, result.stderr
+    assert "-ERR ***" in result.stderr
+    assert_hidden(result.stdout + result.stderr, SECRET)
+
+
 def test_password_in_a_shell_raw_reply_is_hidden() -> None:
     script = [GREET, expect(b"CAPA\r\n"), send(CAPA_LOCKSTEP), expect(b"USER alice\r\n"),
               send(b"+OK\r\n"), expect(f"PASS {SECRET}\r\n".encode()), send(b"+OK\r\n"),
