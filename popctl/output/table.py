@@ -193,32 +193,24 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
     rights = [n and not t for n, t in zip(numbers, texts, strict=True)]
     if layout.human:
         rows = _humane(columns, rows)
-    # Every cell as text, with its display width (a cell of zero width shows nothing).
-    cells: list[list[tuple[str, int]]] = []
+    # Every cell as text (a row a tuple: holding each cell's width as well took a 100,000-row
+    # listing 470 octets a row); widths measured now, and again for each line as it is written
+    # (len() for ASCII, which is nearly every cell).
     widths = [len(name) + _HEADER_PADDING for name in columns]
+    cells: list[tuple[str, ...]] = []
     for row in rows:
-        line = []
-        for i, cell in enumerate(row):
-            text = "" if cell is None else cell if isinstance(cell, str) \
-                else _number_text(cell)  # type: ignore[arg-type]
-            width = wcswidth(text)
-            if not width:
-                text = ""
+        line = tuple(["" if cell is None else cell if isinstance(cell, str)
+                      else _number_text(cell) for cell in row])  # type: ignore[arg-type]
+        for i, text in enumerate(line):
+            width = len(text) if text.isascii() else wcswidth(text)
             if width > widths[i]:
                 widths[i] = width
-            line.append((text, width))
         cells.append(line)
     del rows
     keep = list(range(len(columns)))
     if layout.width is not None:
         keep, fitted = _fit(columns, widths, layout.width)
         for at, i in enumerate(keep):
-            if fitted[at] < widths[i]:
-                for line in cells:
-                    text, width = line[i]
-                    if width > fitted[at]:
-                        text = truncate(text, fitted[at])
-                        line[i] = (text, wcswidth(text))
             widths[i] = fitted[at]
     header = [(name.rjust if rights[i] else name.ljust)(widths[i]) for i in keep
               for name in (columns[i],)]
@@ -229,7 +221,13 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
         for line in cells[start:start + TABLE_CHUNK]:
             parts = []
             for i in keep:
-                text, width = line[i]
+                text = line[i]
+                width = len(text) if text.isascii() else wcswidth(text)
+                if not width:
+                    text = ""  # a cell of zero width shows nothing
+                elif width > widths[i]:  # fitted to the terminal: cut with an ellipsis
+                    text = truncate(text, widths[i])
+                    width = wcswidth(text)
                 pad = " " * (widths[i] - width)
                 parts.append(pad + text if rights[i] else text + pad)
             lines.append(_SEPARATOR.join(parts).rstrip(" "))
