@@ -4,17 +4,10 @@
 classes of its commands (help that names the shared options once), ``options`` the shared
 options and the typed run context handed to commands, ``errors`` the one place where errors
 become exit codes, ``console`` the UI the application talks through; ``mailbox``, ``shell``,
-``accounts`` and ``sandbox`` hold the commands. The entry point is ``popctl.cli:main``.
+``accounts``, ``sandbox``, ``seen`` and ``browse`` hold the commands, each imported when its
+command is named (``group.COMMAND_MODULES``). The entry point is ``popctl.cli:main``.
 """
 
-from popctl.cli import (  # noqa: F401 - they register the commands
-    accounts,
-    browse,
-    mailbox,
-    sandbox,
-    seen,
-    shell,
-)
 from popctl.cli.group import cli, main
 
 __all__ = ["cli", "main"]

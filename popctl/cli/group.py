@@ -16,12 +16,32 @@ from popctl.cli.errors import exit_status, usage_error
 from popctl.cli.options import State, common_options, state
 from popctl.errors import ExitCode
 
+# The module that defines each command, imported when the command is named (or listed, for
+# --help): `popctl --version` loads none of them, and a command only its own.
+COMMAND_MODULES: dict[str, str] = {
+    **dict.fromkeys(("stat", "list", "uidl", "top", "retr", "dele", "rset", "noop", "capa"),
+                    "mailbox"),
+    "account": "accounts", "password": "accounts", "browse": "browse", "sandbox": "sandbox",
+    "seen": "seen", "shell": "shell",
+}
+
 
 class PopctlGroup(PopctlSubgroup):
     """Turns every error into one ``Error: ...`` line and its documented exit code: those of
     the command line itself (parsed in ``make_context``), and those of the commands."""
 
     group_class = PopctlSubgroup
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            import importlib
+
+            importlib.import_module(f"popctl.cli.{module}")  # its decorators register it
+        return super().get_command(ctx, cmd_name)
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:

@@ -30,10 +30,24 @@ def _loaded_after(code: str) -> set[str]:
     return set(result.stdout.split())
 
 
+COMMAND_MODULES = ["popctl.cli.mailbox", "popctl.cli.accounts", "popctl.cli.browse",
+                   "popctl.cli.sandbox", "popctl.cli.seen", "popctl.cli.shell"]
+
+
 def test_importing_the_cli_loads_nothing_heavy() -> None:
     loaded = _loaded_after("import popctl.cli")
     assert "click" in loaded
-    assert sorted(set(LAZY) & loaded) == []
+    assert sorted(set(LAZY + COMMAND_MODULES) & loaded) == []
+
+
+def test_version_loads_no_command_and_a_command_only_its_own() -> None:
+    run = ("import contextlib, io, popctl.cli\n"
+           "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+           "    popctl.cli.cli.main(args={!r}, prog_name='popctl')")
+    assert sorted(set(COMMAND_MODULES) & _loaded_after(run.format(["--version"]))) == []
+    # (retr's --new options are popctl seen's, so mailbox brings seen)
+    assert sorted(set(COMMAND_MODULES) & _loaded_after(run.format(["stat", "--help"]))) == [
+        "popctl.cli.mailbox", "popctl.cli.seen"]
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["list", "--help"],
@@ -100,3 +114,19 @@ def test_a_listing_loads_only_what_it_needs(tmp_path: object) -> None:
     loaded = set(result.stdout.split())
     assert "popctl.headers" in loaded and "popctl.cache" in loaded
     assert sorted(set(NOT_FOR_A_LISTING) & loaded) == []
+
+
+def test_every_command_is_found_by_name_without_importing_the_others() -> None:
+    """`popctl --version` imports no command module (group.COMMAND_MODULES names the module of
+    each command, imported when it is named); the table must name every command there is."""
+    import importlib
+    import pkgutil
+
+    import popctl.cli
+    from popctl.cli.group import COMMAND_MODULES, cli
+
+    for module in pkgutil.iter_modules(popctl.cli.__path__):
+        importlib.import_module(f"popctl.cli.{module.name}")
+    assert sorted(cli.commands) == sorted(COMMAND_MODULES)
+    for name, module in COMMAND_MODULES.items():
+        assert cli.commands[name].callback.__module__ == f"popctl.cli.{module}", name
