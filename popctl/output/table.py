@@ -3,7 +3,7 @@ a terminal's width when it is written to one (``Layout``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TextIO
 
 from popctl.output.values import Record, _cell, human_size, short_date
@@ -96,12 +96,14 @@ def human_cell(value: object) -> object:
     return human_size(value) if type(value) is int and value >= 0 else value
 
 
-def _humane(columns: Sequence[str], rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
-    """Rows with sizes for people (2.0M) and short local dates, for a terminal."""
+def _humanizer(columns: Sequence[str]
+               ) -> Callable[[tuple[object, ...]], tuple[object, ...]] | None:
+    """What makes a row's sizes read as people read them (2.0M) and its date short and local,
+    for a terminal; None when the columns have neither."""
     sizes = [i for i, name in enumerate(columns) if is_size(name)]
     date = columns.index("date") if "date" in columns else -1
     if not sizes and date < 0:
-        return rows
+        return None
     from datetime import datetime
 
     now = datetime.now().astimezone()
@@ -114,7 +116,7 @@ def _humane(columns: Sequence[str], rows: list[tuple[object, ...]]) -> list[tupl
             cells[date] = short_date(text, now)
         return tuple(cells)
 
-    return [humane(row) for row in rows]
+    return humane
 
 
 def _fit(columns: Sequence[str], widths: list[int], limit: int) -> tuple[list[int], list[int]]:
@@ -171,34 +173,28 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
     columns right-aligned, the others left-aligned (human sizes stay right-aligned).
     """
     if columns is None:
-        kept = list(records)
-        columns = list(dict.fromkeys(key for record in kept for key in record))
-        rows = [tuple(_cell(record.get(key)) for key in columns) for record in kept]
-        del kept
-    else:
-        rows = [tuple(_cell(record.get(key)) for key in columns) for record in records]
-    if not rows:
-        return 0
+        records = list(records)
+        columns = list(dict.fromkeys(key for record in records for key in record))
     from popctl.output.textwidth import truncate, wcswidth  # unicodedata: only tables measure
 
     layout = layout or Layout()
+    humane = _humanizer(columns) if layout.human else None
     numbers, texts = [False] * len(columns), [False] * len(columns)
-    for row in rows:
+    # Every cell as text, a row a tuple, made in one pass over the records (holding the values
+    # and each cell's width as well took a 100,000-row listing 470 octets a row); widths
+    # measured now, and again for each line as it is written (len() for nearly every cell).
+    widths = [len(name) + _HEADER_PADDING for name in columns]
+    cells: list[tuple[str, ...]] = []
+    for record in records:
+        row = tuple([_cell(record.get(key)) for key in columns])
         for i, cell in enumerate(row):
             if cell is not None:
                 if isinstance(cell, str):
                     texts[i] = True
                 else:
                     numbers[i] = True
-    rights = [n and not t for n, t in zip(numbers, texts, strict=True)]
-    if layout.human:
-        rows = _humane(columns, rows)
-    # Every cell as text (a row a tuple: holding each cell's width as well took a 100,000-row
-    # listing 470 octets a row); widths measured now, and again for each line as it is written
-    # (len() for ASCII, which is nearly every cell).
-    widths = [len(name) + _HEADER_PADDING for name in columns]
-    cells: list[tuple[str, ...]] = []
-    for row in rows:
+        if humane is not None:
+            row = humane(row)
         line = tuple(["" if cell is None else cell if isinstance(cell, str)
                       else _number_text(cell) for cell in row])  # type: ignore[arg-type]
         for i, text in enumerate(line):
@@ -206,7 +202,9 @@ def _render_table(records: Iterable[Record], out: TextIO, columns: Sequence[str]
             if width > widths[i]:
                 widths[i] = width
         cells.append(line)
-    del rows
+    if not cells:
+        return 0
+    rights = [n and not t for n, t in zip(numbers, texts, strict=True)]
     keep = list(range(len(columns)))
     if layout.width is not None:
         keep, fitted = _fit(columns, widths, layout.width)
