@@ -24,6 +24,27 @@ COMMAND_MODULES: dict[str, str] = {
     "account": "accounts", "password": "accounts", "browse": "browse", "sandbox": "sandbox",
     "seen": "seen", "shell": "shell",
 }
+# The first paragraph of each command's help, for `popctl --help` to list the commands without
+# importing them (tests/unit/test_startup.py checks each against the command's own).
+COMMAND_SUMMARIES: dict[str, str] = {
+    "account": "Named accounts in the configuration file (see popctl(1), FILES).",
+    "browse": "Full-screen mailbox view: look, mark, delete.",
+    "capa": "Server information: capabilities, implementation, SASL, TLS and certificate.",
+    "dele": "Delete messages on the server (committed when the session ends cleanly).",
+    "list": "What is waiting: number, size, UID, From, Subject, Date (headers only).",
+    "noop": "Check that the server answers (connect, log in, NOOP).",
+    "password": 'An account\'s password in the OS keyring (service "popctl").',
+    "retr": "Download whole messages: to stdout (byte-exact), a file, a directory, a Maildir, "
+            "an mbox\nor a program.",
+    "rset": "Undo deletions marked in this session.",
+    "sandbox": "popctl's bundled sample POP3 server (popctl --sandbox COMMAND starts one for a "
+               "command).",
+    "seen": "What `retr --new` recorded: the UIDs an account stored into a store, and when.",
+    "shell": "An interactive prompt in ONE POP3 session, where dele then rset really undoes.",
+    "stat": "Message count and total size in octets.",
+    "top": "Headers and the first LINES body lines of one message (raw, or parsed with --json).",
+    "uidl": "Message numbers and their unique ids (stable across sessions).",
+}
 
 
 class PopctlGroup(PopctlSubgroup):
@@ -34,6 +55,16 @@ class PopctlGroup(PopctlSubgroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's list of commands, from COMMAND_SUMMARIES for those not imported."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [(name, self.commands[name].get_short_help_str(limit) if name in self.commands
+                 else click.utils.make_default_short_help(COMMAND_SUMMARIES[name], limit))
+                for name in names if name not in self.commands or not self.commands[name].hidden]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = COMMAND_MODULES.get(cmd_name)

@@ -3,6 +3,7 @@ within 1.3x and 1.5x of ``python -c 'import click'``; benchmarks/run.py measures
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -45,6 +46,7 @@ def test_version_loads_no_command_and_a_command_only_its_own() -> None:
            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
            "    popctl.cli.cli.main(args={!r}, prog_name='popctl')")
     assert sorted(set(COMMAND_MODULES) & _loaded_after(run.format(["--version"]))) == []
+    assert sorted(set(COMMAND_MODULES) & _loaded_after(run.format(["--help"]))) == []
     # (retr's --new options are popctl seen's, so mailbox brings seen)
     assert sorted(set(COMMAND_MODULES) & _loaded_after(run.format(["stat", "--help"]))) == [
         "popctl.cli.mailbox", "popctl.cli.seen"]
@@ -123,10 +125,13 @@ def test_every_command_is_found_by_name_without_importing_the_others() -> None:
     import pkgutil
 
     import popctl.cli
-    from popctl.cli.group import COMMAND_MODULES, cli
+    from popctl.cli.group import COMMAND_MODULES, COMMAND_SUMMARIES, cli
 
     for module in pkgutil.iter_modules(popctl.cli.__path__):
         importlib.import_module(f"popctl.cli.{module.name}")
-    assert sorted(cli.commands) == sorted(COMMAND_MODULES)
+    assert sorted(cli.commands) == sorted(COMMAND_MODULES) == sorted(COMMAND_SUMMARIES)
     for name, module in COMMAND_MODULES.items():
         assert cli.commands[name].callback.__module__ == f"popctl.cli.{module}", name
+        # what `popctl --help` lists without importing the command: its help's first paragraph
+        summary = inspect.cleandoc(cli.commands[name].help or "").split("\n\n")[0]
+        assert COMMAND_SUMMARIES[name] == summary, name
