@@ -211,7 +211,10 @@ FAULTS = [
           TIMED_OUT, timeout=0.5),
     Fault("multi-line-never-ends-LIST", ("list",),
           [*READY, expect(b"UIDL\r\nLIST\r\n"),
-           send(b"+OK\r\n1 u\r\n.\r\n+OK\r\n" + b"1 12\r\n" * 50_000),
+           # numbers rising, so that only the size can stop it (a repeated number is an
+           # error of its own, found first or not depending on how the reads are cut)
+           send(b"+OK\r\n1 u\r\n.\r\n+OK\r\n"
+                + b"".join(b"%d 12\r\n" % n for n in range(1, 50_001))),
            stall(3)], 6, "Error: LIST reply larger than 65536 octets",
           patch={"MAX_LISTING_BYTES": 65536}, max_memory=4 << 20),
     Fault("multi-line-never-ends-TOP", ("list",),
