@@ -8,6 +8,7 @@ one line (``cli/errors.usage_error``) can point to that command's help.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -51,6 +52,16 @@ def _attach(error: click.UsageError, ctx: click.Context) -> None:
         error.ctx = ctx
 
 
+def _parsed(parse: Callable[[click.Context, list[str]], list[str]], ctx: click.Context,
+            args: list[str]) -> list[str]:
+    """A command's arguments parsed, a usage error given the command it is about."""
+    try:
+        return parse(ctx, args)
+    except click.UsageError as e:
+        _attach(e, ctx)
+        raise
+
+
 class PopctlCommand(click.Command):
     """A command whose help names the shared options instead of describing them again."""
 
@@ -58,11 +69,7 @@ class PopctlCommand(click.Command):
         _format_options(self, ctx, formatter)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as e:
-            _attach(e, ctx)
-            raise
+        return _parsed(super().parse_args, ctx, args)
 
 
 class PopctlSubgroup(click.Group):
@@ -75,11 +82,7 @@ class PopctlSubgroup(click.Group):
         self.format_commands(ctx, formatter)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as e:
-            _attach(e, ctx)
-            raise
+        return _parsed(super().parse_args, ctx, args)
 
 
 def shared_option(*names: str, **attrs: Any) -> Any:

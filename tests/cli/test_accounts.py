@@ -36,7 +36,7 @@ from popctl.errors import ConfigError, UsageError
 from tests.support.ci import skip_or_fail
 from tests.support.cli import closed_port, invoke, outcome
 from tests.support.dovecot_server import DovecotServer
-from tests.support.scripted_server import ScriptedServer, expect, expect_eof, send
+from tests.support.scripted_server import ScriptedServer, Step, expect, expect_eof, send
 from tests.support.terminal import close_terminal, drain
 
 dovecot = pytest.mark.dovecot
@@ -340,15 +340,20 @@ def test_overridden_login_does_not_run_the_accounts_command(server: DovecotServe
 OAUTH_TOKEN = "ya29.popctl-Token-NeverShown-0123456789abcdef"
 
 
+def _oauthbearer_dialogue(capa: bytes) -> list[Step]:
+    """A login with OAUTHBEARER and OAUTH_TOKEN, then STAT and QUIT."""
+    payload = base64.b64encode(f"n,a=me@gmail.com,\x01auth=Bearer {OAUTH_TOKEN}\x01\x01".encode())
+    return [send(b"+OK ready\r\n"), expect(b"CAPA\r\n"), send(capa),
+            expect(b"AUTH OAUTHBEARER " + payload + b"\r\n"), send(b"+OK welcome\r\n"),
+            expect(b"CAPA\r\n"), send(capa), expect(b"STAT\r\n"), send(b"+OK 4 400\r\n"),
+            expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]
+
+
 def test_oauth2_token_command_logs_in_with_oauthbearer(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(OAUTH_TOKEN + "\n")
     capa = b"+OK\r\nUSER\r\nSASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n"
-    payload = base64.b64encode(f"n,a=me@gmail.com,\x01auth=Bearer {OAUTH_TOKEN}\x01\x01".encode())
-    script = [send(b"+OK ready\r\n"), expect(b"CAPA\r\n"), send(capa),
-              expect(b"AUTH OAUTHBEARER " + payload + b"\r\n"), send(b"+OK welcome\r\n"),
-              expect(b"CAPA\r\n"), send(capa), expect(b"STAT\r\n"), send(b"+OK 4 400\r\n"),
-              expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]
+    script = _oauthbearer_dialogue(capa)
     with ScriptedServer(script, tls="implicit") as s:
         write_config(f'[accounts.gmail]\nhost = "localhost"\nport = {s.port}\n'
                      f'user = "me@gmail.com"\nca_file = "{s.ca_file}"\n'
@@ -368,11 +373,7 @@ def test_a_token_mechanism_ignores_popctl_password(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(OAUTH_TOKEN + "\n")
     capa = b"+OK\r\nUSER\r\nSASL PLAIN OAUTHBEARER\r\n.\r\n"
-    payload = base64.b64encode(f"n,a=me@gmail.com,\x01auth=Bearer {OAUTH_TOKEN}\x01\x01".encode())
-    script = [send(b"+OK ready\r\n"), expect(b"CAPA\r\n"), send(capa),
-              expect(b"AUTH OAUTHBEARER " + payload + b"\r\n"), send(b"+OK welcome\r\n"),
-              expect(b"CAPA\r\n"), send(capa), expect(b"STAT\r\n"), send(b"+OK 4 400\r\n"),
-              expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]
+    script = _oauthbearer_dialogue(capa)
     with ScriptedServer(script, tls="implicit") as s:
         write_config(f'[accounts.gmail]\nhost = "localhost"\nport = {s.port}\n'
                      f'user = "me@gmail.com"\nca_file = "{s.ca_file}"\nauth = "OAUTHBEARER"\n'
