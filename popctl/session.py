@@ -1217,7 +1217,7 @@ class Session:
                 # the bound is the generous one of listings).
                 collectors[n] = _Collector(MAX_HEADER_BYTES, truncate=True, what="TOP",
                                            hard_limit=MAX_LISTING_BYTES)
-                yield _Request(Command("TOP", (str(n), str(lines))), collectors[n], n)
+                yield _Request(Command.top(n, lines), collectors[n], n)
                 if n in doomed:
                     yield _Request(Command("DELE", (str(n),)), number=n)
 

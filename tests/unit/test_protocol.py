@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -484,6 +486,24 @@ def test_redaction() -> None:
     assert Command("APOP", ("u", "digest")).redacted() == "APOP ***"
     assert Command("AUTH", ("PLAIN", "AHUAcA==")).redacted() == "AUTH PLAIN ***"
     assert "hunter2" not in repr(Command("PASS", ("hunter2",)))
+
+
+@given(st.integers(min_value=-10**300, max_value=10**300)
+       | st.integers(min_value=0, max_value=10**9),
+       st.integers(min_value=-10, max_value=10**6))
+@settings(max_examples=200)
+def test_top_is_the_checked_command(message: int, lines: int) -> None:
+    # The batch's unchecked TOP is the same command as the checked one, or the same error.
+    try:
+        checked = Command("TOP", (str(message), str(lines)))
+    except LocalProtocolError as e:
+        with pytest.raises(LocalProtocolError, match=re.escape(str(e))):
+            Command.top(message, lines)
+        return
+    fast = Command.top(message, lines)
+    assert (fast.verb, fast.args, fast.encode(), fast.multiline, fast.redacted()) == (
+        checked.verb, checked.args, checked.encode(), checked.multiline, checked.redacted())
+    assert fast == checked and hash(fast) == hash(checked)
 
 
 @given(st.binary(max_size=3000), st.lists(st.integers(min_value=1, max_value=500), max_size=50))
