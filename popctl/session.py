@@ -1202,7 +1202,6 @@ class Session:
         what is deleted in the round trips of the deletion. A refused DELE raises
         NoSuchMessageError; as always, nothing is committed without QUIT.
         """
-        collectors: dict[int, _Collector] = {}
         doomed = set(delete)
         numbers = builtins.list(messages) if doomed else messages
 
@@ -1215,9 +1214,8 @@ class Session:
                 # A header block past MAX_HEADER_BYTES is cut; a reply that never ends is not
                 # read for ever (a server ignoring TOP's line count sends whole messages, so
                 # the bound is the generous one of listings).
-                collectors[n] = _Collector(MAX_HEADER_BYTES, truncate=True, what="TOP",
-                                           hard_limit=MAX_LISTING_BYTES)
-                yield _Request(Command.top(n, lines), collectors[n], n)
+                yield _Request(Command.top(n, lines), _Collector(
+                    MAX_HEADER_BYTES, truncate=True, what="TOP", hard_limit=MAX_LISTING_BYTES), n)
                 if n in doomed:
                     yield _Request(Command("DELE", (str(n),)), number=n)
 
@@ -1226,7 +1224,8 @@ class Session:
                 if not reply.ok:
                     raise server_error(reply, NoSuchMessageError, f"DELE {request.number}")
                 continue
-            collector = collectors.pop(request.number)
+            collector = request.sink  # the TOP's own _Collector
+            assert isinstance(collector, _Collector)
             if not reply.ok:
                 if reply.code is None and self.lacks("TOP"):
                     raise CapabilityError(NO_TOP, command="TOP")
