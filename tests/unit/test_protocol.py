@@ -527,6 +527,18 @@ _WIRE_PIECES = st.sampled_from([b"\r\n", b"\n", b".", b"..", b"\r", b"x", b"+OK"
                                 b"\n.\r\n", b"\n.\n", b"\r\n.\r\n+OK\r\n", b"\n..\r\n"])
 
 
+def events_of(protocol: POP3Protocol) -> list[Event]:
+    """Every event the protocol gives until it needs data, the data merged (an error raised on
+    the way stands as a last Data event, so that two paths can be compared)."""
+    events: list[Event] = []
+    try:
+        while (event := protocol.next_event()) is not NEED_DATA:
+            events.append(event)
+    except PopctlError as e:  # the same error either way
+        events.append(Data(Command("NOOP"), repr(e).encode()))
+    return merge_data(events)
+
+
 @given(st.lists(_WIRE_PIECES | st.binary(max_size=8), max_size=40),
        st.integers(min_value=0, max_value=400))
 @settings(max_examples=200)
@@ -544,15 +556,6 @@ def test_whole_data_is_the_events_data_joined(pieces: list[bytes], cut: int) -> 
         protocol.receive_data(wire)
         assert isinstance(protocol.next_event(), Reply)
         return protocol
-
-    def events_of(protocol: POP3Protocol) -> list[Event]:
-        events: list[Event] = []
-        try:
-            while (event := protocol.next_event()) is not NEED_DATA:
-                events.append(event)
-        except PopctlError as e:  # the same error either way
-            events.append(Data(Command("NOOP"), repr(e).encode()))
-        return merge_data(events)
 
     fast = started()
     whole = fast.whole_data()
@@ -633,15 +636,6 @@ def test_next_whole_reply_is_next_event_in_one(pieces: list[bytes], cut: int) ->
             protocol.send(command)
         protocol.receive_data(wire)
         return protocol
-
-    def events_of(protocol: POP3Protocol) -> list[Event]:
-        events: list[Event] = []
-        try:
-            while (event := protocol.next_event()) is not NEED_DATA:
-                events.append(event)
-        except PopctlError as e:  # the same error either way
-            events.append(Data(Command("NOOP"), repr(e).encode()))
-        return merge_data(events)
 
     fast, slow = started(), events_of(started())
     got = fast.next_whole_reply(commands[0])

@@ -136,6 +136,17 @@ def test_scan_rides_with_the_pipelined_login() -> None:
     assert [m.size for m in second[0]] == [100, 201]
 
 
+def _sizes_scanned_with_the_login(script: list[Step], mechanism: str) -> list[int]:
+    """Log in as alice with ``mechanism`` and the listing riding along; the sizes scanned."""
+    creds = Credentials("alice", "s3cret", mechanism=mechanism, allow_plaintext=True)
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(creds, scan=True)
+            sizes, _ = session.scan()
+    server.assert_done()
+    return [m.size for m in sizes]
+
+
 def test_scan_with_the_login_is_refused_with_the_login() -> None:
     script = [GREETING, *CAPA_PIPE,
               expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
@@ -158,13 +169,7 @@ def test_scan_with_a_sasl_login_rides_with_capa() -> None:
               expect(b"AUTH PLAIN " + plain + b"\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
               send(b"+OK\r\n" + caps + SCAN_REPLY),
               expect(b"QUIT\r\n"), expect_eof()]
-    creds = Credentials("alice", "s3cret", mechanism="PLAIN", allow_plaintext=True)
-    with ScriptedServer(script, timeout=2.0) as server:
-        with Session.connect(endpoint(server)) as session:
-            session.login(creds, scan=True)
-            sizes, _ = session.scan()
-    server.assert_done()
-    assert [m.size for m in sizes] == [100, 200]
+    assert _sizes_scanned_with_the_login(script, "PLAIN") == [100, 200]
 
 
 def test_scan_without_pipelining_waits_for_each_reply() -> None:
@@ -455,13 +460,7 @@ def test_scram_pipelines_behind_its_closing_empty_line(monkeypatch: pytest.Monke
               send(b"+ " + base64.b64encode(server_final) + b"\r\n"),
               expect(b"\r\nCAPA\r\nUIDL\r\nLIST\r\n"), send(b"+OK\r\n" + caps + SCAN_REPLY),
               expect(b"QUIT\r\n"), expect_eof()]
-    creds = Credentials("alice", "s3cret", mechanism="SCRAM-SHA-256", allow_plaintext=True)
-    with ScriptedServer(script, timeout=2.0) as server:
-        with Session.connect(endpoint(server)) as session:
-            session.login(creds, scan=True)
-            sizes, _ = session.scan()
-    server.assert_done()
-    assert [m.size for m in sizes] == [100, 200]
+    assert _sizes_scanned_with_the_login(script, "SCRAM-SHA-256") == [100, 200]
 
 
 def test_named_messages_ride_with_the_login_and_answer_the_lookup() -> None:
