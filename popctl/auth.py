@@ -44,10 +44,14 @@ class Mechanism:
 
     ``final`` is True once the message it last produced is the last it sends when the login
     succeeds (the server then answers +OK, or -ERR): commands may be pipelined behind it.
+    ``next_answer`` is, when known before it arrives, the answer to the server's next
+    challenge whatever it says: SCRAM's empty line after server-final (the check of the
+    server's signature does not change what is sent, only whether the login is kept).
     """
 
     name: str = ""
     final: bool = False
+    next_answer: bytes | None = None
 
     def initial_response(self) -> bytes | None:
         return None
@@ -180,8 +184,11 @@ class ScramSHA256(Mechanism):
 
     def respond(self, challenge: bytes) -> bytes:
         if self._server_signature is None:
-            return self._client_final(challenge)
+            client_final = self._client_final(challenge)
+            self.next_answer = b""  # server-final is data with success (RFC 4422 3.6)
+            return client_final
         if not self._verified:
+            self.next_answer = None
             self._verify(challenge)
             self.final = True  # the empty line answering server-final
             return b""

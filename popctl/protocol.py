@@ -157,11 +157,14 @@ class Challenge(NamedTuple):
     ``answered_by``: a command the client pipelined behind its last SASL message, which the
     server now reads as the answer to this challenge (see POP3Protocol.auth_sent_last); it gets
     no reply of its own and the client must not answer the challenge again.
+    ``answered_early``: the client sent its answer before the challenge came
+    (``send_auth_response(..., early=True)``); it must not answer again either.
     """
 
     command: Command
     data: str
     answered_by: Command | None = None
+    answered_early: bool = False
 
 
 class Data(NamedTuple):
@@ -241,6 +244,7 @@ class POP3Protocol:
         self._in_data: Command | None = None
         self._at_line_start = True
         self._auth_sent_last = False  # the client sent its last message of the pending AUTH
+        self._early_answers = 0  # SASL answers sent before their challenge came
         self.stls_done = False  # set by STLS +OK; the transport must now start TLS
 
     # --- sending ---------------------------------------------------------------------------------
@@ -314,8 +318,10 @@ class POP3Protocol:
             raise LocalProtocolError("no AUTH exchange is waiting for its last message")
         self._auth_sent_last = True
 
-    def send_auth_response(self, response: str) -> bytes:
-        """Return the line answering a SASL challenge ("*" cancels the exchange)."""
+    def send_auth_response(self, response: str, *, early: bool = False) -> bytes:
+        """Return the line answering a SASL challenge ("*" cancels the exchange). ``early``:
+        it answers the challenge after the next, which has not come yet (SCRAM's empty line
+        sent with its client-final message; docs/ARCHITECTURE.md, "Pipelining")."""
         if not self._pending or self._pending[0].verb != "AUTH":
             raise LocalProtocolError("no AUTH exchange is waiting for a response")
         if len(self._pending) > 1:
@@ -326,6 +332,8 @@ class POP3Protocol:
         line = response.encode("ascii") + b"\r\n"
         if len(line) > MAX_AUTH_RESPONSE_LINE:
             raise LocalProtocolError(f"SASL response longer than {MAX_AUTH_RESPONSE_LINE} octets")
+        if early:
+            self._early_answers += 1
         return line
 
     # --- receiving -------------------------------------------------------------------------------
@@ -394,6 +402,12 @@ class POP3Protocol:
         if command.verb == "AUTH" and line[:1] == b"+" and line[:3].upper() != b"+OK":
             if line != b"+" and line[:2] != b"+ ":
                 raise RemoteProtocolError(f"malformed SASL challenge {_clean(line[:80])!r}")
+            if self._early_answers:
+                # The answer went out before this challenge came; whatever follows it is
+                # still queued behind the AUTH as it was.
+                self._early_answers -= 1
+                return Challenge(command, line[2:].decode("ascii", "replace").strip(),
+                                 answered_early=True)
             answered_by = None
             if self._auth_sent_last and len(self._pending) > 1:
                 # The server reads the next line we sent as the answer: that command is gone.
@@ -404,7 +418,10 @@ class POP3Protocol:
         ok, text, code = parse_status(line)
         self._pending.popleft()
         if command.verb == "AUTH":
+            # An early answer left over is a line the server now reads as a command: the
+            # session ends the connection (SCRAM's server never proved itself).
             self._auth_sent_last = False
+            self._early_answers = 0
         if ok:
             if command.multiline:
                 self._in_data = command

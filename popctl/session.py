@@ -893,13 +893,16 @@ class Session:
         is outstanding is a command, so commands may follow the client's last SASL message. If
         the server challenges all the same (an OAuth error), it takes the first of them as the
         answer; the -ERR that follows is reported as the login's failure, as it would be
-        without pipelining.
+        without pipelining. An answer the mechanism knows before its challenge comes
+        (``Mechanism.next_answer``: SCRAM's empty line) goes out with the message before it,
+        and the commands behind it.
         """
         capa = Command("CAPA") if self.capabilities.known else None
         after = [*([capa] if capa else []), *(r.command for r in prefetch)] \
             if self.pipelining else []
         followed = False
         answered: Command | None = None  # a command the server read as a SASL answer
+        early: bytes | None = None  # an answer sent before its challenge came
         initial = mechanism.initial_response()
         command = None
         if initial is not None:
@@ -922,6 +925,12 @@ class Session:
             event = self._next()
             if isinstance(event, Reply) and event.command is command:
                 self._auth_reply(event)
+                if early is not None:
+                    # The server never sent the challenge the early answer was for: it now
+                    # reads that line as a command, and the mechanism has no proof (SCRAM).
+                    mechanism.finish()
+                    raise RemoteProtocolError(
+                        f"the server ended {mechanism.name} without its last challenge")
                 if answered is not None:
                     raise RemoteProtocolError(
                         f"the server challenged after {mechanism.name}'s last message, took "
@@ -941,9 +950,23 @@ class Session:
             try:
                 challenge = base64.b64decode(event.data, validate=True)
             except binascii.Error:
-                self._write(self._protocol.send_auth_response("*"))
+                if not event.answered_early:
+                    self._write(self._protocol.send_auth_response("*"))
                 raise RemoteProtocolError(
                     "the server sent a SASL challenge that is not base64") from None
+            if event.answered_early:
+                # Its answer is on its way already; the mechanism checks the challenge (SCRAM:
+                # the server's signature) and raises if the login must not be kept.
+                assert early is not None
+                try:
+                    if mechanism.respond(challenge) != early:
+                        raise LocalProtocolError(f"{mechanism.name} answered differently "
+                                                 "than it said it would")
+                except Exception as e:
+                    self._redact_error(e)
+                    raise
+                early = None
+                continue
             if held_back is not None and not challenge:
                 response, held_back = held_back, None
             else:
@@ -957,6 +980,14 @@ class Session:
             data = self._protocol.send_auth_response(line)
             if self._trace is not None:
                 self._trace("C", "***" if line else "")
+            if mechanism.next_answer is not None and after and not followed:
+                early = mechanism.next_answer
+                line = base64.b64encode(early).decode()
+                data += self._protocol.send_auth_response(line, early=True)
+                if self._trace is not None:
+                    self._trace("C", "***" if line else "")
+                data += self._followers(after)
+                followed = True
             if mechanism.final and after and not followed:
                 data += self._followers(after)
                 followed = True

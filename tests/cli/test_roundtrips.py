@@ -6,7 +6,8 @@
   than the login (``dele`` waits for QUIT's reply too: it confirms the deletion).
 * The default ``--auth auto`` sends what follows the SASL exchange with the mechanism's last
   message (docs/ARCHITECTURE.md, "Pipelining"): a purge with AUTH PLAIN has the round trips of
-  one with USER/PASS, and CRAM-MD5 (a challenge, then one answer) one more.
+  one with USER/PASS, and CRAM-MD5 (a challenge, then one answer) and SCRAM-SHA-256 (whose
+  closing empty line goes with its client-final message) one more.
 
 Round trips are counted from the server's transcript: the greeting, then each burst of client
 bytes that the server answered (the scripted server reads a whole ``expect`` before it sends, so
@@ -347,3 +348,151 @@ def test_a_refused_default_auth_is_the_login_error_and_commits_nothing() -> None
     server.assert_done()
     assert (result.exit_code, result.stderr) == (
         3, "Error: login failed: server said: [AUTH] Authentication failed.\n")
+
+
+# --- SCRAM-SHA-256, auto's choice where the server offers it (Dovecot) ------------------------
+
+SCRAM_CAPS = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nPIPELINING\r\nSASL PLAIN SCRAM-SHA-256\r\n.\r\n"
+CLIENT_NONCE = base64.b64encode(b"\x01" * 24).decode()  # secrets.token_bytes, patched
+
+
+class Scram:
+    """The server's side of a SCRAM-SHA-256 exchange with alice, for the patched nonce."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import secrets
+
+        monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x01" * n)
+        salt, rounds = b"pepper", 4096
+        nonce = CLIENT_NONCE + "srv"
+        self.client_first = f"n=alice,r={CLIENT_NONCE}"
+        self.server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i={rounds}"
+        salted = hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), salt, rounds)
+        client_key = hmac.digest(salted, b"Client Key", "sha256")
+        without_proof = f"c=biws,r={nonce}"
+        message = f"{self.client_first},{self.server_first},{without_proof}".encode()
+        signature = hmac.digest(hashlib.sha256(client_key).digest(), message, "sha256")
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        self.client_final = f"{without_proof},p={base64.b64encode(proof).decode()}"
+        server_key = hmac.digest(salted, b"Server Key", "sha256")
+        self.verifier = base64.b64encode(hmac.digest(server_key, message, "sha256")).decode()
+
+    def start(self) -> list[Step]:
+        """The greeting, CAPA, the AUTH with client-first and the server-first challenge."""
+        return [GREET, expect(b"CAPA\r\n"), send(SCRAM_CAPS),
+                expect(b"AUTH SCRAM-SHA-256 " + b64(f"n,,{self.client_first}") + b"\r\n"),
+                send(b"+ " + b64(self.server_first) + b"\r\n")]
+
+    def final(self, *commands: bytes) -> Step:
+        """client-final, the empty line that answers server-final, and ``commands``: one write,
+        before the server has sent server-final."""
+        return expect(b64(self.client_final) + b"\r\n\r\n" + b"".join(commands))
+
+    def server_final(self, verifier: str | None = None) -> bytes:
+        return b"+ " + b64(f"v={verifier or self.verifier}") + b"\r\n"
+
+
+def b64(text: str) -> bytes:
+    return base64.b64encode(text.encode())
+
+
+def test_a_default_auth_purge_with_scram_costs_one_round_trip_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCRAM's server-final is a challenge whose only answer is an empty line: it goes with
+    client-final, and CAPA, UIDL and LIST behind it (before: two round trips more than
+    USER/PASS, server-first and server-final)."""
+    scram = Scram(monkeypatch)
+    script = [*scram.start(), scram.final(b"CAPA\r\nUIDL\r\nLIST\r\n"),
+              send(scram.server_final() + b"+OK Logged in.\r\n" + SCRAM_CAPS + SCAN_REPLY),
+              *PURGE_TAIL]
+    with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
+        result = run(server, *PURGE, auth=(), tls="implicit", cache=False)
+    server.assert_done()
+    assert result.exit_code == 0, result.stderr
+    assert round_trips(server) == PURGE_ROUND_TRIPS + 1
+
+
+def test_scram_with_the_named_message_of_dele_n(monkeypatch: pytest.MonkeyPatch) -> None:
+    scram = Scram(monkeypatch)
+    script = [*scram.start(),
+              scram.final(b"CAPA\r\nSTAT\r\nUIDL 3\r\nLIST 3\r\nTOP 3 0\r\nDELE 3\r\n"),
+              send(scram.server_final() + b"+OK Logged in.\r\n" + SCRAM_CAPS + STAT_REPLY
+                   + b"+OK 3 uid-3\r\n+OK 3 %d\r\n" % len(MESSAGE) + ok_data(HEADER)
+                   + b"+OK deleted\r\n"),
+              expect(b"QUIT\r\n"), send(b"+OK bye\r\n"), expect_eof()]
+    with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
+        result = run(server, "dele", "3", "--yes", "--format", "csv", auth=(), tls="implicit")
+    server.assert_done()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1].endswith(",true")
+    assert round_trips(server) == LOGIN_ROUND_TRIPS + 2
+
+
+def test_a_scram_server_that_cannot_prove_itself_commits_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An impostor (or a server whose SCRAM is broken) sends a wrong signature: the login is
+    refused although the commands behind the early empty line were sent, and the session ends
+    without QUIT, so the DELE that went with the login is rolled back."""
+    scram = Scram(monkeypatch)
+    script = [*scram.start(),
+              scram.final(b"CAPA\r\nSTAT\r\nUIDL 3\r\nLIST 3\r\nTOP 3 0\r\nDELE 3\r\n"),
+              send(scram.server_final("d3Jvbmc=") + b"+OK Logged in.\r\n" + SCRAM_CAPS
+                   + STAT_REPLY + b"+OK 3 uid-3\r\n+OK 3 %d\r\n" % len(MESSAGE)
+                   + ok_data(HEADER) + b"+OK deleted\r\n"),
+              expect_eof()]
+    with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
+        result = run(server, "dele", "3", "--yes", auth=(), tls="implicit")
+    server.assert_done()
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr == ("Error: the server's SCRAM signature is wrong: it does not know the "
+                             "password (possible impostor)\n")
+    assert b"QUIT" not in server.received
+
+
+def test_a_scram_server_that_skips_its_last_challenge_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """+OK straight after client-final: no proof from the server, and the early empty line is
+    now a command to it. The login is refused and the connection closed without QUIT."""
+    scram = Scram(monkeypatch)
+    script = [*scram.start(), scram.final(b"CAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK Logged in.\r\n-ERR Unknown command.\r\n" + SCRAM_CAPS + SCAN_REPLY),
+              expect_eof()]
+    with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
+        result = run(server, *PURGE, auth=(), tls="implicit")
+    server.assert_done()
+    assert (result.exit_code, result.stderr) == (
+        3, "Error: the server accepted SCRAM without proving it knows the password\n")
+    assert b"QUIT" not in server.received
+
+
+def test_a_wrong_password_with_scram_is_the_login_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dovecot refuses a wrong proof with -ERR, without server-final: the early empty line and
+    the commands behind it are answered in the AUTHORIZATION state, and never read."""
+    scram = Scram(monkeypatch)
+    script = [*scram.start(), scram.final(b"CAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"-ERR [AUTH] Authentication failed.\r\n-ERR Unknown command.\r\n"
+                   + SCRAM_CAPS + b"-ERR Unknown command.\r\n-ERR Unknown command.\r\n"),
+              expect_eof()]
+    with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
+        result = run(server, *PURGE, auth=(), tls="implicit")
+    server.assert_done()
+    assert (result.exit_code, result.stderr) == (
+        3, "Error: login failed: server said: [AUTH] Authentication failed.\n")
+
+
+def test_scram_in_lock_step_waits_for_each_challenge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PIPELINING nothing is sent before its challenge: the empty line waits for
+    server-final, and CAPA for the +OK."""
+    scram = Scram(monkeypatch)
+    caps = SCRAM_CAPS.replace(b"PIPELINING\r\n", b"")
+    script = [GREET, expect(b"CAPA\r\n"), send(caps),
+              expect(b"AUTH SCRAM-SHA-256 " + b64(f"n,,{scram.client_first}") + b"\r\n"),
+              send(b"+ " + b64(scram.server_first) + b"\r\n"),
+              expect(b64(scram.client_final) + b"\r\n"), send(scram.server_final()),
+              expect(b"\r\n"), send(b"+OK Logged in.\r\n"),
+              expect(b"CAPA\r\n"), send(caps), expect(b"STAT\r\n"), send(STAT_REPLY),
+              expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
+    with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
+        result = run(server, "stat", auth=(), tls="implicit")
+    server.assert_done()
+    assert result.exit_code == 0, result.stderr

@@ -63,6 +63,8 @@ def test_top_of_a_named_message_with_the_default_auth(five: DovecotServer,
     assert result.stderr.index("C: LIST 3") < logged_in
     if not auth:
         assert "with SCRAM-SHA-256" in result.stderr
+        # Sent with client-final, before Dovecot's server-final (the last "S: + " line).
+        assert result.stderr.index("C: LIST 3") < result.stderr.rindex("S: + ")
 
 
 @pytest.mark.parametrize("auth", MECHANISMS, ids=IDS)

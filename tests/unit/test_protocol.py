@@ -429,6 +429,41 @@ def test_a_challenge_after_the_last_message_takes_the_next_command_as_its_answer
     assert protocol.state is State.AUTHORIZATION
 
 
+def test_an_answer_sent_early_takes_the_next_challenge_and_keeps_the_queue() -> None:
+    """SCRAM: client-final, the empty line for server-final and the commands go together;
+    server-final is answered by that line, so CAPA and UIDL keep their own replies. A challenge
+    beyond it would take CAPA as its answer, as behind any last message."""
+    protocol = _greeted()
+    auth = Command("AUTH", ("SCRAM-SHA-256", "biwsbj1h"))
+    capa, uidl = Command("CAPA"), Command("UIDL")
+    protocol.send(auth)
+    protocol.receive_data(b"+ c2VydmVyLWZpcnN0\r\n")
+    assert protocol.next_event() == Challenge(auth, "c2VydmVyLWZpcnN0")
+    assert protocol.send_auth_response("Yz1iaXdz") + protocol.send_auth_response(
+        "", early=True) == b"Yz1iaXdz\r\n\r\n"
+    protocol.auth_sent_last()
+    protocol.send(capa)
+    protocol.send(uidl)
+    protocol.receive_data(b"+ dj1zaWc=\r\n+ bW9yZQ==\r\n")
+    assert protocol.next_event() == Challenge(auth, "dj1zaWc=", answered_early=True)
+    assert protocol.pending == (auth, capa, uidl)
+    assert protocol.next_event() == Challenge(auth, "bW9yZQ==", capa)
+    assert protocol.pending == (auth, uidl)
+
+
+def test_an_early_answer_left_over_is_forgotten_with_the_exchange() -> None:
+    protocol = _greeted()
+    auth = Command("AUTH", ("SCRAM-SHA-256", "biwsbj1h"))
+    protocol.send(auth)
+    protocol.send_auth_response("", early=True)
+    protocol.receive_data(b"-ERR [AUTH] no\r\n")
+    assert protocol.next_event() == Reply(auth, False, "no", "AUTH")
+    second = Command("AUTH", ("PLAIN", "AGEAYg=="))
+    protocol.send(second)
+    protocol.receive_data(b"+ \r\n")
+    assert protocol.next_event() == Challenge(second, "")  # answered by nothing yet
+
+
 def test_the_last_message_is_declared_only_for_a_pending_auth() -> None:
     protocol = _greeted()
     with pytest.raises(LocalProtocolError, match="no AUTH"):

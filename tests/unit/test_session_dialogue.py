@@ -438,8 +438,9 @@ def test_a_challenge_then_acceptance_after_the_last_message_is_a_protocol_error(
 
 
 def test_scram_pipelines_behind_its_closing_empty_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SCRAM-SHA-256: client-first, client-final, then (the server proved itself) the empty
-    line that ends the exchange, with CAPA, UIDL and LIST behind it."""
+    """SCRAM-SHA-256: client-first, then client-final with the empty line that answers
+    server-final (it can be nothing else) and CAPA, UIDL and LIST behind it, in one write before
+    server-final comes; the server's signature is checked when it does."""
     import secrets
 
     monkeypatch.setattr(secrets, "token_bytes", lambda n: bytes(n))
@@ -456,9 +457,9 @@ def test_scram_pipelines_behind_its_closing_empty_line(monkeypatch: pytest.Monke
               expect(b"AUTH SCRAM-SHA-256 "
                      + base64.b64encode(f"n,,{client_first_bare}".encode()) + b"\r\n"),
               send(b"+ " + base64.b64encode(server_first.encode()) + b"\r\n"),
-              expect_line(b"Yz1iaXdz"),  # c=biws,r=...,p=...: not the last message
-              send(b"+ " + base64.b64encode(server_final) + b"\r\n"),
-              expect(b"\r\nCAPA\r\nUIDL\r\nLIST\r\n"), send(b"+OK\r\n" + caps + SCAN_REPLY),
+              expect_line(b"Yz1iaXdz"),  # c=biws,r=...,p=...
+              expect(b"\r\nCAPA\r\nUIDL\r\nLIST\r\n"),  # before server-final
+              send(b"+ " + base64.b64encode(server_final) + b"\r\n+OK\r\n" + caps + SCAN_REPLY),
               expect(b"QUIT\r\n"), expect_eof()]
     assert _sizes_scanned_with_the_login(script, "SCRAM-SHA-256") == [100, 200]
 
