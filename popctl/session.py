@@ -903,6 +903,7 @@ class Session:
         followed = False
         answered: Command | None = None  # a command the server read as a SASL answer
         early: bytes | None = None  # an answer sent before its challenge came
+        answered_ahead = False  # whether one was
         initial = mechanism.initial_response()
         command = None
         if initial is not None:
@@ -922,7 +923,17 @@ class Session:
             followed = True
         self._write(data)
         while True:
-            event = self._next()
+            try:
+                event = self._next()
+            except NetworkTimeoutError as e:
+                if not answered_ahead:
+                    raise
+                # A server that drops what came before it asked (its buffer flushed at the
+                # challenge) still waits for the empty line.
+                raise NetworkTimeoutError(
+                    f"{e}; the server did not take {mechanism.name}'s last message, sent with "
+                    "the one before, although it announces PIPELINING",
+                    hint="no-pipelining") from e
             if isinstance(event, Reply) and event.command is command:
                 self._auth_reply(event)
                 if early is not None:
@@ -981,7 +992,7 @@ class Session:
             if self._trace is not None:
                 self._trace("C", "***" if line else "")
             if mechanism.next_answer is not None and after and not followed:
-                early = mechanism.next_answer
+                early, answered_ahead = mechanism.next_answer, True
                 line = base64.b64encode(early).decode()
                 data += self._protocol.send_auth_response(line, early=True)
                 if self._trace is not None:

@@ -26,7 +26,15 @@ from click.testing import CliRunner, Result
 
 from popctl.cache import HeaderCache, account_key
 from popctl.cli import cli
-from tests.support.scripted_server import ScriptedServer, Step, close, expect, expect_eof, send
+from tests.support.scripted_server import (
+    ScriptedServer,
+    Step,
+    close,
+    expect,
+    expect_eof,
+    send,
+    stall,
+)
 
 PASSWORD = "s3cret"
 BIG = 100_000
@@ -496,3 +504,19 @@ def test_scram_in_lock_step_waits_for_each_challenge(monkeypatch: pytest.MonkeyP
         result = run(server, "stat", auth=(), tls="implicit")
     server.assert_done()
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_server_that_drops_the_early_empty_line_times_out_with_a_hint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that flushed its input when it sent server-final waits for the empty line it
+    lost: after --timeout, one line that says what to try."""
+    scram = Scram(monkeypatch)
+    script = [*scram.start(), scram.final(b"CAPA\r\nUIDL\r\nLIST\r\n"),
+              send(scram.server_final()), stall(2.0), close()]
+    with ScriptedServer(script, tls="implicit", timeout=5.0) as server:
+        result = run(server, *PURGE, "--timeout", "1", auth=(), tls="implicit")
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.startswith("Error: ")
+    assert result.stderr.endswith(
+        "the server did not take SCRAM-SHA-256's last message, sent with the one before, "
+        "although it announces PIPELINING: retry with --no-pipelining\n")
