@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Sequence
 from enum import Enum
 from typing import Final, NamedTuple
 
@@ -52,6 +53,9 @@ LEGAL_COMMANDS: Final[dict[State, frozenset[str]]] = {
     State.CLOSED: frozenset(),
 }
 KNOWN_COMMANDS: Final = frozenset().union(*LEGAL_COMMANDS.values())
+# What a pipelined window may hold without a check per command (send_many): legal once logged
+# in, and never last in the queue (QUIT is; STLS and AUTH are not legal then).
+_WINDOW_COMMANDS: Final = LEGAL_COMMANDS[State.TRANSACTION] - {"QUIT"}
 
 # Verbs whose arguments are secret: a trace shows only the verb (and a SASL mechanism's name).
 SECRET_COMMANDS: Final = frozenset({"PASS", "APOP", "AUTH"})
@@ -293,6 +297,20 @@ class POP3Protocol:
             self.state = State.UPDATE
         return command.encode()
 
+    def send_many(self, commands: Sequence[Command]) -> bytes:
+        """``send`` of each command in turn, the bytes joined. A pipelined window of a
+        thousand TOPs makes once the checks that cannot differ between them: the state does
+        not change, and only the first can be queued behind STLS, AUTH or QUIT (the others
+        are queued behind the window's own commands, none of which is one of them). Anything
+        else is sent one by one. (A Hypothesis test compares it with ``send``.)"""
+        if len(commands) < 2 or self.state is not State.TRANSACTION \
+                or not {c.verb for c in commands} <= _WINDOW_COMMANDS:
+            return b"".join([self.send(command) for command in commands])
+        first = self.send(commands[0])
+        rest = commands[1:]
+        self._pending.extend(rest)
+        return first + b"".join([command.encode() for command in rest])
+
     def _after_login(self, command: Command) -> bool:
         """Whether ``command`` is queued behind a PASS, an APOP or an AUTH whose last client
         message was sent, still awaiting its reply, and is legal once logged in: pipelined
@@ -497,6 +515,41 @@ class POP3Protocol:
             stuffed = True
             stop = _line_start_dot(buf, stop + 2, end)
         return None
+
+    def next_whole_replies(self, limit: int) -> list[tuple[Reply, bytes]]:
+        """``next_whole_reply(command)`` for the oldest pending command, again while it gives
+        a reply, at most ``limit`` times: every complete reply of a pipelined window that one
+        read brought, in one call. The form Dovecot answers each TOP with (``+OK``, lines of
+        which none starts with a dot, ``.``, all ending in CRLF) is read here; any other goes
+        through next_whole_reply. (A Hypothesis test compares the two.)"""
+        got: list[tuple[Reply, bytes]] = []
+        if self._in_data is not None or not self._greeted:
+            return got
+        if self._pos > _COMPACT_THRESHOLD:
+            del self._buf[: self._pos]
+            self._pos = 0
+        pending, buf, pos = self._pending, self._buf, self._pos
+        end = len(buf)
+        while len(got) < limit and pending and pending[0].multiline:
+            if buf.startswith(b"+OK\r\n", pos):
+                # The "\n" before the first line starting with a dot (that line itself, when
+                # the data is empty or starts with a stuffed dot).
+                stop = _line_start_dot(buf, pos + 4, end)
+                if stop < 0:  # the reply has not ended yet
+                    break
+                if buf[stop + 2:stop + 4] == b"\r\n":  # that line is the terminating ".\r\n"
+                    got.append((Reply(pending.popleft(), True, "", None),
+                                bytes(buf[pos + 5:stop + 1])))
+                    pos = stop + 4
+                    continue
+            self._pos = pos
+            whole = self.next_whole_reply(pending[0])
+            if whole is None:
+                return got
+            got.append(whole)
+            pos, end = self._pos, len(buf)
+        self._pos = pos
+        return got
 
     def next_whole_reply(self, command: Command) -> tuple[Reply, bytes] | None:
         """The next reply, when it is +OK to ``command`` (multi-line, the oldest pending) with

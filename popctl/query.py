@@ -227,8 +227,16 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
         return (m for m in entries if m is not None and (larger is None or m.size > larger)
                 and (smaller is None or m.size < smaller))
 
-    rows = (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
-            for m in selected())
+    rows: Iterator[Row]
+    if numbers is None and larger is None and smaller is None and (
+            uid_listing is None or listing.same_numbers(uid_listing)):
+        # Every message, and UIDL lists the ones LIST does (the usual case): the columns
+        # walked side by side, without a look-up and a MessageSize per message.
+        rows = map(Row, listing.numbers(), listing.sizes(), uid_listing.uids()) \
+            if uid_listing is not None else map(Row, listing.numbers(), listing.sizes())
+    else:
+        rows = (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
+                for m in selected())
     return rows, lambda: sum(1 for _ in selected())
 
 

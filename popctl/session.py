@@ -405,7 +405,7 @@ class Session:
 
     def _send(self, *commands: Command) -> None:
         try:
-            data = b"".join(self._protocol.send(c) for c in commands)
+            data = self._protocol.send_many(commands)
         except PopctlError as e:
             self._redact_error(e)  # it may quote a line that answered no command
             raise
@@ -675,6 +675,9 @@ class Session:
         in_flight: deque[tuple[_Request, int]] = deque(
             (r, len(r.command.encode())) for r in adopted)
         in_flight_bytes = sum(size for _, size in in_flight)
+        # Replies to the oldest commands in flight that were complete in the buffer, each
+        # with its data, read at once (see _data): one read brings hundreds of TOPs' replies.
+        ready: deque[tuple[Reply, bytes]] = deque()
         while True:
             if len(in_flight) <= refill:
                 batch: list[Command] = []
@@ -693,16 +696,20 @@ class Session:
             request, size = in_flight.popleft()
             in_flight_bytes -= size
             command = request.command
-            try:
-                whole = (self._protocol.next_whole_reply(command) if self._trace is None
-                         else None)
-            except PopctlError as e:
-                self._redact_error(e)
-                raise
-            if whole is not None:  # the reply and all its data were here (see _data)
-                self._line_waited = self._data_waited = 0.0
-                self._data_octets = 0
-                reply, data = whole
+            if not ready and self._trace is None:  # the trace shows each piece as it comes
+                try:
+                    ready += self._protocol.next_whole_replies(len(in_flight) + 1)
+                except PopctlError as e:
+                    self._redact_error(e)
+                    raise
+                if ready:  # as if EndOfData came (see _next): the clocks restart
+                    self._line_waited = self._data_waited = 0.0
+                    self._data_octets = 0
+            if ready:
+                reply, data = ready.popleft()
+                if reply.command is not command:  # the protocol's queue is in_flight's
+                    raise LocalProtocolError(f"reply to {reply.command.verb} read as the reply "
+                                             f"to {command.verb}")
                 if data:
                     (request.sink if request.sink is not None else _Collector(
                         0, truncate=True, what=command.verb)).write(data)
