@@ -7,6 +7,7 @@ a queue, so several may be in flight at once (RFC 2449 PIPELINING).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -153,6 +154,11 @@ class Reply(NamedTuple):
     ok: bool
     text: str
     code: str | None = None
+
+
+# Reply(command, ok, text, code) without the NamedTuple's constructor, a Python function that
+# costs more than the tuple (~0.17 µs): next_whole_replies builds one for each TOP of a window.
+_new_reply = functools.partial(tuple.__new__, Reply)
 
 
 class Challenge(NamedTuple):
@@ -538,7 +544,7 @@ class POP3Protocol:
                 if stop < 0:  # the reply has not ended yet
                     break
                 if buf[stop + 2:stop + 4] == b"\r\n":  # that line is the terminating ".\r\n"
-                    got.append((Reply(pending.popleft(), True, "", None),
+                    got.append((_new_reply((pending.popleft(), True, "", None)),
                                 bytes(buf[pos + 5:stop + 1])))
                     pos = stop + 4
                     continue
