@@ -48,6 +48,11 @@ class HeaderSummary(NamedTuple):
     sender_address: str | None  # the first From mailbox's address; None when From has none
 
 
+# HeaderSummary(...) without the NamedTuple's constructor, a Python function costing ~0.17 µs
+# more: a listing summarizes every message.
+_new_summary = functools.partial(tuple.__new__, HeaderSummary)
+
+
 # An encoded word (RFC 2047 section 2): charset (optionally with an RFC 2231 "*language"), Q or B,
 # encoded text without spaces or "?". Matched anywhere, not only between spaces, because mailers
 # in the wild glue them to neighbouring text and every mail client decodes those too.
@@ -440,7 +445,7 @@ def summarize(data: bytes, *, message_id: bool = True) -> HeaderSummary:
         text, cut = _field_text(raw)
         return HeaderSummary(sender, subject, date, _capped(_clean(text), cut) or None,
                              sender_name, sender_address)
-    return HeaderSummary(sender, subject, date, None, sender_name, sender_address)
+    return _new_summary((sender, subject, date, None, sender_name, sender_address))
 
 
 # Month name: its number and its last day, both as two digits. February says 28: the 29th is

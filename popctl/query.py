@@ -443,6 +443,7 @@ def run(session: Session, plan: Plan, *, progress: Progress | None = None,
         row._headers = None
         return keep
 
+    summarize = header_parsing.summarize
     fetched = session.headers(fetched_numbers(), delete=doomed)
     for got in fetched:
         row, fetch = ahead.popleft()
@@ -450,9 +451,8 @@ def run(session: Session, plan: Plan, *, progress: Progress | None = None,
             if kept(row):
                 yield row
             row, fetch = ahead.popleft()
-        summary = header_parsing.summarize(got.data, message_id=False)
-        row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
-        row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
+        (row.sender, row.subject, row.date, _message_id, row.sender_name,
+         row.sender_address) = summarize(got.data, message_id=False)
         if query.header:
             row._headers = got.data
         if cache is not None and row.uid is not None and row.uid not in shared:
