@@ -321,21 +321,24 @@ class _Sender(NamedTuple):
     address: str | None
 
 
+_new_sender = functools.partial(tuple.__new__, _Sender)  # as _new_summary
+
+
 def _parse_sender(value: str) -> _Sender:
     """A From value: its display form ("Name <addr>", names quoted as RFC 5322 needs, mailboxes
     joined by ", "), and the first mailbox's decoded name and address."""
     simple = _SIMPLE_FROM.fullmatch(value)
     if simple is not None:
-        bare, quoted, plain, addr = simple.group("bare", "quoted", "plain", "addr")
+        quoted, plain, addr, bare = simple.groups()  # in the pattern's order
         # _clean and _unstructured written out for the printable, unencoded values nearly
         # every From has: a call each was a third of this function's cost.
         if bare is not None:
             address = bare.strip() if bare.isprintable() else _clean(bare)
-            return _Sender(address, "", address)
+            return _new_sender((address, "", address))
         name = quoted if quoted is not None else plain
         name = name.strip() if "=?" not in name and name.isprintable() else _unstructured(name)
         address = addr.strip() if addr.isprintable() else _clean(addr)
-        return _Sender(_mailbox(name, address), name, address)
+        return _new_sender((_mailbox(name, address), name, address))
     if "@" not in value:  # a bare name or junk: getaddresses would mangle it into an "address"
         return _Sender(_unstructured(value), "", None)
     from email.utils import getaddresses  # ~10 ms to import: only for the unusual forms
