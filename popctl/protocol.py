@@ -536,13 +536,19 @@ class POP3Protocol:
             self._pos = 0
         pending, buf, pos = self._pending, self._buf, self._pos
         end = len(buf)
-        while len(got) < limit and pending and pending[0].multiline:
+        for _ in range(limit):
+            if not pending or not pending[0].multiline:
+                break
             if buf.startswith(b"+OK\r\n", pos):
                 # The "\n" before the first line starting with a dot (that line itself, when
-                # the data is empty or starts with a stuffed dot).
-                stop = _line_start_dot(buf, pos + 4, end)
-                if stop < 0:  # the reply has not ended yet
+                # the data is empty or starts with a stuffed dot): _line_start_dot written out.
+                stop = buf.find(b".", pos + 5, end) - 1
+                if stop < 0:  # no dot: the reply has not ended yet
                     break
+                if buf[stop] != _LF:
+                    stop = buf.find(b"\n.", stop + 1, end)
+                    if stop < 0:
+                        break
                 if buf[stop + 2:stop + 4] == b"\r\n":  # that line is the terminating ".\r\n"
                     got.append((_new_reply((pending.popleft(), True, "", None)),
                                 bytes(buf[pos + 5:stop + 1])))
