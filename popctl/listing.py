@@ -136,6 +136,16 @@ class _Listing(Sequence[T]):
         """The message numbers, in increasing order."""
         return range(1, self._count + 1) if self._numbers is None else self._numbers
 
+    def same_numbers(self, other: _Listing[MessageSize] | _Listing[MessageUid]) -> bool:
+        """Whether ``other`` lists exactly the message numbers this one does: at once while
+        both run 1, 2, 3 ... (a listing is kept implicit until its first gap, so one with a gap
+        never equals one without)."""
+        if self._count != other._count:
+            return False
+        if self._numbers is None or other._numbers is None:
+            return self._numbers is None and other._numbers is None
+        return self._numbers == other._numbers
+
     def number_at(self, index: int) -> int:
         return index + 1 if self._numbers is None else self._numbers[index]
 
@@ -243,6 +253,10 @@ class SizeListing(_Listing[MessageSize]):
     def _entry(self, index: int) -> MessageSize:
         return MessageSize(self.number_at(index), self._sizes[index])
 
+    def sizes(self) -> Sequence[int]:
+        """The sizes, in the listing's order."""
+        return self._sizes
+
     def get(self, number: int) -> MessageSize | None:
         index = self.index_of(number)
         return None if index < 0 else MessageSize(number, self._sizes[index])
@@ -304,8 +318,10 @@ class UidListing(_Listing[MessageUid]):
 
     def uids(self) -> Iterator[str]:
         """Every UID, in the listing's order."""
-        for index in range(self._count):
-            yield self._uid(index)
+        blob, start = self._blob, 0
+        for end in self._ends:  # _uid(index) for each, without a call and a look-up each
+            yield blob[start:end].decode("utf-8", "replace")
+            start = end
 
     def add_lines(self, data: bytes | bytearray) -> None:
         """Complete lines (each ending in LF) of the reply."""

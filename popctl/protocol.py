@@ -7,8 +7,10 @@ a queue, so several may be in flight at once (RFC 2449 PIPELINING).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
+from collections.abc import Sequence
 from enum import Enum
 from typing import Final, NamedTuple
 
@@ -52,6 +54,9 @@ LEGAL_COMMANDS: Final[dict[State, frozenset[str]]] = {
     State.CLOSED: frozenset(),
 }
 KNOWN_COMMANDS: Final = frozenset().union(*LEGAL_COMMANDS.values())
+# What a pipelined window may hold without a check per command (send_many): legal once logged
+# in, and never last in the queue (QUIT is; STLS and AUTH are not legal then).
+_WINDOW_COMMANDS: Final = LEGAL_COMMANDS[State.TRANSACTION] - {"QUIT"}
 
 # Verbs whose arguments are secret: a trace shows only the verb (and a SASL mechanism's name).
 SECRET_COMMANDS: Final = frozenset({"PASS", "APOP", "AUTH"})
@@ -149,6 +154,11 @@ class Reply(NamedTuple):
     ok: bool
     text: str
     code: str | None = None
+
+
+# Reply(command, ok, text, code) without the NamedTuple's constructor, a Python function that
+# costs more than the tuple (~0.17 µs): next_whole_replies builds one for each TOP of a window.
+_new_reply = functools.partial(tuple.__new__, Reply)
 
 
 class Challenge(NamedTuple):
@@ -296,6 +306,20 @@ class POP3Protocol:
         if command.verb == "QUIT":
             self.state = State.UPDATE
         return command.encode()
+
+    def send_many(self, commands: Sequence[Command]) -> bytes:
+        """``send`` of each command in turn, the bytes joined. A pipelined window of a
+        thousand TOPs makes once the checks that cannot differ between them: the state does
+        not change, and only the first can be queued behind STLS, AUTH or QUIT (the others
+        are queued behind the window's own commands, none of which is one of them). Anything
+        else is sent one by one. (A Hypothesis test compares it with ``send``.)"""
+        if len(commands) < 2 or self.state is not State.TRANSACTION \
+                or not {c.verb for c in commands} <= _WINDOW_COMMANDS:
+            return b"".join([self.send(command) for command in commands])
+        first = self.send(commands[0])
+        rest = commands[1:]
+        self._pending.extend(rest)
+        return first + b"".join([command.encode() for command in rest])
 
     def _after_login(self, command: Command) -> bool:
         """Whether ``command`` is queued behind a PASS, an APOP or an AUTH whose last client
@@ -514,6 +538,47 @@ class POP3Protocol:
             stuffed = True
             stop = _line_start_dot(buf, stop + 2, end)
         return None
+
+    def next_whole_replies(self, limit: int) -> list[tuple[Reply, bytes]]:
+        """``next_whole_reply(command)`` for the oldest pending command, again while it gives
+        a reply, at most ``limit`` times: every complete reply of a pipelined window that one
+        read brought, in one call. The form Dovecot answers each TOP with (``+OK``, lines of
+        which none starts with a dot, ``.``, all ending in CRLF) is read here; any other goes
+        through next_whole_reply. (A Hypothesis test compares the two.)"""
+        got: list[tuple[Reply, bytes]] = []
+        if self._in_data is not None or not self._greeted:
+            return got
+        if self._pos > _COMPACT_THRESHOLD:
+            del self._buf[: self._pos]
+            self._pos = 0
+        pending, buf, pos = self._pending, self._buf, self._pos
+        end = len(buf)
+        for _ in range(limit):
+            if not pending or not pending[0].multiline:
+                break
+            if buf.startswith(b"+OK\r\n", pos):
+                # The "\n" before the first line starting with a dot (that line itself, when
+                # the data is empty or starts with a stuffed dot): _line_start_dot written out.
+                stop = buf.find(b".", pos + 5, end) - 1
+                if stop < 0:  # no dot: the reply has not ended yet
+                    break
+                if buf[stop] != _LF:
+                    stop = buf.find(b"\n.", stop + 1, end)
+                    if stop < 0:
+                        break
+                if buf[stop + 2:stop + 4] == b"\r\n":  # that line is the terminating ".\r\n"
+                    got.append((_new_reply((pending.popleft(), True, "", None)),
+                                bytes(buf[pos + 5:stop + 1])))
+                    pos = stop + 4
+                    continue
+            self._pos = pos
+            whole = self.next_whole_reply(pending[0])
+            if whole is None:
+                return got
+            got.append(whole)
+            pos, end = self._pos, len(buf)
+        self._pos = pos
+        return got
 
     def next_whole_reply(self, command: Command) -> tuple[Reply, bytes] | None:
         """The next reply, when it is +OK to ``command`` (multi-line, the oldest pending) with

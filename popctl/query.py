@@ -227,8 +227,16 @@ def _candidates(query: Query, sizes: Sequence[MessageSize],
         return (m for m in entries if m is not None and (larger is None or m.size > larger)
                 and (smaller is None or m.size < smaller))
 
-    rows = (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
-            for m in selected())
+    rows: Iterator[Row]
+    if numbers is None and larger is None and smaller is None and (
+            uid_listing is None or listing.same_numbers(uid_listing)):
+        # Every message, and UIDL lists the ones LIST does (the usual case): the columns
+        # walked side by side, without a look-up and a MessageSize per message.
+        rows = map(Row, listing.numbers(), listing.sizes(), uid_listing.uids()) \
+            if uid_listing is not None else map(Row, listing.numbers(), listing.sizes())
+    else:
+        rows = (Row(m.number, m.size, uid_listing.uid_of(m.number) if uid_listing else None)
+                for m in selected())
     return rows, lambda: sum(1 for _ in selected())
 
 
@@ -435,6 +443,7 @@ def run(session: Session, plan: Plan, *, progress: Progress | None = None,
         row._headers = None
         return keep
 
+    summarize = header_parsing.summarize
     fetched = session.headers(fetched_numbers(), delete=doomed)
     for got in fetched:
         row, fetch = ahead.popleft()
@@ -442,9 +451,8 @@ def run(session: Session, plan: Plan, *, progress: Progress | None = None,
             if kept(row):
                 yield row
             row, fetch = ahead.popleft()
-        summary = header_parsing.summarize(got.data, message_id=False)
-        row.sender, row.subject, row.date = summary.sender, summary.subject, summary.date
-        row.sender_name, row.sender_address = summary.sender_name, summary.sender_address
+        (row.sender, row.subject, row.date, _message_id, row.sender_name,
+         row.sender_address) = summarize(got.data, message_id=False)
         if query.header:
             row._headers = got.data
         if cache is not None and row.uid is not None and row.uid not in shared:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import functools
 import itertools
 import os
 import time
@@ -189,6 +190,18 @@ class _Collector:
     def value(self) -> bytes:
         return b"".join(self._parts)
 
+    def take(self) -> tuple[bytes, bool]:
+        """The data kept and whether any was dropped, leaving the collector empty for the next
+        reply: a batch of TOPs shares one, as each reply's data is written to it just before
+        the batch yields that reply (a collector per TOP was a tenth of a listing's batch)."""
+        parts = self._parts
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        truncated = self.truncated
+        self._parts = []
+        self._size = self._seen = 0
+        self.truncated = False
+        return data, truncated
+
     def lines(self) -> Iterator[str]:
         """Each line decoded and stripped, one at a time: a 100,000-message LIST is parsed
         without first holding 100,000 strings."""
@@ -206,6 +219,12 @@ class _Request(NamedTuple):
     command: Command
     sink: Sink | None = None
     number: int = 0
+
+
+# A NamedTuple's own constructor is a Python function (~0.17 µs more than tuple.__new__); a
+# listing's batch builds a request and a result per message, so its loop builds them this way.
+_new_request = functools.partial(tuple.__new__, _Request)
+_new_headers = functools.partial(tuple.__new__, MessageHeaders)
 
 
 class _Listing(NamedTuple):
@@ -233,28 +252,6 @@ class _Named(NamedTuple):
     numbers: tuple[int, ...]
     uids: bool
     replies: list[tuple[_Request, Reply]]
-
-
-class _Source:
-    """Requests to send: those pushed while the batch runs first, then the caller's."""
-
-    def __init__(self, base: Iterable[_Request], pushed: deque[_Request]) -> None:
-        self._base = iter(base)
-        self._pushed = pushed
-        self._peeked: _Request | None = None
-
-    def peek(self) -> _Request | None:
-        if self._pushed:
-            return self._pushed[0]
-        if self._peeked is None:
-            self._peeked = next(self._base, None)
-        return self._peeked
-
-    def pop(self) -> None:
-        if self._pushed:
-            self._pushed.popleft()
-        else:
-            self._peeked = None
 
 
 _CODE_ERRORS: Final[dict[str, type[ServerError]]] = {
@@ -405,7 +402,7 @@ class Session:
 
     def _send(self, *commands: Command) -> None:
         try:
-            data = b"".join(self._protocol.send(c) for c in commands)
+            data = self._protocol.send_many(commands)
         except PopctlError as e:
             self._redact_error(e)  # it may quote a line that answered no command
             raise
@@ -655,10 +652,10 @@ class Session:
         While it runs, more requests may be appended to ``self._pushed`` (a DELE after a
         message was stored); they go out before the remaining ones.
         """
-        requests = iter(requests)
+        source: Iterator[_Request] = iter(requests)
         adopted: builtins.list[_Request] = []
         if self._ahead:  # sent with the login: adopted if this batch starts with them
-            adopted = builtins.list(itertools.islice(requests, len(self._ahead)))
+            adopted = builtins.list(itertools.islice(source, len(self._ahead)))
             if [r.command for r in adopted] == self._ahead \
                     and builtins.list(self._protocol.pending) == self._ahead:
                 # The replies are matched to the commands sent, by identity.
@@ -666,23 +663,37 @@ class Session:
                                                                   strict=True)]
                 self._ahead = []
             else:
-                requests, adopted = itertools.chain(adopted, requests), []
+                source, adopted = itertools.chain(adopted, source), []
         if not adopted:
             self._settle()
         window = MAX_IN_FLIGHT if self.pipelining else 1
         refill = window // 2
-        source = _Source(requests, self._pushed)
+        pushed = self._pushed
+        held: _Request | None = None  # taken from ``requests``, not sent yet (the byte limit)
         in_flight: deque[tuple[_Request, int]] = deque(
             (r, len(r.command.encode())) for r in adopted)
         in_flight_bytes = sum(size for _, size in in_flight)
+        # Replies to the oldest commands in flight that were complete in the buffer, each
+        # with its data, read at once (see _data): one read brings hundreds of TOPs' replies.
+        ready: deque[tuple[Reply, bytes]] = deque()
         while True:
             if len(in_flight) <= refill:
                 batch: list[Command] = []
-                while len(in_flight) < window and (request := source.peek()) is not None:
+                while len(in_flight) < window:
+                    # Those pushed while the batch runs go first, then the caller's.
+                    if pushed:
+                        request = pushed[0]
+                    else:
+                        if held is None and (held := next(source, None)) is None:
+                            break
+                        request = held
                     size = len(request.command.encode())
                     if in_flight and in_flight_bytes + size > MAX_IN_FLIGHT_BYTES:
                         break
-                    source.pop()
+                    if pushed:
+                        pushed.popleft()
+                    else:
+                        held = None
                     in_flight.append((request, size))
                     in_flight_bytes += size
                     batch.append(request.command)
@@ -693,16 +704,20 @@ class Session:
             request, size = in_flight.popleft()
             in_flight_bytes -= size
             command = request.command
-            try:
-                whole = (self._protocol.next_whole_reply(command) if self._trace is None
-                         else None)
-            except PopctlError as e:
-                self._redact_error(e)
-                raise
-            if whole is not None:  # the reply and all its data were here (see _data)
-                self._line_waited = self._data_waited = 0.0
-                self._data_octets = 0
-                reply, data = whole
+            if not ready and self._trace is None:  # the trace shows each piece as it comes
+                try:
+                    ready += self._protocol.next_whole_replies(len(in_flight) + 1)
+                except PopctlError as e:
+                    self._redact_error(e)
+                    raise
+                if ready:  # as if EndOfData came (see _next): the clocks restart
+                    self._line_waited = self._data_waited = 0.0
+                    self._data_octets = 0
+            if ready:
+                reply, data = ready.popleft()
+                if reply.command is not command:  # the protocol's queue is in_flight's
+                    raise LocalProtocolError(f"reply to {reply.command.verb} read as the reply "
+                                             f"to {command.verb}")
                 if data:
                     (request.sink if request.sink is not None else _Collector(
                         0, truncate=True, what=command.verb)).write(data)
@@ -1247,32 +1262,32 @@ class Session:
         doomed = set(delete)
         numbers = builtins.list(messages) if doomed else messages
 
+        # A header block past MAX_HEADER_BYTES is cut; a reply that never ends is not read for
+        # ever (a server ignoring TOP's line count sends whole messages, so the bound is the
+        # generous one of listings). One collector for every TOP: see _Collector.take.
+        block = _Collector(MAX_HEADER_BYTES, truncate=True, what="TOP",
+                           hard_limit=MAX_LISTING_BYTES)
+
         def requests() -> Iterator[_Request]:
             if doomed:
                 reading = set(numbers)
                 for n in sorted(doomed - reading):
                     yield _Request(Command("DELE", (str(n),)), number=n)
             for n in numbers:
-                # A header block past MAX_HEADER_BYTES is cut; a reply that never ends is not
-                # read for ever (a server ignoring TOP's line count sends whole messages, so
-                # the bound is the generous one of listings).
-                yield _Request(Command.top(n, lines), _Collector(
-                    MAX_HEADER_BYTES, truncate=True, what="TOP", hard_limit=MAX_LISTING_BYTES), n)
+                yield _new_request((Command.top(n, lines), block, n))
                 if n in doomed:
                     yield _Request(Command("DELE", (str(n),)), number=n)
 
         for request, reply in self._batch(requests()):
-            if request.command.verb == "DELE":
+            if request.sink is None:  # a DELE
                 if not reply.ok:
                     raise server_error(reply, NoSuchMessageError, f"DELE {request.number}")
                 continue
-            collector = request.sink  # the TOP's own _Collector
-            assert isinstance(collector, _Collector)
             if not reply.ok:
                 if reply.code is None and self.lacks("TOP"):
                     raise CapabilityError(NO_TOP, command="TOP")
                 raise server_error(reply, NoSuchMessageError, f"TOP {request.number}")
-            yield MessageHeaders(request.number, collector.value(), collector.truncated)
+            yield _new_headers((request.number, *block.take()))
 
     def retr(self, message: int, sink: Sink) -> int:
         """The whole message, streamed to ``sink`` in constant memory; returns the octets."""

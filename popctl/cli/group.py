@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import click
 
@@ -119,7 +120,17 @@ def cli() -> None:
     click.get_current_context().call_on_close(state().resources.close)
 
 
+# The cyclic garbage collector's first threshold: collect after this many more container
+# objects were made than freed (Python's default is 700). A pipelined window keeps a thousand
+# requests and rows alive, which every collection looked at again: 550 collections, 0.045 s
+# (3% of the CPU) of a 100,000-message NDJSON listing, where 10,000 makes 8 (0.004 s).
+# popctl's objects are freed by reference counting (that listing's collections find fewer
+# than 500 objects in cycles in all), so little memory is left waiting for a collection.
+GC_THRESHOLD: Final = 10_000
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
+    gc.set_threshold(GC_THRESHOLD)
     status: object = 0
     try:
         cli.main(args=argv, prog_name="popctl")

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from popctl import query
 from popctl.errors import RemoteProtocolError
 from popctl.listing import ListingSink, SizeListing, UidListing
 from popctl.models import MessageSize, MessageUid
@@ -113,3 +114,28 @@ def test_wide_sizes_and_gaps_widen_the_arrays() -> None:
     assert list(listing) == [MessageSize(2, 5), MessageSize(7, 2**33)]
     assert listing.index_of(7) == 1 and listing.index_of(3) == -1
     assert listing[-1] == MessageSize(7, 2**33) and listing[:1] == [MessageSize(2, 5)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(numbers, numbers)
+def test_same_numbers_compares_the_numbers(first: list[int], second: list[int]) -> None:
+    sizes = SizeListing.of([MessageSize(n, 10 * n) for n in first])
+    uids = UidListing.of([MessageUid(n, f"u{n}") for n in second])
+    assert sizes.same_numbers(uids) == uids.same_numbers(sizes) == (first == second)
+    assert list(sizes.sizes()) == [10 * n for n in first]
+
+
+@settings(max_examples=150, deadline=None)
+@given(numbers, numbers, st.booleans(), st.sampled_from([None, 0, 12]))
+def test_rows_of_every_message_pair_sizes_and_uids_by_number(
+        listed: list[int], uidl: list[int], with_uids: bool, larger: int | None) -> None:
+    # The rows of a whole listing walk LIST and UIDL side by side when they list the same
+    # numbers (query._candidates); by number when they differ or a filter chooses: the same rows.
+    sizes = SizeListing.of([MessageSize(n, 3 * n) for n in listed])
+    uids = UidListing.of([MessageUid(n, f"u{n}") for n in uidl]) if with_uids else None
+    rows, count = query._candidates(query.Query(larger_than=larger), sizes, uids)
+    got = [(row.number, row.size, row.uid) for row in rows]
+    known = set(uidl) if with_uids else set()
+    assert got == [(n, 3 * n, f"u{n}" if n in known else None) for n in listed
+                   if larger is None or 3 * n > larger]
+    assert count() == len(got)

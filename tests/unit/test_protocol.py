@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -697,3 +699,119 @@ def test_next_whole_reply_leaves_incomplete_and_failed_replies_to_next_event() -
     assert protocol.next_whole_reply(top) == (Reply(top, True, ""), b"A: 1\r\n")
     assert protocol.next_whole_reply(dele) is None
     assert protocol.next_event() == Reply(dele, True, "")
+
+
+# --- send_many and next_whole_replies: a window at once, the same as one command at a time -------
+
+_VERBS = st.sampled_from(["TOP", "TOP", "DELE", "LIST", "UIDL", "NOOP", "RETR", "QUIT", "STLS",
+                          "AUTH", "USER", "PASS", "CAPA", "XTND"])
+
+
+def _prepared(where: str, first: str | None) -> POP3Protocol:
+    """A protocol greeted, logged in, logged in with a reply left unread, or with a PASS
+    pending; and with ``first`` sent before the window (a QUIT, STLS or AUTH still pending)."""
+    if where == "greeted":
+        protocol = _greeted()
+    elif where == "pending-pass":
+        protocol = _greeted()
+        protocol.send(Command("USER", ("u",)))
+        protocol.send(Command("PASS", ("p",)))
+    else:
+        protocol = logged_in()
+        if where == "stray":  # bytes no command asked for
+            protocol.receive_data(b"+OK stray\r\n")
+    if first is not None:
+        # Refused: STLS or AUTH once logged in, anything after stray bytes.
+        with contextlib.suppress(PopctlError):
+            protocol.send(Command(first, ("PLAIN",) if first == "AUTH" else ()))
+    return protocol
+
+
+@given(st.lists(_VERBS, max_size=12),
+       st.sampled_from(["greeted", "logged-in", "stray", "pending-pass"]),
+       st.sampled_from([None, None, "NOOP", "QUIT", "STLS", "AUTH"]))
+@settings(max_examples=200)
+def test_send_many_is_send_in_turn(verbs: list[str], where: str, first: str | None) -> None:
+    commands = [Command(verb, ("1", "0") if verb == "TOP" else ("1",) if verb in
+                        ("DELE", "RETR", "USER", "PASS") else ()) for verb in verbs]
+
+    def outcome(send: Callable[[POP3Protocol], bytes]) -> tuple[object, ...]:
+        protocol = _prepared(where, first)
+        try:
+            result: object = send(protocol)
+        except PopctlError as e:
+            result = repr(e)
+        return result, protocol.pending, protocol.state
+
+    one_by_one = outcome(lambda p: b"".join(p.send(c) for c in commands))
+    assert outcome(lambda p: p.send_many(commands)) == one_by_one
+
+
+_LINE_END = st.sampled_from([b"\r\n", b"\r\n", b"\n"])
+# A reply as a server may send it: a status line, and after +OK lines (some stuffed, some
+# with a dot inside) and a terminator, each line ending in CRLF or LF; or a stray piece.
+_SERVER_REPLY = st.one_of(
+    st.tuples(st.sampled_from([b"+OK", b"+OK", b"+OK 12 octets", b"+OK [X] y", b"-ERR no"]),
+              _LINE_END,
+              st.lists(st.tuples(st.sampled_from([b"A: 1", b"..b", b"x.y", b"", b"..", b"B"]),
+                                 _LINE_END), max_size=4),
+              st.sampled_from([b".\r\n", b".\r\n", b".\n", b"", b".", b".\r"])).map(
+        lambda r: r[0] + r[1] if r[0].startswith(b"-") else
+        r[0] + r[1] + b"".join(line + end for line, end in r[2]) + r[3]),
+    st.sampled_from([b"\r", b"\n.", b"x", b".\r\n", b"+OK\r\n"]))
+
+
+@given(st.lists(_SERVER_REPLY, max_size=10), st.integers(min_value=0, max_value=30),
+       st.lists(st.sampled_from(["TOP", "TOP", "TOP", "LIST", "DELE"]), min_size=1, max_size=8),
+       st.integers(min_value=0, max_value=9))
+@settings(max_examples=200)
+def test_next_whole_replies_is_next_whole_reply_in_turn(replies: list[bytes], cut: int,
+                                                         verbs: list[str], limit: int) -> None:
+    # Whatever the server sent (cut anywhere), next_whole_replies gives what next_whole_reply
+    # gives for the oldest pending command, called again until it gives None or ``limit``
+    # replies, and leaves the same events after them.
+    wire = b"".join(replies)
+    wire = wire[:max(0, len(wire) - cut)]
+    commands = [Command(verb, ("1", "0") if verb == "TOP" else ("1",) if verb == "DELE" else ())
+                for verb in verbs]
+
+    def started() -> POP3Protocol:
+        protocol = logged_in()
+        protocol.send_many(commands)
+        protocol.receive_data(wire)
+        return protocol
+
+    fast, slow = started(), started()
+    try:
+        got: object = fast.next_whole_replies(limit)
+    except PopctlError as e:
+        got = repr(e)
+    expected: list[tuple[Reply, bytes]] = []
+    try:
+        while len(expected) < limit and slow.pending:
+            whole = slow.next_whole_reply(slow.pending[0])
+            if whole is None:
+                break
+            expected.append(whole)
+    except PopctlError as e:
+        assert got == repr(e)
+        return
+    assert got == expected
+    assert all(a[0].command is b[0].command for a, b in zip(got, expected, strict=True))
+    assert events_of(fast) == events_of(slow)
+
+
+def test_next_whole_replies_reads_a_window_of_tops_at_once() -> None:
+    protocol = logged_in()
+    commands = [Command.top(n, 0) for n in range(1, 6)]
+    protocol.send_many(commands)
+    protocol.receive_data(b"+OK\r\nA: 1\r\n\r\n.\r\n+OK\r\n.\r\n+OK\r\nB: x.y\r\n.\r\n"
+                          b"+OK\r\n..C: 4\r\n.\r\n+OK\r\nD: 5\r\n")
+    got = protocol.next_whole_replies(10)
+    # The fourth starts with a stuffed dot: left to the events, as the fifth, not all here.
+    assert got == [(Reply(commands[0], True, ""), b"A: 1\r\n\r\n"),
+                   (Reply(commands[1], True, ""), b""),
+                   (Reply(commands[2], True, ""), b"B: x.y\r\n")]
+    assert protocol.pending == tuple(commands[3:])
+    assert protocol.next_whole_replies(1) == []
+    assert kinds(drain_reply(protocol)) == [("Reply", "TOP"), ("Data", "TOP"), ("EndOfData", "TOP")]

@@ -103,6 +103,26 @@ def test_headers_are_pipelined_in_windows() -> None:
     assert got == list(range(1, count + 1))
 
 
+def test_a_batch_of_headers_keeps_each_reply_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One collector serves the whole batch: a block cut at MAX_HEADER_BYTES, a stuffed one
+    # (read by events, not at once) and an empty one leave nothing behind for the next reply.
+    monkeypatch.setattr("popctl.session.MAX_HEADER_BYTES", 16)
+    replies = [b"+OK\r\nA: 1\r\n\r\n.\r\n",
+               b"+OK\r\nSubject: far too long for the limit\r\n\r\n.\r\n",
+               b"+OK\r\n..B: 3\r\n\r\n.\r\n", b"+OK\r\n.\r\n", b"+OK\r\nC: 5\r\n.\r\n"]
+    script = [*_logged_in_pipelined(),
+              expect(b"".join(b"TOP %d 0\r\n" % n for n in range(1, 6))),
+              send(b"".join(replies[:3])), send(replies[3][:7]), send(replies[3][7:] + replies[4]),
+              expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        with Session.connect(endpoint(server)) as session:
+            session.login(CREDS)
+            got = [tuple(h) for h in session.headers(range(1, 6))]
+    server.assert_done()
+    assert got == [(1, b"A: 1\r\n\r\n", False), (2, b"Subject: far too", True),
+                   (3, b".B: 3\r\n\r\n", False), (4, b"", False), (5, b"C: 5\r\n", False)]
+
+
 def test_scan_sends_list_and_uidl_together() -> None:
     script = [*_logged_in_pipelined(), expect(b"UIDL\r\nLIST\r\n"),
               send(b"+OK\r\n1 aaa\r\n2 bbb\r\n.\r\n+OK\r\n1 100\r\n2 200\r\n.\r\n"),
