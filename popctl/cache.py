@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Iterable
 from typing import Final
 
+from popctl.tempfiles import create_private
+
 # Bumped when the entry layout changes; a file of another version is discarded. 2 (issue 11):
 # entries gained the From name and address, and From shows quoted names ("Garcia, Trent" <t@x>),
 # which entries written by 0.1.0 do not.
@@ -158,13 +160,11 @@ class HeaderCache:
             data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except ValueError:  # cannot happen (entries are valid text), and must not be fatal
             return False
-        import tempfile  # only when writing: start-up of a listing need not pay for it
-
         tmp = None
         try:
             directory = os.path.dirname(self.path) or "."
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+            fd, tmp = create_private(directory, ".tmp-", ".json")
             with os.fdopen(fd, "wb") as fh:  # mkstemp: mode 0600, subjects are private
                 fh.write(data)
             os.replace(tmp, self.path)

@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from popctl.errors import ExitCode, PopctlError
+from popctl.tempfiles import create_private
 
 _MAGIC: Final = "popctl-seen 1"
 _SAFE: Final = re.compile(r"[!-$&-~]*")  # printable ASCII but space and "%"
@@ -255,8 +256,6 @@ class SeenState:
 
     def compact(self) -> None:
         """Rewrite the journal with only the live records (atomically)."""
-        import tempfile
-
         directory = os.path.dirname(self.path) or "."
         body = "".join([f"{_MAGIC} {escape(self.key)}\n",
                         *(f"S {when} {escape(uid)}\n" for uid, when in self.stored.items()),
@@ -266,7 +265,7 @@ class SeenState:
                           if uid in self.stored)])
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-seen-", dir=directory)
+            fd, tmp = create_private(directory, ".tmp-seen-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(body.encode("ascii"))
                 fh.flush()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -158,6 +157,8 @@ def across_accounts(context: RunContext, names: list[str], job: Job) -> list[Rec
     if context.options.sandbox:
         raise UsageError("the sandbox has no accounts", hint="sandbox-accounts")
     refuse_shared_password()
+    import queue  # several accounts only
+
     failures: dict[str, PopctlError] = {}
     jobs: queue.SimpleQueue[tuple[str, RunContext, Target]] = queue.SimpleQueue()
     for name in names:

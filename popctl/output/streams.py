@@ -3,7 +3,6 @@ CSV (a header row first). Nothing is kept of a record once it is written."""
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Iterable, Sequence
 from typing import TextIO
@@ -87,6 +86,8 @@ def _render_ndjson(records: Iterable[Record], out: TextIO, columns: Sequence[str
 def _render_csv(records: Iterable[Record], out: TextIO, columns: Sequence[str] | None) -> int:
     """The header row is ``columns``, or else the first record's keys (printed even with no rows
     when ``columns`` is given, so a script always sees the schema)."""
+    import csv  # only for CSV: the other formats need not pay its import
+
     writer = csv.writer(out, lineterminator="\n")
     keys: Sequence[str] | None = columns
     if keys is not None:
