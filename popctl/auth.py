@@ -10,6 +10,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from os import urandom
 
 from popctl.errors import (
     AuthenticationError,
@@ -62,6 +63,9 @@ class Mechanism:
 
     def finish(self) -> None:
         """Called on +OK; raises if the server never proved itself (SCRAM)."""
+
+    def prepare(self) -> None:
+        """Work that can wait for the server's first challenge, done while it is on its way."""
 
 
 class Plain(Mechanism):
@@ -170,17 +174,21 @@ class ScramSHA256(Mechanism):
     name = "SCRAM-SHA-256"
 
     def __init__(self, user: str, password: str, nonce: str | None = None) -> None:
-        import secrets
-
         self._user = saslprep(user).replace("=", "=3D").replace(",", "=2C")
         self._password = saslprep(password).encode()
-        self._nonce = nonce or base64.b64encode(secrets.token_bytes(24)).decode()
+        # os.urandom, what secrets.token_bytes calls, without importing secrets (and random
+        # and hmac with it) before the AUTH can go out.
+        self._nonce = nonce or base64.b64encode(urandom(24)).decode()
         self._client_first_bare = f"n={self._user},r={self._nonce}"
         self._server_signature: bytes | None = None
         self._verified = False
 
     def initial_response(self) -> bytes:
         return b"n,," + self._client_first_bare.encode()
+
+    def prepare(self) -> None:
+        import hashlib  # noqa: F401  (OpenSSL's start-up, ~3 ms, paid during the round trip)
+        import hmac  # noqa: F401
 
     def respond(self, challenge: bytes) -> bytes:
         if self._server_signature is None:

@@ -937,6 +937,7 @@ class Session:
             data += self._followers(after)
             followed = True
         self._write(data)
+        mechanism.prepare()
         while True:
             try:
                 event = self._next()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from popctl import auth
 from popctl.cache import HeaderCache, account_key
 from popctl.cli import cli
 from tests.support.scripted_server import (
@@ -361,16 +362,14 @@ def test_a_refused_default_auth_is_the_login_error_and_commits_nothing() -> None
 # --- SCRAM-SHA-256, auto's choice where the server offers it (Dovecot) ------------------------
 
 SCRAM_CAPS = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nPIPELINING\r\nSASL PLAIN SCRAM-SHA-256\r\n.\r\n"
-CLIENT_NONCE = base64.b64encode(b"\x01" * 24).decode()  # secrets.token_bytes, patched
+CLIENT_NONCE = base64.b64encode(b"\x01" * 24).decode()  # auth.urandom, patched
 
 
 class Scram:
     """The server's side of a SCRAM-SHA-256 exchange with alice, for the patched nonce."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import secrets
-
-        monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x01" * n)
+        monkeypatch.setattr(auth, "urandom", lambda n: b"\x01" * n)
         salt, rounds = b"pepper", 4096
         nonce = CLIENT_NONCE + "srv"
         self.client_first = f"n=alice,r={CLIENT_NONCE}"

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from popctl import auth
 from popctl.cli import cli
 from popctl.errors import PopctlError, UsageError
 from popctl.models import Credentials, Endpoint, TLSMode
@@ -513,7 +514,7 @@ def test_stalled_server_does_not_hold_the_credentials_back_for_ever() -> None:
 # --- issue 11: a malformed SCRAM challenge, a secret that is not UTF-8 ------------------------
 
 
-SCRAM_NONCE = base64.b64encode(b"\x01" * 24)  # what secrets.token_bytes gives, patched below
+SCRAM_NONCE = base64.b64encode(b"\x01" * 24)  # what auth.urandom gives, patched below
 SCRAM_CAPA = [GREET, expect(b"CAPA\r\n"), send(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256\r\n.\r\n")]
 GOOD_SALT, SERVER_NONCE = b"QSXCR+Q6sek8bf92", SCRAM_NONCE + b"srv"
 
@@ -538,9 +539,7 @@ MISSING = ("malformed SCRAM challenge from the server (RFC 5802 needs r=, s= and
         "no-i", "wrong-nonce"])
 def test_malformed_scram_challenge_is_a_protocol_error(
         first: bytes, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import secrets
-
-    monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x01" * n)
+    monkeypatch.setattr(auth, "urandom", lambda n: b"\x01" * n)
     first = first.replace(b"%n", SERVER_NONCE).replace(b"%s", GOOD_SALT)
     script = [*SCRAM_CAPA,
               expect(b"AUTH SCRAM-SHA-256 " + base64.b64encode(b"n,,n=alice,r=" + SCRAM_NONCE)
@@ -556,9 +555,7 @@ def test_malformed_scram_challenge_is_a_protocol_error(
 
 
 def test_too_many_scram_iterations_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import secrets
-
-    monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x01" * n)
+    monkeypatch.setattr(auth, "urandom", lambda n: b"\x01" * n)
     first = b"r=" + SERVER_NONCE + b",s=" + GOOD_SALT + b",i=9999999"
     script = [*SCRAM_CAPA,
               expect(b"AUTH SCRAM-SHA-256 " + base64.b64encode(b"n,,n=alice,r=" + SCRAM_NONCE)

@@ -13,12 +13,12 @@ import csv
 import io
 import json
 import re
-import secrets
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from popctl import auth
 from popctl.cli import cli
 from tests.support.scripted_server import (
     ScriptedServer,
@@ -187,7 +187,7 @@ def _scram_script(server_final: bytes) -> list[Step]:
 
 
 def test_scram_server_error_is_neutralised(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(secrets, "token_bytes", lambda n: bytes(n))
+    monkeypatch.setattr(auth, "urandom", lambda n: bytes(n))
     with ScriptedServer(_scram_script(b"e=" + H), timeout=3.0) as server:
         result = run(server, "--auth", "SCRAM-SHA-256", "stat")
     server.assert_done()
@@ -294,7 +294,7 @@ def test_password_echoed_by_auth_plain_error_is_hidden(trace: bool) -> None:
 def test_password_in_a_challenge_and_data_under_trace_is_hidden(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """SCRAM's e= quoting the password (in the error and, base64, in the traced challenge)."""
-    monkeypatch.setattr(secrets, "token_bytes", lambda n: bytes(n))
+    monkeypatch.setattr(auth, "urandom", lambda n: bytes(n))
     script = _scram_script(f"e=invalid-proof for {SECRET}".encode())
     with ScriptedServer(script, timeout=3.0) as server:
         result = run(server, "--trace", "--auth", "SCRAM-SHA-256", "stat", password=SECRET)

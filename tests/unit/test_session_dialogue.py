@@ -9,6 +9,7 @@ import io
 
 import pytest
 
+from popctl import auth
 from popctl.errors import (
     AuthenticationError,
     ConnectionClosedError,
@@ -461,9 +462,7 @@ def test_scram_pipelines_behind_its_closing_empty_line(monkeypatch: pytest.Monke
     """SCRAM-SHA-256: client-first, then client-final with the empty line that answers
     server-final (it can be nothing else) and CAPA, UIDL and LIST behind it, in one write before
     server-final comes; the server's signature is checked when it does."""
-    import secrets
-
-    monkeypatch.setattr(secrets, "token_bytes", lambda n: bytes(n))
+    monkeypatch.setattr(auth, "urandom", lambda n: bytes(n))
     nonce = base64.b64encode(bytes(24)).decode()
     salt, rounds = b"salt", 4096
     client_first_bare = f"n=alice,r={nonce}"
