@@ -456,35 +456,32 @@ def test_a_scram_server_that_cannot_prove_itself_commits_nothing(
     assert b"QUIT" not in server.received
 
 
-def test_a_scram_server_that_skips_its_last_challenge_is_refused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """+OK straight after client-final: no proof from the server, and the early empty line is
-    now a command to it. The login is refused and the connection closed without QUIT."""
+# After client-final, the server answers +OK straight away (no proof from it, and the early
+# empty line is now a command to it), or -ERR (Dovecot's answer to a wrong proof: the empty
+# line and the commands behind it are then answered in the AUTHORIZATION state, never read).
+# Either way the login is refused and the connection closed without QUIT.
+REFUSED_SCRAM = {
+    "no server-final": (b"+OK Logged in.\r\n-ERR Unknown command.\r\n" + SCRAM_CAPS
+                        + SCAN_REPLY,
+                        "the server accepted SCRAM without proving it knows the password"),
+    "wrong password": (b"-ERR [AUTH] Authentication failed.\r\n-ERR Unknown command.\r\n"
+                       + SCRAM_CAPS + b"-ERR Unknown command.\r\n-ERR Unknown command.\r\n",
+                       "login failed: server said: [AUTH] Authentication failed."),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_SCRAM, ids=list(REFUSED_SCRAM))
+def test_a_scram_login_refused_after_client_final_commits_nothing(
+        case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    reply, error = REFUSED_SCRAM[case]
     scram = Scram(monkeypatch)
-    script = [*scram.start(), scram.final(b"CAPA\r\nUIDL\r\nLIST\r\n"),
-              send(b"+OK Logged in.\r\n-ERR Unknown command.\r\n" + SCRAM_CAPS + SCAN_REPLY),
+    script = [*scram.start(), scram.final(b"CAPA\r\nUIDL\r\nLIST\r\n"), send(reply),
               expect_eof()]
     with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
         result = run(server, *PURGE, auth=(), tls="implicit")
     server.assert_done()
-    assert (result.exit_code, result.stderr) == (
-        3, "Error: the server accepted SCRAM without proving it knows the password\n")
+    assert (result.exit_code, result.stderr) == (3, f"Error: {error}\n")
     assert b"QUIT" not in server.received
-
-
-def test_a_wrong_password_with_scram_is_the_login_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dovecot refuses a wrong proof with -ERR, without server-final: the early empty line and
-    the commands behind it are answered in the AUTHORIZATION state, and never read."""
-    scram = Scram(monkeypatch)
-    script = [*scram.start(), scram.final(b"CAPA\r\nUIDL\r\nLIST\r\n"),
-              send(b"-ERR [AUTH] Authentication failed.\r\n-ERR Unknown command.\r\n"
-                   + SCRAM_CAPS + b"-ERR Unknown command.\r\n-ERR Unknown command.\r\n"),
-              expect_eof()]
-    with ScriptedServer(script, tls="implicit", timeout=3.0) as server:
-        result = run(server, *PURGE, auth=(), tls="implicit")
-    server.assert_done()
-    assert (result.exit_code, result.stderr) == (
-        3, "Error: login failed: server said: [AUTH] Authentication failed.\n")
 
 
 def test_scram_in_lock_step_waits_for_each_challenge(monkeypatch: pytest.MonkeyPatch) -> None:
