@@ -442,9 +442,9 @@ class POP3Protocol:
         ok, text, code = parse_status(line)
         self._pending.popleft()
         if command.verb == "AUTH":
+            self._auth_sent_last = False
             # An early answer left over is a line the server now reads as a command: the
             # session ends the connection (SCRAM's server never proved itself).
-            self._auth_sent_last = False
             self._early_answers = 0
         if ok:
             if command.multiline:
