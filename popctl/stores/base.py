@@ -70,6 +70,40 @@ def _os_error(action: str, path: str, exc: OSError) -> StoreError:
     return StoreError(f"cannot {action} {path}: {reason}", path=path, errno=exc.errno)
 
 
+class _Spool:
+    """A whole message staged in an unnamed temporary file (O_TMPFILE where the system allows:
+    nothing is left if popctl is killed), written through a buffer, before it goes where it
+    belongs (the mbox, a program's standard input). ``where``: its directory, for messages."""
+
+    def __init__(self, directory: str | None = None, start: bytes = b"") -> None:
+        import tempfile  # only the mbox and pipe stores spool
+
+        self.where = directory or tempfile.gettempdir()
+        try:
+            self.file = tempfile.TemporaryFile(dir=directory, buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise _os_error("create a file in", self.where, exc) from None
+        self.size = 0  # bytes in the file
+        self._buffer = bytearray(start)
+
+    def write(self, data: bytes, *, final: bool = False) -> None:
+        """Add ``data``; a full buffer, or with ``final`` all of it, goes to the file (OSError
+        if that fails)."""
+        self._buffer += data
+        if final or len(self._buffer) >= _BUFFER:
+            self.size += len(self._buffer)
+            _write_all(self.file.fileno(), self._buffer)
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def close(self) -> None:
+        """Drop what is buffered and the file."""
+        self._buffer.clear()
+        with contextlib.suppress(OSError):
+            self.file.close()
+
+
 def _write_all(fd: int, buffer: bytearray) -> None:
     """Write and empty ``buffer`` (write(2) may take only part of it)."""
     while buffer:

@@ -9,20 +9,19 @@ import fcntl
 import os
 import re
 import stat
-import tempfile
 import time
 from typing import Final, Protocol
 
 from popctl.errors import UsageError
 from popctl.stores import base
 from popctl.stores.base import (
-    _BUFFER,
     _FILE_MODE,
     _HEAD_LIMIT,
     MessageSink,
     StoreError,
     _os_error,
     _SinkBase,
+    _Spool,
     _StoreBase,
     _write_all,
 )
@@ -352,43 +351,34 @@ class _Attempt(Protocol):
 
 class _MboxSink(_SinkBase):
     def __init__(self, store: MboxStore, start: int, separator: bytes) -> None:
-        directory = os.path.dirname(store.path) or "."
-        try:  # unnamed where the system allows (O_TMPFILE): nothing is left if we are killed
-            self._stage = tempfile.TemporaryFile(dir=directory, buffering=0)  # noqa: SIM115
-        except OSError as exc:
-            raise _os_error("create a file in", directory, exc) from None
+        # the record is staged first: the mbox is written only by commit
+        self._stage = _Spool(os.path.dirname(store.path) or ".", separator)
         super().__init__(store)
         self._mbox = store
         self._start = start
-        self._staged = 0  # bytes of the record in the staging file
         self._appending = False  # the mbox itself is being written: a failure truncates it
-        self._buffer = bytearray(separator)
         self._record = MboxrdRecord()
 
     def write(self, data: bytes, /) -> None:
         self._check_writable()
-        self._buffer += self._record.feed(data)
-        if len(self._buffer) >= _BUFFER:
-            self._flush()
+        self._staging(self._record.feed(data))
 
-    def _flush(self) -> None:
-        """Move the buffer to the staging file (the mbox is written only by commit)."""
+    def _staging(self, data: bytes, *, final: bool = False) -> None:
         try:
-            self._staged += len(self._buffer)
-            _write_all(self._stage.fileno(), self._buffer)
+            self._stage.write(data, final=final)
         except OSError as exc:
             self._fail("write", exc)
 
     def _append(self) -> None:
         """Copy the staged record to the end of the mbox, noting its extent in the dotlock
         first (a process killed during the copy leaves a torn record the next run cuts off)."""
-        self._mbox._write_lock_note(f"append {self._start} {self._start + self._staged}\n")
+        staged = self._stage.size
+        self._mbox._write_lock_note(f"append {self._start} {self._start + staged}\n")
         self._appending = True
         chunk = bytearray()
         offset = 0
-        while offset < self._staged:
-            chunk[:] = os.pread(self._stage.fileno(), min(1 << 20, self._staged - offset),
-                                offset)
+        while offset < staged:
+            chunk[:] = os.pread(self._stage.fileno(), min(1 << 20, staged - offset), offset)
             if not chunk:
                 raise OSError(errno.EIO, "the staged message is shorter than written")
             offset += len(chunk)
@@ -409,8 +399,7 @@ class _MboxSink(_SinkBase):
         if self._state == "committed":
             return self._result
         self._check_writable()
-        self._buffer += self._record.finish()
-        self._flush()
+        self._staging(self._record.finish(), final=True)
         try:
             self._append()
         except OSError as exc:
@@ -421,7 +410,6 @@ class _MboxSink(_SinkBase):
 
     def _truncate(self) -> None:
         """Cut the file back to where this record began; marks the sink discarded."""
-        self._buffer.clear()
         self._done("discarded")
         if self._appending and self._mbox._fd >= 0:
             os.ftruncate(self._mbox._fd, self._start)
@@ -429,8 +417,7 @@ class _MboxSink(_SinkBase):
 
     def _done(self, state: str) -> None:
         self._finished(state)
-        with contextlib.suppress(OSError):
-            self._stage.close()
+        self._stage.close()
         if self._mbox._active is self:
             self._mbox._active = None
 

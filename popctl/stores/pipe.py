@@ -28,19 +28,17 @@ import contextlib
 import os
 import signal
 import subprocess
-import tempfile
 from typing import Final
 
 from popctl.errors import UsageError
 from popctl.stores.base import (
-    _BUFFER,
     _HEAD_LIMIT,
     MessageSink,
     StoreError,
     _os_error,
     _SinkBase,
+    _Spool,
     _StoreBase,
-    _write_all,
 )
 from popctl.stores.convert import _CRLFToLF
 from popctl.stores.mbox import envelope_sender
@@ -72,29 +70,23 @@ class PipeStore(_StoreBase):
 
 class _PipeSink(_SinkBase):
     def __init__(self, store: PipeStore, number: int, uid: str | None) -> None:
-        try:  # unnamed where the system allows (O_TMPFILE): nothing is left if we are killed
-            self._spool = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
-        except OSError as exc:
-            raise _os_error("create a file in", tempfile.gettempdir(), exc) from None
+        self._spool = _Spool()
         super().__init__(store)
         self._pipe = store
         self._number = number
         self._uid = uid
         self._to_lf = _CRLFToLF()
-        self._buffer = bytearray()
 
     def write(self, data: bytes, /) -> None:
         self._check_writable()
-        self._buffer += self._to_lf.feed(data)
-        if len(self._buffer) >= _BUFFER:
-            self._spill()
+        self._spill(self._to_lf.feed(data))
 
-    def _spill(self) -> None:
+    def _spill(self, data: bytes, *, final: bool = False) -> None:
         try:
-            _write_all(self._spool.fileno(), self._buffer)
+            self._spool.write(data, final=final)
         except OSError as exc:
             self.discard()
-            raise _os_error("write to", tempfile.gettempdir(), exc) from None
+            raise _os_error("write to", self._spool.where, exc) from None
 
     def _what(self) -> str:
         return f"message {self._number}" + (f" (uid {self._uid})" if self._uid else "")
@@ -103,8 +95,7 @@ class _PipeSink(_SinkBase):
         if self._state == "committed":
             return self._result
         self._check_writable()
-        self._buffer += self._to_lf.finish()
-        self._spill()
+        self._spill(self._to_lf.finish(), final=True)
         store = self._pipe
         try:
             fd = self._spool.fileno()
@@ -132,16 +123,13 @@ class _PipeSink(_SinkBase):
                              "the message is kept on the server", path=store.command)
         self._result = f"|{store.command}"
         self._finished("committed")
-        with contextlib.suppress(OSError):
-            self._spool.close()
+        self._spool.close()
         return self._result
 
     def discard(self) -> None:
         if self._state != "open":
             return
-        self._buffer.clear()
-        with contextlib.suppress(OSError):
-            self._spool.close()
+        self._spool.close()
         self._finished("discarded")
 
 
