@@ -1,0 +1,297 @@
+"""Server behaviours that other projects' POP3 client test suites exercise, met through popctl.
+
+Each row is one behaviour a peer suite feeds its client (CPython's test_poplib, Twisted's
+test_pop3client, Perl Net::POP3, GreenMail / Apache James, GNU mailutils, popa3d, ...),
+replayed by the strict scripted server against one popctl command. The comment on each row says
+where the behaviour comes from, in our words. A row asserts what an experienced user of mail
+tools expects: the right output, or one ``Error:`` line with the documented exit status; never a
+traceback, a hang, or a QUIT (which commits deletions) after an error.
+
+Most rows log in lock-step (no PIPELINING in CAPA), so that the dialogue each row spells out is
+the plain RFC 1939 one; tests/cli/test_faults.py covers the pipelined paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import invoke
+from tests.support.scripted_server import ScriptedServer, Step, expect, expect_eof, send
+
+PASSWORD = "s3cret"
+BASIC_CAPA = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\n.\r\n"
+
+GREET = send(b"+OK POP3 ready\r\n")
+
+
+def ready(capa: bytes = BASIC_CAPA, greeting: bytes = b"+OK POP3 ready\r\n") -> list[Step]:
+    """Greeting, CAPA, then USER and PASS one at a time; CAPA again after the login."""
+    return [send(greeting), expect(b"CAPA\r\n"), send(capa),
+            expect(b"USER alice\r\n"), send(b"+OK\r\n"),
+            expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"),
+            expect(b"CAPA\r\n"), send(capa)]
+
+
+READY = ready()
+QUIT = [expect(b"QUIT\r\n"), send(b"+OK bye\r\n")]
+
+
+def pick(size: int = 26) -> list[Step]:
+    """A command on message 1 first asks for its UID and size."""
+    return [expect(b"UIDL 1\r\n"), send(b"+OK 1 uid-1\r\n"), expect(b"LIST 1\r\n"),
+            send(b"+OK 1 %d\r\n" % size)]
+
+
+PICK = pick()
+M1 = b"Subject: one\r\n\r\nbody one\r\n"
+
+
+def ok_data(data: bytes, text: bytes = b"") -> bytes:
+    return b"+OK" + (b" " + text if text else b"") + b"\r\n" + data + b".\r\n"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    args: tuple[str, ...]
+    script: Sequence[Step]
+    exit: int
+    stdout: str | bytes | None = None  # None: not compared (only when exit is 0)
+    error: str | None = None  # the one stderr line; None: no Error line at all
+    quit: bool = True  # whether QUIT must be among the bytes the server received
+    password: str = PASSWORD
+
+
+SCENARIOS = [
+    # --- greetings ----------------------------------------------------------------------------
+    # popa3d and Twisted's "server greeting without challenge": a bare +OK, no text at all.
+    Scenario("greeting-bare-OK", ("stat",),
+             [*ready(greeting=b"+OK\r\n"), expect(b"STAT\r\n"), send(b"+OK 0 0\r\n"), *QUIT],
+             0, "count  0\nsize   0\n"),
+    # Twisted: a server that refuses service in its greeting ("-ERR Offline for maintenance").
+    Scenario("greeting-ERR", ("stat",), [send(b"-ERR Offline for maintenance\r\n"), expect_eof()],
+             5, error="connecting failed: server said: Offline for maintenance", quit=False),
+    # CPython test_poplib, RFC 1939 section 7: a greeting with an APOP timestamp; without TLS
+    # popctl prefers APOP to sending the password (the digest is RFC 1939's own example).
+    Scenario("greeting-with-timestamp-APOP", ("stat",),
+             [send(b"+OK dummy ready. <1896.697170952@dbc.mtview.ca.us>\r\n"),
+              expect(b"CAPA\r\n"), send(BASIC_CAPA),
+              expect(b"APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n"), send(b"+OK\r\n"),
+              expect(b"CAPA\r\n"), send(BASIC_CAPA),
+              expect(b"STAT\r\n"), send(b"+OK 1 10\r\n"), *QUIT], 0, "count  1\nsize   10\n",
+             password="tanstaaf"),
+    # CPython test_poplib (the APOP ReDoS case): a greeting full of '<' with no closing '>'.
+    Scenario("greeting-many-angle-brackets", ("stat",),
+             [*ready(greeting=b"+OK " + b"<" * 8000 + b"\r\n"),
+              expect(b"STAT\r\n"), send(b"+OK 1 10\r\n"), *QUIT], 0, "count  1\nsize   10\n"),
+    # --- CAPA ---------------------------------------------------------------------------------
+    # Twisted (testCapabilityError), popa3d: CAPA answered -ERR; the RFC 1939 commands still work.
+    Scenario("CAPA-ERR", ("stat",),
+             [GREET, expect(b"CAPA\r\n"), send(b"-ERR unknown command\r\n"),
+              expect(b"USER alice\r\n"), send(b"+OK\r\n"), expect(b"PASS s3cret\r\n"),
+              send(b"+OK\r\n"), expect(b"STAT\r\n"), send(b"+OK 3 300\r\n"), *QUIT],
+             0, "count  3\nsize   300\n"),
+    # Twisted (testCapability): capabilities with arguments; CPython: IMPLEMENTATION.
+    Scenario("CAPA-arguments", ("capa", "--format", "json"),
+             [*ready(capa=b"+OK Capability list follows\r\n"
+                     b"IMPLEMENTATION python-testlib-pop-server\r\nLOGIN-DELAY 180\r\n"
+                     b"X-ODD 1 2 3\r\nUSER\r\n.\r\n"), *QUIT],
+             0, '{\n  "capabilities": [\n    "IMPLEMENTATION",\n    "LOGIN-DELAY",\n'
+             '    "USER",\n    "X-ODD"\n  ],\n'
+             '  "implementation": "python-testlib-pop-server",\n  "sasl": [],\n'
+             '  "login_delay": 180,\n  "expire": null,\n  "pipelining": false,\n'
+             '  "mechanism": "USER",\n  "tls_version": null,\n  "tls_cipher": null,\n'
+             '  "cert_sha256": null,\n  "greeting": "POP3 ready"\n}\n'),
+    # RFC 2449 says capability names are case-insensitive; some servers send them in lower case.
+    Scenario("CAPA-lower-case", ("top", "1", "0"),
+             [*ready(capa=b"+OK\r\ntop\r\nuidl\r\nuser\r\n.\r\n"),
+              *PICK, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")), *QUIT],
+             0, b"Subject: one\r\n\r\n"),
+    # Trailing blanks after capability names (seen on hand-written servers).
+    Scenario("CAPA-trailing-blanks", ("top", "1", "0"),
+             [*ready(capa=b"+OK\r\nTOP \r\nUIDL\t\r\nUSER\r\n.\r\n"),
+              *PICK, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")), *QUIT],
+             0, b"Subject: one\r\n\r\n"),
+    # --- login ---------------------------------------------------------------------------------
+    # Twisted (testBadUser): USER refused.
+    Scenario("USER-refused", ("stat",),
+             [GREET, expect(b"CAPA\r\n"), send(BASIC_CAPA), expect(b"USER alice\r\n"),
+              send(b"-ERR account suspended\r\n"), expect_eof()],
+             3, error="login failed: server said: account suspended", quit=False),
+    # Twisted (testBadPass).
+    Scenario("PASS-refused", ("stat",),
+             [GREET, expect(b"CAPA\r\n"), send(BASIC_CAPA), expect(b"USER alice\r\n"),
+              send(b"+OK send password\r\n"), expect(b"PASS s3cret\r\n"),
+              send(b"-ERR go away\r\n"), expect_eof()],
+             3, error="login failed: server said: go away", quit=False),
+    # Twisted (testAPOP): the digest of timestamp + password, RFC 1939 section 7.
+    # (popctl takes RFC 1939's msg-id form <...@...> only: with any <...> it would pick APOP for
+    # greetings that merely show a host name in angle brackets.)
+    Scenario("APOP-challenge-not-msg-id", ("--auth", "APOP", "stat"),
+             [send(b"+OK <challenge string goes here>\r\n"), expect(b"CAPA\r\n"),
+              send(BASIC_CAPA), expect_eof()],
+             5, error="the server does not offer APOP (its greeting has no timestamp <...@...>)",
+             quit=False),
+    # Twisted (testInsecureLoginRaisesException's other half): APOP asked, no timestamp given.
+    Scenario("APOP-without-timestamp", ("--auth", "APOP", "stat"),
+             [GREET, expect(b"CAPA\r\n"), send(BASIC_CAPA), expect_eof()],
+             5, error="the server does not offer APOP (its greeting has no timestamp <...@...>)",
+             quit=False),
+    # --- STAT -----------------------------------------------------------------------------------
+    # Twisted (testStatError).
+    Scenario("STAT-ERR", ("stat",),
+             [*READY, expect(b"STAT\r\n"), send(b"-ERR This server is lame!\r\n"), expect_eof()],
+             5, error="STAT failed: server said: This server is lame!", quit=False),
+    # Servers that add words after the two numbers (RFC 1939 allows it).
+    Scenario("STAT-extra-text", ("stat",),
+             [*READY, expect(b"STAT\r\n"), send(b"+OK 2 320 messages (320 octets)\r\n"), *QUIT],
+             0, "count  2\nsize   320\n"),
+    # Two spaces between the fields (RFC 1939 says one; some servers pad).
+    Scenario("STAT-double-spaces", ("stat",),
+             [*READY, expect(b"STAT\r\n"), send(b"+OK  2  320\r\n"), *QUIT],
+             0, "count  2\nsize   320\n"),
+    # +OK with no numbers at all.
+    Scenario("STAT-no-numbers", ("stat",),
+             [*READY, expect(b"STAT\r\n"), send(b"+OK\r\n"), expect_eof()],
+             6, error="malformed STAT reply: ''", quit=False),
+    # --- LIST / UIDL ------------------------------------------------------------------------------
+    # Twisted (testListSizeWithConsumer): numbering with gaps (messages deleted earlier).
+    Scenario("UIDL-with-gaps", ("uidl", "--format", "csv"),
+             [*READY, expect(b"UIDL\r\n"),
+              send(b"+OK Here it comes\r\n1 xyz\r\n2 abc\r\n5 mno\r\n.\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK\r\n1 3\r\n2 2\r\n5 1\r\n.\r\n"), *QUIT],
+             0, "number,uid\n1,xyz\n2,abc\n5,mno\n"),
+    # Twisted (testFailedListUID): UIDL -ERR.
+    Scenario("UIDL-ERR", ("uidl",),
+             [*READY, expect(b"UIDL\r\n"), send(b"-ERR Fatal doom server exploded\r\n"),
+              expect(b"LIST\r\n"), send(b"+OK\r\n1 3\r\n2 2\r\n.\r\n"), expect_eof()],
+             5, error="UIDL failed: server said: Fatal doom server exploded", quit=False),
+    # popa3d-like: no CAPA, and UIDL refused. `uidl` says so rather than print blank UIDs...
+    Scenario("UIDL-ERR-without-CAPA", ("uidl",),
+             [GREET, expect(b"CAPA\r\n"), send(b"-ERR\r\n"), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"),
+              expect(b"UIDL\r\n"), send(b"-ERR unknown command\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK\r\n1 3\r\n.\r\n"), expect_eof()],
+             5, error="the server does not support UIDL (no unique ids)", quit=False),
+    # ... while `list` shows what there is, without the UID column's values.
+    Scenario("LIST-UIDL-ERR-without-CAPA", ("list", "--format", "csv"),
+             [GREET, expect(b"CAPA\r\n"), send(b"-ERR\r\n"), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"),
+              expect(b"UIDL\r\n"), send(b"-ERR unknown command\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK\r\n1 26\r\n.\r\n"), expect(b"TOP 1 0\r\n"),
+              send(ok_data(b"Subject: one\r\n\r\n")), *QUIT],
+             0, "number,size,uid,from,subject,date\n1,26,,,one,\n"),
+    # UIDL lines with trailing blanks, and UIDs using the whole 0x21-0x7E range (RFC 1939).
+    Scenario("UIDL-odd-characters", ("uidl", "--format", "csv"),
+             [*READY, expect(b"UIDL\r\n"),
+              send(b"+OK\r\n1 <a.b@c>!~\r\n2 \"q\"=,; \r\n3 0000001a\t\r\n.\r\n"),
+              expect(b"LIST\r\n"), send(b"+OK\r\n1 3\r\n2 2\r\n3 1\r\n.\r\n"), *QUIT],
+             0, 'number,uid\n1,<a.b@c>!~\n2,"""q""=,;"\n3,0000001a\n'),
+    # LIST lines with a third field (mailutils-style extras) and trailing blanks.
+    Scenario("LIST-extra-fields", ("list", "--sizes-only", "--format", "csv"),
+             [*READY, expect(b"LIST\r\n"),
+              send(b"+OK 2 messages (240 octets)\r\n1 120 extra\r\n2 120 \r\n.\r\n"), *QUIT],
+             0, None),
+    # An empty maildrop: a multi-line reply with nothing between +OK and the dot.
+    Scenario("LIST-empty", ("list", "--format", "csv"),
+             [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n.\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK 0 messages\r\n.\r\n"), *QUIT], 0, "number,size,uid,from,subject,date\n"),
+    # --- RETR / TOP -------------------------------------------------------------------------------
+    # Twisted (testRetrieve) and CPython (+OK 116 bytes): text after +OK; a dot-stuffed line.
+    Scenario("RETR-dot-stuffing", ("retr", "1"),
+             [*READY, *pick(38), expect(b"RETR 1\r\n"),
+              send(b"+OK 116 bytes\r\nSubject: s\r\n\r\nLa la\r\n..Further\r\n..\r\n...\r\n.\r\n"),
+              *QUIT], 0, b"Subject: s\r\n\r\nLa la\r\n.Further\r\n.\r\n..\r\n"),
+    # RFC 1939 section 3: a line starting with '.' followed by something else is unstuffed even
+    # when the server forgot (a lone '. ' line must not end the reply).
+    Scenario("RETR-dot-space", ("retr", "1"),
+             [*READY, *pick(22), expect(b"RETR 1\r\n"),
+              send(b"+OK\r\nSubject: s\r\n\r\n. \r\nend\r\n.\r\n"), *QUIT],
+             0, b"Subject: s\r\n\r\n \r\nend\r\n"),
+    # CPython test_poplib (too-long lines): lines far beyond RFC 1939's 512 octets in a body.
+    Scenario("RETR-long-body-line", ("retr", "1"),
+             [*READY, *PICK, expect(b"RETR 1\r\n"),
+              send(ok_data(b"Subject: s\r\n\r\n" + b"x" * 100_000 + b"\r\n")), *QUIT],
+             0, b"Subject: s\r\n\r\n" + b"x" * 100_000 + b"\r\n"),
+    # Twisted (testFailedRetrieve): RETR -ERR ends the command without committing anything.
+    Scenario("RETR-ERR", ("retr", "1"),
+             [*READY, *PICK, expect(b"RETR 1\r\n"), send(b"-ERR Fatal doom server exploded\r\n"),
+              expect_eof()], 5, error="RETR 1 failed: server said: Fatal doom server exploded",
+             quit=False),
+    # Twisted (testPartialRetrieve): TOP with text after +OK.
+    Scenario("TOP-text", ("top", "1", "2"),
+             [*READY, *PICK, expect(b"TOP 1 2\r\n"),
+              send(ok_data(b"Subject: s\r\n\r\nLine the first!  Woop\r\nLine the last!  Bye\r\n",
+                           b"2 lines on the way")), *QUIT],
+             0, b"Subject: s\r\n\r\nLine the first!  Woop\r\nLine the last!  Bye\r\n"),
+    # CPython: a server without TOP answers "-ERR unrecognized POP3 command".
+    Scenario("TOP-unknown-command", ("top", "1", "0"),
+             [GREET, expect(b"CAPA\r\n"), send(b"-ERR unrecognized POP3 command\r\n"),
+              expect(b"USER alice\r\n"), send(b"+OK\r\n"), expect(b"PASS s3cret\r\n"),
+              send(b"+OK\r\n"), *PICK, expect(b"TOP 1 0\r\n"),
+              send(b"-ERR unrecognized POP3 command \"TOP\".\r\n"), expect_eof()],
+             5, error='TOP 1 failed: server said: unrecognized POP3 command "TOP".',
+             quit=False),
+    # --- DELE / RSET / NOOP / QUIT ---------------------------------------------------------------
+    # Twisted (testDeleteError): DELE refused; the session must not be committed by a QUIT.
+    Scenario("DELE-ERR", ("dele", "1", "--yes"),
+             [*READY, *PICK, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")),
+              expect(b"DELE 1\r\n"), send(b"-ERR Winner is not you.\r\n"), expect_eof()],
+             5, error="DELE 1 failed: server said: Winner is not you.", quit=False),
+    # Twisted (testRsetError).
+    Scenario("RSET-ERR", ("rset",),
+             [*READY, expect(b"RSET\r\n"), send(b"-ERR This server is lame!\r\n"), expect_eof()],
+             5, error="RSET failed: server said: This server is lame!", quit=False),
+    # Twisted (testNoopError).
+    Scenario("NOOP-ERR", ("noop",),
+             [*READY, expect(b"NOOP\r\n"), send(b"-ERR This server is lame!\r\n"), expect_eof()],
+             5, error="NOOP failed: server said: This server is lame!", quit=False),
+    # RFC 1939 section 6: QUIT answered -ERR in the UPDATE state: some deletions were not made.
+    Scenario("QUIT-ERR-after-DELE", ("dele", "1", "--yes"),
+             [*READY, *PICK, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")),
+              expect(b"DELE 1\r\n"), send(b"+OK message marked for deletion.\r\n"),
+              expect(b"QUIT\r\n"), send(b"-ERR some deleted messages not removed\r\n")],
+             5, error="QUIT (some deletions may not have been made) failed: server said: some "
+             "deleted messages not removed"),
+    # QUIT answered -ERR when nothing was to be deleted: the answer the user asked for stands.
+    Scenario("QUIT-ERR-nothing-deleted", ("stat",),
+             [*READY, expect(b"STAT\r\n"), send(b"+OK 2 320\r\n"), expect(b"QUIT\r\n"),
+              send(b"-ERR bye anyway\r\n")], 0, "count  2\nsize   320\n"),
+]
+
+
+def run(server: ScriptedServer, args: Sequence[str], tmp: Path, password: str
+        ) -> tuple[int, bytes, str]:
+    options = ["--host", "127.0.0.1", "--port", str(server.port), "--tls", "none",
+               "--allow-plaintext", "--user", "alice", "--timeout", "2", "--no-cache"]
+    result = invoke(*options, *[a.replace("{tmp}", str(tmp)) for a in args],
+                    env={"POPCTL_PASSWORD": password, "POPCTL_CONFIG": str(tmp / "none.toml")})
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+@pytest.mark.parametrize("case", SCENARIOS, ids=[s.id for s in SCENARIOS])
+def test_peer_scenario(case: Scenario, tmp_path: Path) -> None:
+    with ScriptedServer(case.script, timeout=3.0) as server:
+        code, stdout, stderr = run(server, case.args, tmp_path, case.password)
+    server.assert_done()  # the dialogue was exactly the scripted one
+    assert "Traceback" not in stderr
+    if case.error is None:
+        assert "Error" not in stderr, stderr
+    else:
+        assert stderr == f"Error: {case.error}\n"
+    assert code == case.exit, stderr
+    if case.stdout is not None:
+        expected = case.stdout if isinstance(case.stdout, bytes) else case.stdout.encode()
+        assert stdout == expected
+    elif case.exit:
+        assert stdout == b""
+    lines = server.received.split(b"\r\n")
+    assert (b"QUIT" in lines) == case.quit, server.received[-300:]
+
+
+def test_scenario_ids_are_unique() -> None:
+    assert len({s.id for s in SCENARIOS}) == len(SCENARIOS)
