@@ -171,7 +171,7 @@ SCENARIOS = [
               send(b"-ERR [in-use] mailbox locked\r\n"), expect_eof()],
              75, error="login failed: server said: [IN-USE] mailbox locked (another client holds "
              "the mailbox; try again when it has finished)", quit=False),
-    # --- status lines ------------------------------------------------------------------------------
+    # --- status lines -----------------------------------------------------------------------------
     # poplib only looks at the first octet; Twisted splits at the first space and so refuses
     # "+OKready". popctl refuses it too (RFC 1939 puts a space after the indicator, and
     # "+OKAY" is not "+OK"): one clear line rather than a guess.
