@@ -64,6 +64,7 @@ class Scenario:
     error: str | None = None  # the one stderr line; None: no Error line at all
     quit: bool = True  # whether QUIT must be among the bytes the server received
     password: str = PASSWORD
+    stored: tuple[bytes, ...] = ()  # the files a command writing to {tmp}/out must leave there
 
 
 SCENARIOS = [
@@ -242,6 +243,18 @@ SCENARIOS = [
              [*READY, expect(b"LIST\r\n"),
               send(b"+OK 2 messages (240 octets)\r\n1 120 extra\r\n2 120 \r\n.\r\n"), *QUIT],
              0, "number,size\n1,120\n2,120\n"),
+    # Fields separated by a tab, or by several blanks (RFC 1939 says one space).
+    Scenario("LIST-tab-separated", ("list", "--sizes-only", "--format", "csv"),
+             [*READY, expect(b"LIST\r\n"), send(b"+OK\r\n1\t120\r\n2   7\r\n.\r\n"), *QUIT],
+             0, "number,size\n1,120\n2,7\n"),
+    # A UIDL line with a number and no UID.
+    Scenario("UIDL-line-without-uid", ("uidl",),
+             [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1\r\n.\r\n"), expect_eof()],
+             6, error="malformed UIDL line from the server: '1'", quit=False),
+    # Message number 0 (numbers start at 1, RFC 1939 section 5).
+    Scenario("LIST-number-zero", ("list", "--sizes-only"),
+             [*READY, expect(b"LIST\r\n"), send(b"+OK\r\n0 3\r\n.\r\n"), expect_eof()],
+             6, error="server sent LIST message number 0 (message numbers start at 1)", quit=False),
     # An empty maildrop: a multi-line reply with nothing between +OK and the dot.
     Scenario("LIST-empty", ("list", "--format", "csv"),
              [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n.\r\n"), expect(b"LIST\r\n"),
@@ -323,6 +336,26 @@ SCENARIOS = [
               send(b"-ERR unrecognized POP3 command \"TOP\".\r\n"), expect_eof()],
              5, error='TOP 1 failed: server said: unrecognized POP3 command "TOP".',
              quit=False),
+    # Twisted (testFailedRetrieve) within a download that deletes: message 1 is stored and
+    # marked, RETR 2 is refused; no QUIT may follow, or message 1's deletion would be committed
+    # by a session that failed (the user reruns and finds it, still on the server).
+    Scenario("RETR-ERR-with-deletion-marked", ("retr", "--all", "--output-dir", "{tmp}/out",
+                                               "--delete"),
+             [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n2 b\r\n.\r\n"),
+              expect(b"LIST\r\n"), send(b"+OK\r\n1 26\r\n2 26\r\n.\r\n"),
+              expect(b"RETR 1\r\n"), send(ok_data(M1)), expect(b"DELE 1\r\n"),
+              send(b"+OK\r\n"), expect(b"RETR 2\r\n"),
+              send(b"-ERR message 2 is being delivered\r\n"), expect_eof()],
+             5, error="RETR 2 failed: server said: message 2 is being delivered", quit=False,
+             stored=(M1,)),
+    # A message deleted by another session between LIST and TOP: `list` says which and stops.
+    Scenario("TOP-ERR-mid-list", ("list", "--format", "csv"),
+             [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n2 b\r\n.\r\n"),
+              expect(b"LIST\r\n"), send(b"+OK\r\n1 26\r\n2 26\r\n.\r\n"),
+              expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")),
+              expect(b"TOP 2 0\r\n"), send(b"-ERR no such message\r\n"), expect_eof()],
+             5, "number,size,uid,from,subject,date\n1,26,a,,one,\n",
+             error="TOP 2 failed: server said: no such message", quit=False),
     # --- DELE / RSET / NOOP / QUIT ---------------------------------------------------------------
     # Twisted (testDeleteError): DELE refused; the session must not be committed by a QUIT.
     Scenario("DELE-ERR", ("dele", "1", "--yes"),
@@ -373,6 +406,8 @@ def test_peer_scenario(case: Scenario, tmp_path: Path) -> None:
     assert code == case.exit, stderr
     expected = case.stdout if isinstance(case.stdout, bytes) else (case.stdout or "").encode()
     assert stdout == expected
+    out = tmp_path / "out"
+    assert sorted(p.read_bytes() for p in out.rglob("*") if p.is_file()) == list(case.stored)
     lines = server.received.split(b"\r\n")
     assert (b"QUIT" in lines) == case.quit, server.received[-300:]
 
