@@ -117,6 +117,25 @@ SCENARIOS = [
              [*ready(capa=b"+OK\r\nTOP \r\nUIDL\t\r\nUSER\r\n.\r\n"),
               *PICK, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")), *QUIT],
              0, b"Subject: one\r\n\r\n"),
+    # GreenMail's CAPA names only UIDL and SASL, though it implements USER, TOP and the rest:
+    # `list` tries TOP rather than leave From, Subject and Date out.
+    Scenario("CAPA-without-TOP-that-has-TOP", ("list", "--format", "csv"),
+             [GREET, expect(b"CAPA\r\n"), send(b"+OK\r\nUIDL\r\nSASL PLAIN\r\n.\r\n"),
+              expect(b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n"), send(b"+OK\r\n"),
+              expect(b"CAPA\r\n"), send(b"+OK\r\nUIDL\r\nSASL PLAIN\r\n.\r\n"),
+              expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK\r\n1 26\r\n.\r\n"), expect(b"TOP 1 0\r\n"),
+              send(ok_data(b"Subject: one\r\n\r\n")), *QUIT],
+             0, "number,size,uid,from,subject,date\n1,26,a,,one,\n"),
+    # mpopd: CAPA without TOP, and TOP refused: the listing comes without headers.
+    Scenario("CAPA-without-TOP-that-lacks-it", ("list", "--format", "csv"),
+             [*ready(capa=b"+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+              expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK\r\n1 26\r\n.\r\n"), expect(b"TOP 1 0\r\n"),
+              send(b"-ERR unknown command\r\n"),
+              expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK\r\n1 26\r\n.\r\n"), *QUIT],
+             0, "number,size,uid,from,subject,date\n1,26,a,,,\n"),
     # --- login ---------------------------------------------------------------------------------
     # Twisted (testBadUser): USER refused.
     Scenario("USER-refused", ("stat",),
