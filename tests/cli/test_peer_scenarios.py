@@ -367,6 +367,17 @@ SCENARIOS = [
               send(b"-ERR message 2 is being delivered\r\n"), expect_eof()],
              5, error="RETR 2 failed: server said: message 2 is being delivered", quit=False,
              stored=(M1,)),
+    # A server that forgot to dot-stuff a lone "." inside a message ends its reply early; the
+    # rest of the message then arrives where a status line belongs. The cut message is shorter
+    # than LIST said: as docs/RELIABILITY.md says of short RETRs, its copy is kept and the
+    # message is not deleted (no DELE, no QUIT); the stray line ends the run (exit 6).
+    Scenario("RETR-unstuffed-dot-with-delete", ("retr", "--all", "--output-dir", "{tmp}/out",
+                                                "--delete"),
+             [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"),
+              expect(b"LIST\r\n"), send(b"+OK\r\n1 31\r\n.\r\n"), expect(b"RETR 1\r\n"),
+              send(b"+OK\r\nSubject: s\r\n\r\nup\r\n.\r\ndown\r\n.\r\n"), expect_eof()],
+             6, error="server sent 'down' when no command was waiting for a reply", quit=False,
+             stored=(b"Subject: s\r\n\r\nup\r\n",)),
     # A message deleted by another session between LIST and TOP: `list` says which and stops.
     Scenario("TOP-ERR-mid-list", ("list", "--format", "csv"),
              [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n2 b\r\n.\r\n"),
