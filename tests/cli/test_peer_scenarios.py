@@ -13,6 +13,7 @@ the plain RFC 1939 one; tests/cli/test_faults.py covers the pipelined paths.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import invoke
-from tests.support.scripted_server import ScriptedServer, Step, expect, expect_eof, send
+from tests.support.scripted_server import ScriptedServer, Step, expect, expect_eof, send, stall
 
 PASSWORD = "s3cret"
 BASIC_CAPA = b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\n.\r\n"
@@ -64,6 +65,7 @@ class Scenario:
     error: str | None = None  # the one stderr line; None: no Error line at all
     quit: bool = True  # whether QUIT must be among the bytes the server received
     password: str = PASSWORD
+    within: float | None = None  # seconds the command may take (where waiting is the fault)
     stored: tuple[bytes, ...] = ()  # the files a command writing to {tmp}/out must leave there
 
 
@@ -274,6 +276,13 @@ SCENARIOS = [
     Scenario("LIST-number-zero", ("list", "--sizes-only"),
              [*READY, expect(b"LIST\r\n"), send(b"+OK\r\n0 3\r\n.\r\n"), expect_eof()],
              6, error="server sent LIST message number 0 (message numbers start at 1)", quit=False),
+    # Listing lines out of numeric order. RFC 1939 names no order, but every server seen lists
+    # in increasing order, and popctl keeps listings compact on that assumption
+    # (popctl/listing.py): one clear line, exit 6, rather than a guess.
+    Scenario("LIST-out-of-order", ("list", "--sizes-only", "--format", "csv"),
+             [*READY, expect(b"LIST\r\n"), send(b"+OK\r\n2 7\r\n1 120\r\n.\r\n"), expect_eof()],
+             6, "number,size\n", error="server listed message 1 after message 2 in its LIST reply "
+             "(a listing is in increasing order)", quit=False),
     # An empty maildrop: a multi-line reply with nothing between +OK and the dot.
     Scenario("LIST-empty", ("list", "--format", "csv"),
              [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n.\r\n"), expect(b"LIST\r\n"),
@@ -386,6 +395,13 @@ SCENARIOS = [
               expect(b"TOP 2 0\r\n"), send(b"-ERR no such message\r\n"), expect_eof()],
              5, "number,size,uid,from,subject,date\n1,26,a,,one,\n",
              error="TOP 2 failed: server said: no such message", quit=False),
+    # RFC 6856: a server announcing UTF8 may send raw UTF-8 in headers.
+    Scenario("UTF8-raw-header", ("list", "--format", "csv"),
+             [*ready(capa=b"+OK\r\nTOP\r\nUIDL\r\nUSER\r\nUTF8\r\n.\r\n"),
+              expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"), expect(b"LIST\r\n"),
+              send(b"+OK\r\n1 40\r\n.\r\n"), expect(b"TOP 1 0\r\n"),
+              send(ok_data("Subject: Grüße\r\nFrom: Jörg <j@example.org>\r\n\r\n".encode())),
+              *QUIT], 0, "number,size,uid,from,subject,date\n1,40,a,Jörg <j@example.org>,Grüße,\n"),
     # --- DELE / RSET / NOOP / QUIT ---------------------------------------------------------------
     # Twisted (testDeleteError): DELE refused; the session must not be committed by a QUIT.
     Scenario("DELE-ERR", ("dele", "1", "--yes"),
@@ -400,6 +416,11 @@ SCENARIOS = [
     Scenario("NOOP-ERR", ("noop",),
              [*READY, expect(b"NOOP\r\n"), send(b"-ERR This server is lame!\r\n"), expect_eof()],
              5, error="NOOP failed: server said: This server is lame!", quit=False),
+    # A server that answers QUIT but keeps the connection open: popctl closes it itself
+    # rather than wait (the scripted server would stall for 3 s past the --timeout of 2).
+    Scenario("QUIT-answered-connection-kept", ("stat",),
+             [*READY, expect(b"STAT\r\n"), send(b"+OK 2 320\r\n"), *QUIT, stall(3)],
+             0, "count  2\nsize   320\n", within=1.5),
     # RFC 1939 section 6: QUIT answered -ERR in the UPDATE state: some deletions were not made.
     Scenario("QUIT-ERR-after-DELE", ("dele", "1", "--yes"),
              [*READY, *PICK, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")),
@@ -426,7 +447,9 @@ def run(server: ScriptedServer, args: Sequence[str], tmp: Path, password: str
 @pytest.mark.parametrize("case", SCENARIOS, ids=[s.id for s in SCENARIOS])
 def test_peer_scenario(case: Scenario, tmp_path: Path) -> None:
     with ScriptedServer(case.script, timeout=3.0) as server:
+        started = time.monotonic()
         code, stdout, stderr = run(server, case.args, tmp_path, case.password)
+        elapsed = time.monotonic() - started
     server.assert_done()  # the dialogue was exactly the scripted one
     assert "Traceback" not in stderr
     if case.error is None:
@@ -436,6 +459,8 @@ def test_peer_scenario(case: Scenario, tmp_path: Path) -> None:
     assert code == case.exit, stderr
     expected = case.stdout if isinstance(case.stdout, bytes) else (case.stdout or "").encode()
     assert stdout == expected
+    if case.within is not None:
+        assert elapsed < case.within, f"took {elapsed:.2f} s"
     out = tmp_path / "out"
     assert sorted(p.read_bytes() for p in out.rglob("*") if p.is_file()) == list(case.stored)
     lines = server.received.split(b"\r\n")
