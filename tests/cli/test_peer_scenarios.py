@@ -78,6 +78,12 @@ SCENARIOS = [
     # Twisted: a server that refuses service in its greeting ("-ERR Offline for maintenance").
     Scenario("greeting-ERR", ("stat",), [send(b"-ERR Offline for maintenance\r\n"), expect_eof()],
              5, error="connecting failed: server said: Offline for maintenance", quit=False),
+    # Microsoft Exchange: a bracketed token at the end of the greeting (not a response code,
+    # which RFC 2449 puts first).
+    Scenario("greeting-bracketed-token", ("stat",),
+             [*ready(greeting=b"+OK The Microsoft Exchange POP3 service is ready. "
+                     b"[UwBOADIAUABSADAAOQBDAEEAMAAwADEA]\r\n"),
+              expect(b"STAT\r\n"), send(b"+OK 0 0\r\n"), *QUIT], 0, "count  0\nsize   0\n"),
     # CPython test_poplib, RFC 1939 section 7: a greeting with an APOP timestamp; without TLS
     # popctl prefers APOP to sending the password (the digest is RFC 1939's own example).
     Scenario("greeting-with-timestamp-APOP", ("stat",),
@@ -305,6 +311,12 @@ SCENARIOS = [
               expect(b"LIST\r\n"), send(b"+OK\r\n1 60\r\n.\r\n"), expect(b"TOP 1 0\r\n"),
               send(ok_data(b"Subject: one\r\n\r\nSubject: not a header\r\nbody\r\n")), *QUIT],
              0, "number,size,uid,from,subject,date\n1,60,a,,one,\n"),
+    # TOP n 0 answered with the header alone, without the empty line that ends it.
+    Scenario("TOP-without-empty-line", ("list", "--format", "csv"),
+             [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"),
+              expect(b"LIST\r\n"), send(b"+OK\r\n1 60\r\n.\r\n"), expect(b"TOP 1 0\r\n"),
+              send(ok_data(b"Subject: one\r\nFrom: a@example.org\r\n")), *QUIT],
+             0, "number,size,uid,from,subject,date\n1,60,a,a@example.org,one,\n"),
     # A folded Subject of 5,000 octets (RFC 5322 allows 998 a line; spam exceeds it).
     Scenario("TOP-5000-octet-subject", ("list", "--format", "csv"),
              [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"),
