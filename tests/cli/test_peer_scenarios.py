@@ -144,6 +144,16 @@ SCENARIOS = [
               expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"), expect(b"LIST\r\n"),
               send(b"+OK\r\n1 26\r\n.\r\n"), *QUIT],
              0, "number,size,uid,from,subject,date\n1,26,a,,,\n"),
+    # The same, pipelined: the second TOP's refusal, already on its way, is read and dropped.
+    Scenario("CAPA-without-TOP-pipelined", ("list", "--format", "csv"),
+             [GREET, expect(b"CAPA\r\n"), send(b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n"),
+              expect(b"USER alice\r\nPASS s3cret\r\nCAPA\r\nUIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n+OK\r\n+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n"
+                   b"+OK\r\n1 a\r\n2 b\r\n.\r\n+OK\r\n1 26\r\n2 26\r\n.\r\n"),
+              expect(b"TOP 1 0\r\nTOP 2 0\r\n"), send(b"-ERR unknown command\r\n" * 2),
+              expect(b"UIDL\r\nLIST\r\n"),
+              send(b"+OK\r\n1 a\r\n2 b\r\n.\r\n+OK\r\n1 26\r\n2 26\r\n.\r\n"), *QUIT],
+             0, "number,size,uid,from,subject,date\n1,26,a,,,\n2,26,b,,,\n"),
     # --- login ---------------------------------------------------------------------------------
     # Twisted (testBadUser): USER refused.
     Scenario("USER-refused", ("stat",),
@@ -414,6 +424,13 @@ SCENARIOS = [
               send(b"+OK\r\n1 40\r\n.\r\n"), expect(b"TOP 1 0\r\n"),
               send(ok_data("Subject: Grüße\r\nFrom: Jörg <j@example.org>\r\n\r\n".encode())),
               *QUIT], 0, "number,size,uid,from,subject,date\n1,40,a,Jörg <j@example.org>,Grüße,\n"),
+    # popa3d-like (no CAPA): `top` on a server whose UIDL n is refused still shows the message.
+    Scenario("TOP-without-CAPA-or-UIDL", ("top", "1", "0"),
+             [GREET, expect(b"CAPA\r\n"), send(b"-ERR\r\n"), expect(b"USER alice\r\n"),
+              send(b"+OK\r\n"), expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"),
+              expect(b"UIDL 1\r\n"), send(b"-ERR unknown command\r\n"), expect(b"LIST 1\r\n"),
+              send(b"+OK 1 26\r\n"), expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")),
+              *QUIT], 0, b"Subject: one\r\n\r\n"),
     # --- DELE / RSET / NOOP / QUIT ---------------------------------------------------------------
     # Twisted (testDeleteError): DELE refused; the session must not be committed by a QUIT.
     Scenario("DELE-ERR", ("dele", "1", "--yes"),
