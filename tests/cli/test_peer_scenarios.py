@@ -315,6 +315,12 @@ SCENARIOS = [
              [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 " + b"u" * 500 + b"\r\n.\r\n"),
               expect(b"LIST\r\n"), send(b"+OK\r\n1 3\r\n.\r\n"), *QUIT],
              0, "number,uid\n1," + "u" * 500 + "\n"),
+    # CPython test_poplib bounds a line at 2,048 octets; popctl bounds listing lines at 8,192
+    # (a UID is at most 70): a UIDL line of 100,000 octets is refused with one line.
+    Scenario("UIDL-100000-octet-line", ("uidl",),
+             [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 " + b"u" * 100_000 + b"\r\n.\r\n"),
+              expect_eof()],
+             6, error="server sent a UIDL line longer than 8192 octets", quit=False),
     # A server that ignores TOP's line count and sends the body too: only headers are read.
     Scenario("TOP-ignores-line-count", ("list", "--format", "csv"),
              [*READY, expect(b"UIDL\r\n"), send(b"+OK\r\n1 a\r\n.\r\n"),
