@@ -349,6 +349,10 @@ def choose_mechanism(credentials: Credentials, caps: Capabilities, *, encrypted:
         if wanted not in SUPPORTED:
             raise UsageError(f"unknown authentication mechanism {credentials.mechanism!r}; "
                              f"choose from: {', '.join(sorted(SUPPORTED))}")
+        if wanted == "APOP" and apop_timestamp is None:
+            # APOP is offered by the greeting, not by CAPA's SASL line: say what was missing.
+            raise CapabilityError("the server does not offer APOP (its greeting has no "
+                                  "timestamp <...@...>)")
         if not available(wanted, caps, apop_timestamp) and (wanted != "USER"):
             offered = ", ".join(caps.sasl) or "none"
             raise CapabilityError(f"the server does not offer {wanted} (SASL: {offered})")

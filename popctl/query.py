@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from popctl import selection
-from popctl.errors import NoSuchMessageError, UsageError
+from popctl.errors import CapabilityError, NoSuchMessageError, UsageError
 from popctl.listing import SizeListing, UidListing
 from popctl.models import MessageSize, MessageUid, Progress
 from popctl.session import Lookup, Session
@@ -387,6 +387,10 @@ def run(session: Session, plan: Plan, *, progress: Progress | None = None,
         sizes, uids = session.list(), None
     else:
         sizes, uids = session.scan()
+    if plan.uids and uids is None and sizes:
+        # The UIDs are what was asked for: blank ones would look like an answer.
+        raise CapabilityError("the server does not support UIDL (no unique ids)",
+                              command="UIDL")
     rows: Iterable[Row]
     rows, count = _candidates(query, sizes, uids, warn)
     del sizes  # the rows are made from the compact listing the generator holds

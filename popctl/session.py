@@ -1151,6 +1151,10 @@ class Session:
         sizes = self._listed(listing)
         assert isinstance(sizes, SizeListing)
         if not uidl.reply.ok:
+            if "UIDL" in self.capabilities or uidl.reply.code is not None:
+                # Announced, or a response code says why: a failure, not a missing command
+                # (shown blank, the UIDs would read as "this server has none").
+                raise server_error(uidl.reply)
             return sizes, None
         uids = self._listed(uidl)
         assert isinstance(uids, UidListing)

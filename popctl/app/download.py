@@ -17,7 +17,7 @@ from popctl import stores
 from popctl.app.context import Opened, Record, RunContext
 from popctl.app.mailbox import account_label, acted, known_numbers, listing
 from popctl.app.runner import Job, run
-from popctl.errors import Interrupted, ShortMessageError, UsageError
+from popctl.errors import Interrupted, PopctlError, ShortMessageError, UsageError
 from popctl.query import Plan, Query
 
 if TYPE_CHECKING:
@@ -61,10 +61,22 @@ def download(context: RunContext, request: Download) -> None:
     # cannot see a copy that shares the UID).
     known = None if request.delete else known_numbers(context, request.query)
     plan = Plan(request.query, known=known)
+    fetched: list[Record] = []  # what _fetch returned, should the session's end fail
+
+    def work(opened: Opened) -> list[Record]:
+        fetched[:] = _fetch(opened, request, store, plan)
+        return fetched
+
     try:
-        records = run(context, Job(lambda opened: _fetch(opened, request, store, plan),
-                                   scan=True, lookup=plan.lookup,
+        records = run(context, Job(work, scan=True, lookup=plan.lookup,
                                    emit=context.options.machine)).records
+    except PopctlError:
+        # The messages were stored, then the session's end failed (a stray line from the
+        # server before QUIT: the end of a message it forgot to dot-stuff). A copy that came
+        # short is still worth its line: it is the one that may hold only part of a message.
+        for line in _short_lines(fetched, delete=request.delete, stdout=request.to_stdout):
+            context.ui.error(line)
+        raise
     finally:
         store.close()
     if not context.options.machine and not request.to_stdout:
@@ -76,10 +88,8 @@ def download(context: RunContext, request: Download) -> None:
     _report_short(context, records, delete=request.delete, stdout=request.to_stdout)
 
 
-def _report_short(context: RunContext, records: list[Record], *, delete: bool,
-                  stdout: bool) -> None:
-    """A ShortMessageError (exit 6) if a message arrived with fewer octets than LIST announced
-    (cut short?): one ``Error:`` line per message, and a summary when there are several."""
+def _short_lines(records: list[Record], *, delete: bool, stdout: bool) -> list[str]:
+    """One line per message that arrived with fewer octets than LIST announced."""
     lines = []
     for r in records:
         if not r["short"]:
@@ -89,6 +99,14 @@ def _report_short(context: RunContext, records: list[Record], *, delete: bool,
         lines.append(f"message {r['number']} arrived short: {r['size']} of the "
                      f"{r['listed_size']} octets LIST announced; "
                      + (f"kept on the server ({where})" if delete else where))
+    return lines
+
+
+def _report_short(context: RunContext, records: list[Record], *, delete: bool,
+                  stdout: bool) -> None:
+    """A ShortMessageError (exit 6) if a message arrived with fewer octets than LIST announced
+    (cut short?): one ``Error:`` line per message, and a summary when there are several."""
+    lines = _short_lines(records, delete=delete, stdout=stdout)
     if len(lines) == 1:
         raise ShortMessageError(lines[0])
     if lines:

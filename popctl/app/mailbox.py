@@ -44,10 +44,33 @@ def listing(opened: Opened, plan: Plan) -> Iterator[Row]:
                 "the server does not support TOP, so header filters cannot be applied without "
                 "downloading whole messages; nothing was done", command="TOP",
                 hint="no-top-filters")
-        ui.note("note: the server does not support TOP, so From, Subject and Date are not "
-                "shown")
+        if not plan.delete:
+            return _rows_trying_top(opened, plan)
+        ui.note(NO_TOP_NOTE)
         plan = plan.without_headers()
     return _rows(opened, plan)
+
+
+NO_TOP_NOTE = "note: the server does not support TOP, so From, Subject and Date are not shown"
+
+
+def _rows_trying_top(opened: Opened, plan: Plan) -> Iterator[Row]:
+    """The rows with headers although CAPA leaves TOP out: some servers that implement it do
+    (GreenMail lists only UIDL and SASL). If the first TOP is refused, the rows without them.
+    Not for a plan that deletes: its DELEs ride in the TOPs' window."""
+    rows = _rows(opened, plan)
+    try:
+        first = next(rows)
+    except StopIteration:
+        return
+    except CapabilityError as e:
+        if e.command != "TOP":
+            raise
+        opened.context.ui.note(NO_TOP_NOTE)
+        yield from _rows(opened, plan.without_headers())
+        return
+    yield first
+    yield from rows
 
 
 def _rows(opened: Opened, plan: Plan) -> Iterator[Row]:

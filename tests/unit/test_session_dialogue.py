@@ -194,7 +194,10 @@ def test_scan_with_a_sasl_login_rides_with_capa() -> None:
 
 
 def test_scan_without_pipelining_waits_for_each_reply() -> None:
-    script = [*_logged_in_lockstep(),
+    # CAPA without UIDL: its -ERR means "not implemented" (one that CAPA announces is a failure)
+    capa = [expect(b"CAPA\r\n"), send(b"+OK\r\nTOP\r\nUSER\r\n.\r\n")]
+    script = [GREETING, *capa, expect(b"USER alice\r\n"), send(b"+OK\r\n"),
+              expect(b"PASS s3cret\r\n"), send(b"+OK\r\n"), *capa,
               expect(b"UIDL\r\n"), send(b"-ERR no UIDL here\r\n"),
               expect(b"LIST\r\n"), send(b"+OK\r\n1 100\r\n.\r\n"),
               expect(b"QUIT\r\n"), expect_eof()]
