@@ -13,7 +13,7 @@ from popctl.output.values import Record, _csv_cell, _json, _json_object, _projec
 # On a terminal every record is flushed as it is written: a person watches it come. Into a pipe
 # or a file each flush is a write(2) call, and one per line made 100,002 calls for a 100,000-
 # message listing (issue 13); there the records are flushed every FLUSH_RECORDS, at most half
-# the session's pipelining window (session.MAX_IN_FLIGHT, 1,000 commands, refilled when half
+# the session's pipelining window (exchange.MAX_IN_FLIGHT, 1,000 commands, refilled when half
 # answered), so a consumer (jq, a script) sees each window's records as the next one is read.
 # A record written FLUSH_SECONDS or more after the last flush goes out at once, so the rare
 # matches of a filter over a large mailbox are not held back until hundreds more come.

@@ -78,8 +78,15 @@ def test_transport_knows_no_session_or_cli() -> None:
                                        "popctl.cli"})
 
 
-def test_session_knows_no_cli_libraries() -> None:
-    assert not offending("session", {"click", "keyring", "tabulate"})
+@pytest.mark.parametrize("module", ["session", "exchange"])
+def test_session_knows_no_cli_libraries(module: str) -> None:
+    assert not offending(module, {"click", "keyring", "tabulate"})
+
+
+def test_the_exchange_knows_no_command_meaning() -> None:
+    """The I/O pump under Session: commands and replies, not the login or the listings."""
+    assert not offending("exchange", {"popctl.session", "popctl.auth", "popctl.listing",
+                                      "popctl.query", "popctl.app", "popctl.cli"})
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - {"output.table"}))

@@ -17,9 +17,9 @@ from popctl.models import TLSMode
 # layer (but its context module, the types the commands are handed) and all it stands on.
 APP = ["popctl.app.accounts", "popctl.app.download", "popctl.app.mailbox", "popctl.app.probe",
        "popctl.app.runner", "popctl.app.shell", "popctl.app.targets"]
-LAZY = ["popctl.models", "popctl.session", "popctl.query", "popctl.cache", "popctl.output",
-        "popctl.stores", "popctl.sandbox", "dataclasses", "traceback", "ssl", "socket",
-        "keyring", "tabulate", "email", "popctl.config", "popctl.credentials", "tomllib",
+LAZY = ["popctl.models", "popctl.session", "popctl.exchange", "popctl.query", "popctl.cache",
+        "popctl.output", "popctl.stores", "popctl.sandbox", "dataclasses", "traceback", "ssl",
+        "socket", "keyring", "tabulate", "email", "popctl.config", "popctl.credentials", "tomllib",
         # popctl browse's optional extra (issue 15): loaded by that command only.
         "popctl.tui", "textual", "rich", *APP]
 
