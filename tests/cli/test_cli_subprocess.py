@@ -61,6 +61,19 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         2, b"", b"Error: invalid message selection '7-3': the range is backwards (write 3-7)\n")
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["lsit"], b"No such command 'lsit'. Did you mean 'list'? (see popctl --help)"),
+    (["sta", "--json"], b"No such command 'sta'. Did you mean 'stat'? (see popctl --help)"),
+    (["seen", "lst"], b"No such command 'lst'. Did you mean 'list'? (see popctl seen --help)"),
+    (["frobnicate"], b"No such command 'frobnicate' (see popctl --help)"),
+])
+def test_a_mistyped_command_names_the_one_meant(tmp_path: Path, args: list[str],
+                                                line: bytes) -> None:
+    """In a process of its own, where no command module is imported before it is named."""
+    done = popctl_run(*args, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, b"", b"Error: " + line + b"\n")
+
+
 def test_sandbox_stat_json(tmp_path: Path) -> None:
     done = popctl_run("--sandbox", "stat", "--json", cwd=tmp_path)
     assert done.returncode == 0 and SANDBOX_NOTE.fullmatch(done.stderr)

@@ -167,13 +167,14 @@ def test_an_unbalanced_quote_on_a_terminal_keeps_the_shell_running() -> None:
 def test_a_mistyped_option_on_a_terminal_keeps_the_shell_and_its_marks() -> None:
     code, shown = on_terminal(["--sandbox", "shell"],
                               [b"dele 1 --yes -f csv", b"list --larger 1M",
-                               b"list --format yaml", b"stat -f csv", b"quit"])
+                               b"list --format yaml", b"lsit", b"stat -f csv", b"quit"])
     text = shown.decode("utf-8", "replace").replace("\r\n", "\n")
     assert code == 0, text
     assert ("Error: No such option '--larger'. (Did you mean one of: '--header', "
             "'--larger-than'?) (see popctl list --help)\n") in text
     assert ("Error: Invalid value for '--format' / '-f': 'yaml' is not one of 'table', 'json', "
             "'ndjson', 'csv' (see popctl list --help)\n") in text
+    assert "Error: unknown command 'lsit' (did you mean 'list'?); type help\n" in text
     assert "count,size\n49," in text  # the same session, message 1 still marked deleted
     assert "internal error" not in text
 
