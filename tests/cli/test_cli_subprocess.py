@@ -86,7 +86,8 @@ def test_traceback_only_with_debug(tmp_path: Path) -> None:
     port = closed_port()
     args = ["--host", "127.0.0.1", "--port", str(port), "--user", "bob", "stat"]
     env = {"POPCTL_PASSWORD": "bob-secret"}
-    line = f"Error: cannot connect to 127.0.0.1:{port}: Connection refused\n".encode()
+    line = (f"Error: cannot connect to 127.0.0.1:{port}: Connection refused; check the host and "
+            "the port (--host, --port)\n").encode()
     plain = popctl_run(*args, cwd=tmp_path, env=env)
     assert (plain.returncode, plain.stdout, plain.stderr) == (4, b"", line)
     debug = popctl_run("--debug", *args, cwd=tmp_path, env=env)
