@@ -316,6 +316,20 @@ def test_nothing_anywhere_names_the_fix(tmp_path: Path) -> None:
         "password set bob (or give the account a password_command, or set POPCTL_PASSWORD)\n"))
 
 
+def test_nothing_anywhere_and_no_keyring_names_the_ways_out(no_keyring: None) -> None:
+    """Headless: `popctl password set` could not store a password, so it is not the fix."""
+    with ScriptedServer([send(b"+OK ready\r\n"), expect(b"CAPA\r\n"),
+                         send(b"+OK\r\nUSER\r\n.\r\n"), expect_eof()], tls="implicit") as s:
+        write_config(f'[accounts.bob]\nhost = "localhost"\nport = {s.port}\nuser = "bob"\n'
+                     f'ca_file = "{s.ca_file}"\n')
+        result = invoke("--account", "bob", "stat")
+    assert outcome(result) == (7, "", (
+        f"Error: no password for account bob (bob@localhost:{s.port}), and no usable keyring "
+        "backend here (keyring.backends.fail.Keyring) to store one in: install keyrings.alt and "
+        "set PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring (a file, not encrypted), "
+        "or give the account a password_command, or set POPCTL_PASSWORD\n"))
+
+
 @dovecot
 def test_a_failing_password_command(server: DovecotServer) -> None:
     write_config(account_toml(server, "bob", "bob", extra='password_command = "exit 4"'))
