@@ -49,6 +49,7 @@ HINTS: dict[str, str] = {
     "confirm-yes": ": add --yes",
     "across-yes": ": add --yes (see first what would be deleted with --dry-run)",
     "one-file": "; --output FILE takes one: use --output-dir DIR",
+    "use-retr": "; popctl retr {number} downloads the whole message instead",
     "no-top-filters": "; drop --from, --subject, --header, --older-than and --newer-than",
     "new-needs-uidl": ": --new cannot be used with this server",
     "renumbered": ". To fetch them all again (copies of mail already stored): popctl seen "
