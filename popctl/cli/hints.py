@@ -37,6 +37,7 @@ HINTS: dict[str, str] = {
     "refused": "; check the host and the port (--host, --port)",
     "refused-default-port": "; if the server listens on port {port} instead, use --tls {tls}; "
                             "else give its port with --port",
+    "not-pop3": "; is that a POP3 port? check the host and the port (--host, --port)",
     "maybe-implicit": "; if this is an implicit-TLS port, use --tls implicit",
     "certificate": "; pin the certificate with --fingerprint SHA256 (see it with: {see})",
     "certificate-name": "; connect by a name the certificate is for, or pin the certificate "
