@@ -497,6 +497,15 @@ def test_account_add_writes_the_file() -> None:
                              "store its password with: popctl password set home\n")
 
 
+def test_account_add_keeps_a_pasted_fingerprint_as_hex_digits() -> None:
+    """The line `openssl x509 -noout -fingerprint -sha256` prints, pasted whole."""
+    pasted = "sha256 Fingerprint=" + ":".join(["AB"] * 32)
+    result = invoke("account", "add", "box", "--host", "pop.box.example", "--user", "me",
+                    "--fingerprint", pasted)
+    assert result.exit_code == 0, result.stderr
+    assert f'fingerprint = "{"ab" * 32}"\n' in config_file().read_text()
+
+
 def test_account_add_refusals() -> None:
     assert outcome(invoke("account", "add", "w", "--user", "me")) == (
         2, "", "Error: account add needs --host\n")
