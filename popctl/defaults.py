@@ -55,13 +55,23 @@ def default_port(tls: str | None) -> int:
     return IMPLICIT_TLS_PORT if (tls or TLS) == "implicit" else PLAIN_PORT
 
 
+# How `openssl x509 -fingerprint -sha256` starts its line ("SHA256 Fingerprint=" before 3.0),
+# in lower case.
+OPENSSL_FINGERPRINT_PREFIX: Final = "sha256 fingerprint="
+
+
 def normalize_fingerprint(text: str) -> str:
-    """``"AB:CD:..."``, ``"sha256:abcd..."`` -> 64 lower-case hex digits; ValueError otherwise.
+    """``"AB:CD:..."``, ``"sha256:abcd..."``, ``"sha256 Fingerprint=AB:CD:..."`` (the line of
+    ``openssl x509 -noout -fingerprint -sha256``, which a rejected certificate's error names) ->
+    64 lower-case hex digits; ValueError otherwise.
 
     Here rather than in the transport: the configuration file and the command line check a
     fingerprint before anything connects, and neither may import ssl to do it.
     """
-    hexdigits = text.strip().lower().removeprefix("sha256:").replace(":", "").replace(" ", "")
+    text = text.strip().lower()
+    for prefix in OPENSSL_FINGERPRINT_PREFIX, "sha256:":
+        text = text.removeprefix(prefix)
+    hexdigits = text.replace(":", "").replace(" ", "")
     if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
         raise ValueError("a SHA-256 fingerprint is 64 hex digits (colons allowed)")
     return hexdigits

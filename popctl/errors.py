@@ -150,8 +150,9 @@ class ServerError(PopctlError):
     exit_code = ExitCode.SERVER
 
     def __init__(self, message: str, *, command: str = "", code: str | None = None,
-                 text: str = "", hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+                 text: str = "", hint: str | None = None,
+                 hint_args: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, hint=hint, hint_args=hint_args)
         self.command = command
         self.code = code
         self.text = text

@@ -417,7 +417,11 @@ class POP3Protocol:
         return line[:-1] if line.endswith(b"\r") else line
 
     def _greeting(self, line: bytes) -> Greeting:
-        ok, text, code = parse_status(line)
+        try:
+            ok, text, code = parse_status(line)
+        except RemoteProtocolError as e:  # not POP3 from the first line: another service
+            e.hint = "not-pop3"
+            raise
         self._greeted = True
         stamp = _TIMESTAMP_RE.search(text)
         return Greeting(ok, text, code, stamp.group(0) if stamp else None)

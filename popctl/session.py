@@ -720,7 +720,8 @@ class Session(Exchange):
                        error=NoSuchMessageError, what=f"TOP {message}")
         except NoSuchMessageError as e:
             if e.code is None and self.lacks("TOP"):
-                raise CapabilityError(NO_TOP, command="TOP") from None
+                raise CapabilityError(NO_TOP, command="TOP", hint="use-retr",
+                                      hint_args={"number": str(message)}) from None
             raise
         return counter.octets
 

@@ -55,6 +55,8 @@ def add(context: RunContext, name: str, values: dict[str, Any], *, make_default:
         problem = config.check_value(key, value)
         if problem:
             raise UsageError(f"--{key.replace('_', '-')}: {problem}")
+    if "fingerprint" in values:  # as pasted (openssl's line, colons): kept as 64 hex digits
+        values["fingerprint"] = defaults.normalize_fingerprint(values["fingerprint"])
     if probe:
         from popctl.app.probe import probe as probe_server
 

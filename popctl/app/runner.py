@@ -26,8 +26,14 @@ from popctl.app.targets import (
     several_accounts,
     target_of,
 )
-from popctl.errors import AuthenticationError, ExitCode, PopctlError, UsageError
-from popctl.models import TLSMode
+from popctl.errors import (
+    AuthenticationError,
+    ExitCode,
+    PopctlError,
+    TransportError,
+    UsageError,
+)
+from popctl.models import Endpoint, TLSMode
 from popctl.session import Lookup, Session
 
 Work = Callable[[Opened], Iterable[Record]]
@@ -99,8 +105,13 @@ def connect(context: RunContext, *, scan: bool = False, lookup: Lookup | None = 
         # Refuse before connecting: nothing would be gained by connecting first.
         auth.refuse_plaintext(target.credentials, encrypted=False)
     preload(context.options.fmt, scan=scan)
-    session = Session.connect(endpoint, trace=trace,
-                              pipelining=False if context.options.no_pipelining else None)
+    try:
+        session = Session.connect(endpoint, trace=trace,
+                                  pipelining=False if context.options.no_pipelining else None)
+    except TransportError as e:
+        if isinstance(e.__cause__, ConnectionRefusedError):
+            raise refused_connection(e, endpoint) from e.__cause__
+        raise
     with session:
         credentials, source = find_secret(target, ui)
         try:
@@ -109,6 +120,17 @@ def connect(context: RunContext, *, scan: bool = False, lookup: Lookup | None = 
             raise refused(e, target, source) from e
         yield Opened(session, context, (credentials.user, endpoint.host, endpoint.effective_port),
                      source, target.account.name if target.account is not None else None)
+
+
+def refused_connection(error: TransportError, endpoint: Endpoint) -> TransportError:
+    """Nothing listens there: the host or the port is wrong. On the default port of its TLS
+    mode the likely mistake is the mode (a server on port 110 alone, asked for implicit TLS on
+    995), so the other mode and its port are named."""
+    if endpoint.port is not None:
+        return TransportError(str(error), hint="refused")
+    other = TLSMode.STARTTLS if endpoint.tls is TLSMode.IMPLICIT else TLSMode.IMPLICIT
+    return TransportError(str(error), hint="refused-default-port",
+                          hint_args={"port": str(other.default_port), "tls": other.value})
 
 
 def preload(fmt: str, *, scan: bool) -> None:

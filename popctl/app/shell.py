@@ -88,15 +88,24 @@ def _line(inside: RunContext, session: Session, line: str, dispatch: Dispatch, h
         session.set_trace(ui.tracer() if words[1:] == ["on"] else None)
     elif verb and verb not in SHELL_COMMANDS:
         if not interactive:
-            raise UsageError(f"unknown command {verb!r}: script stopped, the session was "
-                             "closed without QUIT, so nothing was deleted")
-        ui.error(f"unknown command {verb!r}; type help")
+            raise UsageError(f"{_unknown(verb)}: script stopped, the session was closed "
+                             "without QUIT, so nothing was deleted")
+        ui.error(f"{_unknown(verb)}; type help")
     elif verb:
         code, error = dispatch(inside, words)
         fatal = isinstance(error, TransportError | RemoteProtocolError)
         if fatal or (not interactive and (error is not None or code != 0)):
             raise ShellStopped(error.exit_code if error is not None else code)
     return False
+
+
+def _unknown(verb: str) -> str:
+    """``unknown command 'lsit' (did you mean 'list'?)``."""
+    import difflib
+
+    close = difflib.get_close_matches(verb, (*SHELL_COMMANDS, "help", "trace", "quit", "exit"),
+                                      n=1)
+    return f"unknown command {verb!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def raw(context: RunContext, session: Session, line: str) -> None:

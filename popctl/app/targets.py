@@ -204,6 +204,11 @@ def find_secret(target: Target, ui: UI) -> tuple[Credentials, str | None]:
         return credentials._replace(password=ui.ask(f"Password for {user}@{host}",
                                                     hidden=True)), "prompt"
     if account is not None:
+        keyring = secrets.backend()
+        if not keyring.usable:  # `password set` would only say so: name the ways out now
+            raise NoCredentialsError(
+                f"no password for account {account.name} ({key}), and no usable keyring "
+                f"backend here ({keyring.name}) to store one in: {secrets.NO_BACKEND_WAYS_OUT}")
         raise NoCredentialsError(
             f"no password for account {account.name} ({key}): store one with: popctl password "
             f"set {account.name} (or give the account a password_command, or set "

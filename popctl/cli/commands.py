@@ -84,6 +84,29 @@ class PopctlSubgroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return _parsed(super().parse_args, ctx, args)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            _suggest(e, args[0] if args else "", self.list_commands(ctx))
+            raise
+
+
+def _suggest(error: click.UsageError, name: str, commands: list[str]) -> None:
+    """``popctl lsit``: "Did you mean 'list'?", as Click says of an option. Click (8.4 and
+    later) suggests only among the commands imported, and popctl's are imported when named."""
+    import difflib
+
+    if getattr(error, "possibilities", None) or name.startswith("-"):
+        return  # Click suggested already; or an option, which Click reports itself
+    close = sorted(difflib.get_close_matches(name, commands))
+    if len(close) == 1:
+        error.message = f"{error.message.rstrip('.')}. Did you mean {close[0]!r}?"
+    elif close:
+        error.message = (f"{error.message.rstrip('.')}. (Did you mean one of: "
+                         f"{', '.join(map(repr, close))}?)")
+
 
 def shared_option(*names: str, **attrs: Any) -> Any:
     """``click.option`` for a SharedOption."""

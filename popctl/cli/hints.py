@@ -34,6 +34,10 @@ HINTS: dict[str, str] = {
     # TLS mistakes and their fixes
     "use-implicit": ": use --tls implicit",
     "use-starttls": ": use --tls starttls{other}",
+    "refused": "; check the host and the port (--host, --port)",
+    "refused-default-port": "; if the server listens on port {port} instead, use --tls {tls}; "
+                            "else give its port with --port",
+    "not-pop3": "; is that a POP3 port? check the host and the port (--host, --port)",
     "maybe-implicit": "; if this is an implicit-TLS port, use --tls implicit",
     "certificate": "; pin the certificate with --fingerprint SHA256 (see it with: {see})",
     "certificate-name": "; connect by a name the certificate is for, or pin the certificate "
@@ -46,6 +50,7 @@ HINTS: dict[str, str] = {
     "confirm-yes": ": add --yes",
     "across-yes": ": add --yes (see first what would be deleted with --dry-run)",
     "one-file": "; --output FILE takes one: use --output-dir DIR",
+    "use-retr": "; popctl retr {number} downloads the whole message instead",
     "no-top-filters": "; drop --from, --subject, --header, --older-than and --newer-than",
     "new-needs-uidl": ": --new cannot be used with this server",
     "renumbered": ". To fetch them all again (copies of mail already stored): popctl seen "

@@ -3,10 +3,12 @@ as on the command line, and run in the shell's one session."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from popctl.app.context import RunContext
-from popctl.cli.errors import exit_status
+from popctl.cli.errors import exit_status, usage_error
 from popctl.cli.group import cli
 from popctl.cli.options import State, common_options, pass_run
 from popctl.errors import PopctlError
@@ -43,8 +45,10 @@ def shell(run: RunContext) -> None:
 
 def dispatch(inside: RunContext, words: list[str]) -> tuple[int, PopctlError | None]:
     """Run one command line (``list --larger-than 1M``) in the shell's session; return its
-    exit status and its error, reported already. Usage errors end the shell (as Click's own
-    errors end popctl); ``--help`` is shown and the shell goes on."""
+    exit status and its error, reported already. A mistyped option or value is that line's
+    usage error: on a terminal the shell goes on, its session and deletion marks with it; a
+    script ends there (status 2), its session closed without QUIT. ``--help`` is shown and the
+    shell goes on."""
     root = click.get_current_context().find_root()
     command = cli.get_command(root, words[0])
     assert command is not None, words[0]  # the shell passes only its commands
@@ -54,6 +58,10 @@ def dispatch(inside: RunContext, words: list[str]) -> tuple[int, PopctlError | N
             command.invoke(ctx)
     except click.exceptions.Exit as e:
         return e.exit_code, None
+    except click.UsageError as e:  # Click's own (no such option, a bad value)
+        if not sys.stdin.isatty():  # a script: this one line ends it (status 2), as popctl's
+            raise
+        return usage_error(e), None
     except BaseException as e:  # exit_status re-raises what it does not handle
         return exit_status(e, debug=obj.options.debug), e if isinstance(e, PopctlError) else None
     return 0, None

@@ -316,6 +316,20 @@ def test_nothing_anywhere_names_the_fix(tmp_path: Path) -> None:
         "password set bob (or give the account a password_command, or set POPCTL_PASSWORD)\n"))
 
 
+def test_nothing_anywhere_and_no_keyring_names_the_ways_out(no_keyring: None) -> None:
+    """Headless: `popctl password set` could not store a password, so it is not the fix."""
+    with ScriptedServer([send(b"+OK ready\r\n"), expect(b"CAPA\r\n"),
+                         send(b"+OK\r\nUSER\r\n.\r\n"), expect_eof()], tls="implicit") as s:
+        write_config(f'[accounts.bob]\nhost = "localhost"\nport = {s.port}\nuser = "bob"\n'
+                     f'ca_file = "{s.ca_file}"\n')
+        result = invoke("--account", "bob", "stat")
+    assert outcome(result) == (7, "", (
+        f"Error: no password for account bob (bob@localhost:{s.port}), and no usable keyring "
+        "backend here (keyring.backends.fail.Keyring) to store one in: install keyrings.alt and "
+        "set PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring (a file, not encrypted), "
+        "or give the account a password_command, or set POPCTL_PASSWORD\n"))
+
+
 @dovecot
 def test_a_failing_password_command(server: DovecotServer) -> None:
     write_config(account_toml(server, "bob", "bob", extra='password_command = "exit 4"'))
@@ -481,6 +495,15 @@ def test_account_add_writes_the_file() -> None:
         "allow_plaintext": False}
     assert result.stderr == (f"account home added to {config_file()}\n"
                              "store its password with: popctl password set home\n")
+
+
+def test_account_add_keeps_a_pasted_fingerprint_as_hex_digits() -> None:
+    """The line `openssl x509 -noout -fingerprint -sha256` prints, pasted whole."""
+    pasted = "sha256 Fingerprint=" + ":".join(["AB"] * 32)
+    result = invoke("account", "add", "box", "--host", "pop.box.example", "--user", "me",
+                    "--fingerprint", pasted)
+    assert result.exit_code == 0, result.stderr
+    assert f'fingerprint = "{"ab" * 32}"\n' in config_file().read_text()
 
 
 def test_account_add_refusals() -> None:

@@ -821,7 +821,24 @@ def test_connection_refused() -> None:
     port = closed_port()
     result = invoke("--host", "127.0.0.1", "--port", str(port), "--user", USER, "stat", env=ENV)
     assert outcome(result) == (
-        4, "", f"Error: cannot connect to 127.0.0.1:{port}: Connection refused\n")
+        4, "", f"Error: cannot connect to 127.0.0.1:{port}: Connection refused; check the host "
+               "and the port (--host, --port)\n")
+
+
+@pytest.mark.parametrize(("tls", "port", "other"), [("implicit", 995, "110 instead, use --tls "
+                                                     "starttls"),
+                                                    ("starttls", 110, "995 instead, use --tls "
+                                                     "implicit")])
+def test_connection_refused_on_the_default_port_names_the_other_mode(tls: str, port: int,
+                                                                     other: str) -> None:
+    """A new user's first try: no --port, and the server is on the other mode's port."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.skip(f"something listens on 127.0.0.1:{port} here")
+    result = invoke("--host", "127.0.0.1", "--tls", tls, "--user", USER, "stat", env=ENV)
+    assert outcome(result) == (
+        4, "", f"Error: cannot connect to 127.0.0.1:{port}: Connection refused; if the server "
+               f"listens on port {other}; else give its port with --port\n")
 
 
 @dovecot

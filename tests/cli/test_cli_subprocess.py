@@ -61,6 +61,19 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         2, b"", b"Error: invalid message selection '7-3': the range is backwards (write 3-7)\n")
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["lsit"], b"No such command 'lsit'. Did you mean 'list'? (see popctl --help)"),
+    (["sta", "--json"], b"No such command 'sta'. Did you mean 'stat'? (see popctl --help)"),
+    (["seen", "lst"], b"No such command 'lst'. Did you mean 'list'? (see popctl seen --help)"),
+    (["frobnicate"], b"No such command 'frobnicate' (see popctl --help)"),
+])
+def test_a_mistyped_command_names_the_one_meant(tmp_path: Path, args: list[str],
+                                                line: bytes) -> None:
+    """In a process of its own, where no command module is imported before it is named."""
+    done = popctl_run(*args, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, b"", b"Error: " + line + b"\n")
+
+
 def test_sandbox_stat_json(tmp_path: Path) -> None:
     done = popctl_run("--sandbox", "stat", "--json", cwd=tmp_path)
     assert done.returncode == 0 and SANDBOX_NOTE.fullmatch(done.stderr)
@@ -73,7 +86,8 @@ def test_traceback_only_with_debug(tmp_path: Path) -> None:
     port = closed_port()
     args = ["--host", "127.0.0.1", "--port", str(port), "--user", "bob", "stat"]
     env = {"POPCTL_PASSWORD": "bob-secret"}
-    line = f"Error: cannot connect to 127.0.0.1:{port}: Connection refused\n".encode()
+    line = (f"Error: cannot connect to 127.0.0.1:{port}: Connection refused; check the host and "
+            "the port (--host, --port)\n").encode()
     plain = popctl_run(*args, cwd=tmp_path, env=env)
     assert (plain.returncode, plain.stdout, plain.stderr) == (4, b"", line)
     debug = popctl_run("--debug", *args, cwd=tmp_path, env=env)

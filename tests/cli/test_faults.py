@@ -248,6 +248,9 @@ FAULTS = [
           "Error: server sent '+OK stray' when no command was waiting for a reply"),
     Fault("stray-line-after-greeting", ("stat",), [send(b"+OK ready\r\n+OK stray\r\n")], 6,
           "Error: server sent '+OK stray' when no command was waiting for a reply"),
+    Fault("another-service-on-the-port", ("stat",), [send(b"SSH-2.0-OpenSSH_9.2\r\n")], 6,
+          "Error: expected +OK or -ERR from the server, got 'SSH-2.0-OpenSSH_9.2'; is that a "
+          "POP3 port? check the host and the port (--host, --port)"),
     Fault("pipelining-out-of-order-LIST-UIDL", ("list",),
           [*READY, expect(b"UIDL\r\nLIST\r\n"),
            send(b"+OK\r\n1 12\r\n.\r\n+OK\r\n1 uid-1\r\n.\r\n")], 6,

@@ -41,6 +41,9 @@ USAGE_ERRORS = [
     (["top", "1", "x"], "Invalid value for '[LINES]': 'x' is not a valid integer range "
                         "(see popctl top --help)"),
     (["frobnicate"], "No such command 'frobnicate' (see popctl --help)"),
+    (["lsit"], "No such command 'lsit'. Did you mean 'list'? (see popctl --help)"),
+    (["delete", "3"], "No such command 'delete'. Did you mean 'dele'? (see popctl --help)"),
+    (["account", "ad"], "No such command 'ad'. Did you mean 'add'? (see popctl account --help)"),
     (["account", "frobnicate"], "No such command 'frobnicate' (see popctl account --help)"),
     (["sandbox", "serve", "--port", "-1"], "Invalid value for '--port': -1 is not in the range "
                                            "0<=x<=65535 (see popctl sandbox serve --help)"),

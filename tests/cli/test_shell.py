@@ -159,3 +159,30 @@ def test_an_unbalanced_quote_on_a_terminal_keeps_the_shell_running() -> None:
     assert "Error: cannot split that line: no closing quotation; nothing was done\n" in text
     assert "count,size\n50,8374557\n" in text  # the next line still ran, in the same session
     assert "internal error" not in text
+
+
+# --- a mistyped option or value is that line's error, not the end of the shell -------------------
+
+
+def test_a_mistyped_option_on_a_terminal_keeps_the_shell_and_its_marks() -> None:
+    code, shown = on_terminal(["--sandbox", "shell"],
+                              [b"dele 1 --yes -f csv", b"list --larger 1M",
+                               b"list --format yaml", b"lsit", b"stat -f csv", b"quit"])
+    text = shown.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert code == 0, text
+    assert ("Error: No such option '--larger'. (Did you mean one of: '--header', "
+            "'--larger-than'?) (see popctl list --help)\n") in text
+    assert ("Error: Invalid value for '--format' / '-f': 'yaml' is not one of 'table', 'json', "
+            "'ndjson', 'csv' (see popctl list --help)\n") in text
+    assert "Error: unknown command 'lsit' (did you mean 'list'?); type help\n" in text
+    assert "count,size\n49," in text  # the same session, message 1 still marked deleted
+    assert "internal error" not in text
+
+
+def test_a_mistyped_option_in_a_script_stops_it_without_quit(server: SandboxServer) -> None:
+    code, out, err = run(server, "dele 1 --yes -f ndjson\nlist --larger 1M\nquit\n")
+    assert code == 2
+    assert [json.loads(line)["deleted"] for line in out.splitlines()] == [True]
+    assert err.splitlines()[-1] == ("Error: No such option '--larger'. (Did you mean one of: "
+                                    "'--header', '--larger-than'?) (see popctl list --help)")
+    assert count(server) == 50  # the DELE before it was rolled back

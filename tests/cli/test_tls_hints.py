@@ -11,12 +11,15 @@ answering with a TLS record), a certificate rejected (what to pin and how to see
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
 from click.testing import CliRunner, Result
 
 from popctl.cli import cli
+from popctl.sandbox import SandboxServer
 from tests.support.scripted_server import (
     ScriptedServer,
     Step,
@@ -116,6 +119,27 @@ def test_certificate_rejection_names_ca_file_fingerprint_and_how_to_see_it(tls: 
                "certificate with --fingerprint SHA256 (see it with: openssl s_client -connect "
                f"localhost:{server.port}{option} </dev/null | openssl x509 -noout "
                "-fingerprint -sha256)\n")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_the_line_of_the_openssl_command_the_rejection_names_is_a_fingerprint() -> None:
+    """A new user runs the command the error shows and pastes what it printed, the
+    ``sha256 Fingerprint=AB:CD:...`` line as it is."""
+    with SandboxServer() as server:  # STLS with a certificate of its own: not trusted
+        options = ["--host", "localhost", "--port", str(server.address[1]), "--tls", "starttls",
+                   "--user", "sandbox"]
+        env = {"POPCTL_PASSWORD": "sandbox"}
+        refused = CliRunner().invoke(cli, [*options, "stat"], env=env)
+        assert refused.exit_code == 4, refused.stderr
+        shown = re.search(r"\(see it with: (openssl .*)\)$", refused.stderr.rstrip("\n"))
+        assert shown is not None, refused.stderr
+        printed = subprocess.run(["/bin/sh", "-c", shown.group(1)], capture_output=True,
+                                 text=True, timeout=30, check=True).stdout.strip()
+        assert printed.lower().startswith("sha256 fingerprint="), printed
+        result = CliRunner().invoke(cli, [*options, "--fingerprint", printed, "stat", "-f", "csv"],
+                                    env=env)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("count,size\n50,")
 
 
 # --- --trace and long replies ------------------------------------------------------------------

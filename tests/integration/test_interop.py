@@ -523,7 +523,8 @@ def test_cli_commands(pop3_server: Pop3Server, tmp_path: Path) -> None:
     else:
         assert result.exit_code == 5
         assert result.stderr == ("Error: the server does not support TOP, so headers cannot be "
-                                 "read without downloading whole messages\n")
+                                 "read without downloading whole messages; popctl retr 1 "
+                                 "downloads the whole message instead\n")
 
     result = run_cli(pop3_server, "list", "--from", "Sender 2", "--json")
     if has_top:
