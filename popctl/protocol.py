@@ -419,8 +419,9 @@ class POP3Protocol:
     def _greeting(self, line: bytes) -> Greeting:
         try:
             ok, text, code = parse_status(line)
-        except RemoteProtocolError as e:  # not POP3 from the first line: another service
-            e.hint = "not-pop3"
+        except RemoteProtocolError as e:
+            if not line[:4].upper().startswith((b"+OK", b"-ERR")):  # another service (SSH, HTTP)
+                e.hint = "not-pop3"
             raise
         self._greeted = True
         stamp = _TIMESTAMP_RE.search(text)
