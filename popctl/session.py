@@ -19,7 +19,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from popctl import auth
 from popctl.display import Redactor, safe
@@ -110,6 +110,10 @@ class Lookup(NamedTuple):
     # Then read and delete them (dele N --yes): TOP n 0 and DELE n go too, for the
     # ``headers(numbers, delete=numbers)`` that follows.
     delete: bool = False
+
+
+# What may ride with the login (Session.login): UIDL and LIST, the messages named, or UIDL.
+Prefetch = Lookup | Literal["scan", "uids"] | None
 
 
 class _Named(NamedTuple):
@@ -254,19 +258,20 @@ class Session(Exchange):
 
     # --- authentication --------------------------------------------------------------------------
 
-    def login(self, credentials: Credentials, *, scan: bool = False,
-              lookup: Lookup | None = None, uids: bool = False) -> str:
+    def login(self, credentials: Credentials, *, prefetch: Prefetch = None) -> str:
         """Authenticate with the best mechanism allowed; return the mechanism used.
 
-        With ``scan`` and a server that pipelines, UIDL and LIST ride in the login's last
-        round trip (behind PASS, or behind the last message of a SASL exchange) and the next
-        ``scan()`` answers from them: one round trip fewer for every command that lists the
-        mailbox. With ``lookup`` (the messages a user named), STAT, UIDL n and LIST n ride
-        instead, for the next ``lookup(numbers)``, and with ``lookup.delete`` TOP n 0 and
-        DELE n too (whatever fails makes the command fail, and the session end without QUIT).
-        With ``uids`` (and neither of those) UIDL alone rides along, for the next ``uidl()``.
-        In the AUTHORIZATION state a server refuses them, so a failed login loses nothing.
+        ``prefetch`` is what the command will ask first, sent (to a server that pipelines) in
+        the login's last round trip, behind PASS or the last message of a SASL exchange:
+        ``"scan"``, UIDL and LIST, for the next ``scan()`` (one round trip fewer for every
+        command that lists the mailbox); a ``Lookup`` (the messages a user named), STAT,
+        UIDL n and LIST n, for the next ``lookup(numbers)``, and with ``lookup.delete`` TOP n 0
+        and DELE n too (whatever fails makes the command fail, and the session end without
+        QUIT); ``"uids"``, UIDL alone, for the next ``uidl()``. In the AUTHORIZATION state a
+        server refuses them, so a failed login loses nothing.
         """
+        lookup = prefetch if isinstance(prefetch, Lookup) else None
+        scan, uids = prefetch == "scan", prefetch == "uids"
         self.login_capabilities = self.capabilities
         self._prefetched = self._prefetched_named = None
         self._prefetched_uids = None
@@ -280,16 +285,16 @@ class Session(Exchange):
             raise
         self._note(f"authenticating as {credentials.user} with {name}")
         capa_read = False
-        prefetch = ([] if not self.pipelining
-                    else self._named_requests(lookup.numbers, uids=lookup.uids)
-                    if lookup is not None else self._scan_requests() if scan
-                    else [self._listing_request("UIDL")] if uids else [])
+        riders = ([] if not self.pipelining  # what rides with the login (see above)
+                  else self._named_requests(lookup.numbers, uids=lookup.uids)
+                  if lookup is not None else self._scan_requests() if scan
+                  else [self._listing_request("UIDL")] if uids else [])
         ahead = [Command(verb, (str(n), *args)) for n in sorted(lookup.numbers)
                  for verb, args in (("TOP", ("0",)), ("DELE", ()))] \
-            if prefetch and lookup is not None and lookup.delete else []
-        prefetch += [_Request(command) for command in ahead]
+            if riders and lookup is not None and lookup.delete else []
+        riders += [_Request(command) for command in ahead]
         if name == "USER":
-            capa_read = self._login_user(credentials, prefetch)
+            capa_read = self._login_user(credentials, riders)
         elif name == "APOP":
             assert self.greeting is not None and self.greeting.timestamp is not None
             digest = auth.apop_digest(self.greeting.timestamp, credentials.password or "")
@@ -305,28 +310,28 @@ class Session(Exchange):
                     raise
                 self._note("APOP refused; trying USER/PASS")
                 name = "USER"
-                capa_read = self._login_user(credentials, prefetch)
+                capa_read = self._login_user(credentials, riders)
         else:
-            capa_read = self._login_sasl(auth.make_mechanism(name, credentials), prefetch)
+            capa_read = self._login_sasl(auth.make_mechanism(name, credentials), riders)
         self.mechanism = name
         if not capa_read:
             # Some servers (Gmail) announce more once logged in.
             capa = Command("CAPA") if self.capabilities.known else None
-            commands = [*([capa] if capa else []), *(r.command for r in prefetch)]
+            commands = [*([capa] if capa else []), *(r.command for r in riders)]
             if commands:
                 self._settle()
                 self._send(*commands)
             if capa:
                 self._read_capa(capa)
-        if prefetch and lookup is not None:
+        if riders and lookup is not None:
             self._prefetched_named = _Named(lookup.numbers, lookup.uids, [
                 (request, self._reply(request.command))
-                for request in prefetch[:len(prefetch) - len(ahead)]])
+                for request in riders[:len(riders) - len(ahead)]])
             self._ahead = ahead
-        elif scan and prefetch:
-            self._prefetched = self._read_scan(prefetch)
-        elif prefetch:
-            self._prefetched_uids = self._read_listing(prefetch[0])
+        elif scan and riders:
+            self._prefetched = self._read_scan(riders)
+        elif riders:
+            self._prefetched_uids = self._read_listing(riders[0])
         return name
 
     def _call_auth(self, command: Command) -> Reply:
@@ -337,14 +342,14 @@ class Session(Exchange):
         if not reply.ok:
             raise server_error(reply, AuthenticationError, "login")
 
-    def _login_user(self, credentials: Credentials, prefetch: builtins.list[_Request]) -> bool:
-        """USER/PASS; when pipelining, CAPA (and ``prefetch``, whose replies the caller reads)
+    def _login_user(self, credentials: Credentials, riders: builtins.list[_Request]) -> bool:
+        """USER/PASS; when pipelining, CAPA (and ``riders``, whose replies the caller reads)
         rides along, saving round trips: True if so."""
         user = Command("USER", (credentials.user,))
         password = Command("PASS", (credentials.password or "",))
         if self.pipelining:
             capa = Command("CAPA")
-            self._send(user, password, capa, *(r.command for r in prefetch))
+            self._send(user, password, capa, *(r.command for r in riders))
             first, second = self._reply(user), self._reply(password)
             # Refused: say so now. Some servers hang up after a failed PASS, and waiting for
             # the CAPA behind it would report a lost connection instead of the refusal.
@@ -369,8 +374,8 @@ class Session(Exchange):
         self._auth_reply(second)
         return False
 
-    def _login_sasl(self, mechanism: auth.Mechanism, prefetch: builtins.list[_Request]) -> bool:
-        """The SASL exchange. When pipelining, CAPA (and ``prefetch``, whose replies the caller
+    def _login_sasl(self, mechanism: auth.Mechanism, riders: builtins.list[_Request]) -> bool:
+        """The SASL exchange. When pipelining, CAPA (and ``riders``, whose replies the caller
         reads) go out with the mechanism's last message instead of after the +OK: True if so.
 
         The rule relied on (docs/ARCHITECTURE.md, "Pipelining"): a line sent while no challenge
@@ -382,7 +387,7 @@ class Session(Exchange):
         and the commands behind it.
         """
         capa = Command("CAPA") if self.capabilities.known else None
-        after = [*([capa] if capa else []), *(r.command for r in prefetch)] \
+        after = [*([capa] if capa else []), *(r.command for r in riders)] \
             if self.pipelining else []
         followed = False
         answered: Command | None = None  # a command the server read as a SASL answer
@@ -908,5 +913,5 @@ class _CountingSink:
 
 
 # Re-exported for callers that only import the session module.
-__all__ = ["CLOSED", "MAX_IN_FLIGHT", "Lookup", "Session", "Sink", "TraceHook",
+__all__ = ["CLOSED", "MAX_IN_FLIGHT", "Lookup", "Prefetch", "Session", "Sink", "TraceHook",
            "default_session_timeout", "server_error"]

@@ -115,7 +115,8 @@ def connect(context: RunContext, *, scan: bool = False, lookup: Lookup | None = 
     with session:
         credentials, source = find_secret(target, ui)
         try:
-            session.login(credentials, scan=scan, lookup=lookup, uids=uids)
+            session.login(credentials, prefetch=lookup if lookup is not None
+                          else "scan" if scan else "uids" if uids else None)
         except AuthenticationError as e:
             raise refused(e, target, source) from e
         yield Opened(session, context, (credentials.user, endpoint.host, endpoint.effective_port),

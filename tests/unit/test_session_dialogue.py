@@ -148,7 +148,7 @@ def test_scan_rides_with_the_pipelined_login() -> None:
               expect(b"QUIT\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(CREDS, scan=True)
+            session.login(CREDS, prefetch="scan")
             first = session.scan()  # from the login's round trip
             second = session.scan()  # used once: asked again
     server.assert_done()
@@ -162,7 +162,7 @@ def _sizes_scanned_with_the_login(script: list[Step], mechanism: str) -> list[in
     creds = Credentials("alice", "s3cret", mechanism=mechanism, allow_plaintext=True)
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(creds, scan=True)
+            session.login(creds, prefetch="scan")
             sizes, _ = session.scan()
     server.assert_done()
     return [m.size for m in sizes]
@@ -176,7 +176,7 @@ def test_scan_with_the_login_is_refused_with_the_login() -> None:
     with ScriptedServer(script, timeout=2.0) as server:
         with pytest.raises(AuthenticationError, match="wrong password"):
             with Session.connect(endpoint(server)) as session:
-                session.login(CREDS, scan=True)
+                session.login(CREDS, prefetch="scan")
     server.assert_done()
     assert b"QUIT" not in server.received
 
@@ -203,7 +203,7 @@ def test_scan_without_pipelining_waits_for_each_reply() -> None:
               expect(b"QUIT\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(CREDS, scan=True)
+            session.login(CREDS, prefetch="scan")
             sizes, uids = session.scan()
     server.assert_done()
     assert [m.size for m in sizes] == [100] and uids is None
@@ -219,7 +219,7 @@ def test_a_deletion_makes_the_login_scan_stale() -> None:
               expect(b"RSET\r\n"), send(b"+OK\r\n"), expect(b"QUIT\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(CREDS, scan=True)
+            session.login(CREDS, prefetch="scan")
             session.dele(1)
             sizes, _ = session.scan()
             session.rset()
@@ -446,7 +446,7 @@ def test_an_oauth_error_behind_pipelined_commands_is_the_login_error(mechanism: 
         with pytest.raises(AuthenticationError, match=r"^login failed: server said: \[AUTH\] "
                                                       "invalid token$"), \
                 Session.connect(endpoint(server)) as session:
-            session.login(creds, scan=True)
+            session.login(creds, prefetch="scan")
     server.assert_done()
 
 
@@ -457,7 +457,7 @@ def test_a_challenge_then_acceptance_after_the_last_message_is_a_protocol_error(
     with ScriptedServer(script, timeout=2.0) as server:
         with pytest.raises(RemoteProtocolError, match="took CAPA as the answer"), \
                 Session.connect(endpoint(server)) as session:
-            session.login(creds, scan=True)
+            session.login(creds, prefetch="scan")
     server.assert_done()
 
 
@@ -495,7 +495,7 @@ def test_named_messages_ride_with_the_login_and_answer_the_lookup() -> None:
               expect(b"QUIT\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(CREDS, lookup=Lookup((2,)))
+            session.login(CREDS, prefetch=Lookup((2,)))
             first = session.lookup([2])  # from the login's round trip
             second = session.lookup([2], uids=False)  # used once: asked again
     server.assert_done()
@@ -517,7 +517,7 @@ def test_deletions_sent_with_the_login_are_undone_if_no_batch_adopts_them() -> N
               expect(b"QUIT\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(CREDS, lookup=Lookup((2,), delete=True))
+            session.login(CREDS, prefetch=Lookup((2,), delete=True))
             assert session.lookup([2]) == ([(2, 200)], [(2, "bbb")])
             assert session.stat().count == 2
     server.assert_done()
@@ -532,7 +532,7 @@ def test_deletions_sent_with_the_login_are_adopted_by_the_batch_they_were_for() 
               expect(b"QUIT\r\n"), send(b"+OK\r\n"), expect_eof()]
     with ScriptedServer(script, timeout=2.0) as server:
         with Session.connect(endpoint(server)) as session:
-            session.login(CREDS, lookup=Lookup((2,), delete=True))
+            session.login(CREDS, prefetch=Lookup((2,), delete=True))
             session.lookup([2])
             got = [h.data for h in session.headers([2], delete=[2])]
     server.assert_done()
