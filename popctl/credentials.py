@@ -167,6 +167,8 @@ def run_command(command: str, what: str, account: str,
     limit = DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
     on_terminal = sys.stdin is not None and sys.stdin.isatty()
     label = f"{what} of account {account!r}"
+    # Before the command starts: a prompt may turn echo off before Popen() has even returned.
+    terminal = _terminal_state() if on_terminal else None
     try:
         process = subprocess.Popen(command, shell=True,
                                    stdin=None if on_terminal else subprocess.DEVNULL,
@@ -174,7 +176,6 @@ def run_command(command: str, what: str, account: str,
     except OSError as e:
         raise SecretCommandError(f"{label} could not be run ({e.strerror or e}): {command}"
                                  ) from None
-    terminal = _terminal_state() if on_terminal else None
     finished = False
     try:
         output, problem = _read_bounded(process, limit)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from popctl.cli.group import cli
@@ -37,7 +35,7 @@ def sandbox_serve(port: int) -> None:
     from popctl.sandbox import SandboxServer
 
     refuse_unused(("debug",))
-    server = SandboxServer(port=port).start()
+    server = SandboxServer(port=port).bind()
     host, bound = server.address
     click.echo(f"sandbox POP3 server on {host} port {bound}: user sandbox, password sandbox",
                err=True)
@@ -45,8 +43,7 @@ def sandbox_serve(port: int) -> None:
         click.echo(f"STLS certificate (trust it with --ca-file): {server.ca_file}", err=True)
     click.echo(f"try: popctl --host localhost --port {bound} --tls starttls --ca-file "
                f"{server.ca_file} --user sandbox list", err=True)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        server.stop()
+    # In this thread, where Ctrl-C only sets the server's flag: a KeyboardInterrupt could be
+    # lost in a thread's start, and a signal taken on the server's thread would not wake a sleep.
+    server.serve_forever()
+    raise KeyboardInterrupt  # only Ctrl-C ends it: "Interrupted.", status 130, as for any command

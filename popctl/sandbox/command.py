@@ -12,6 +12,16 @@ from popctl.sandbox.server import SandboxServer
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the sample mailbox in the foreground, printing how to connect."""
+    try:
+        # Ctrl-C stops the server, a normal end (serve_forever() returns); only while starting is
+        # it an interruption: no traceback then, but the shell's status for it.
+        _start(argv).serve_forever()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _start(argv: Sequence[str] | None) -> SandboxServer:
     parser = argparse.ArgumentParser(prog="python -m popctl.sandbox", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
@@ -28,8 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ca_file: {server.ca_file}", flush=True)
         print(f"certificate SHA-256: {server.cert_sha256}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
-    server.serve_forever()
-    return 0
+    return server
 
 
 

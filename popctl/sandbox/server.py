@@ -9,6 +9,7 @@ import logging
 import os
 import selectors
 import shutil
+import signal
 import socket
 import socketserver
 import ssl
@@ -16,7 +17,8 @@ import tempfile
 import threading
 import time
 import weakref
-from types import TracebackType
+from collections.abc import Callable
+from types import FrameType, TracebackType
 
 from popctl.sandbox.mailbox import sample_mailbox
 from popctl.sandbox.maildrop import Maildrop
@@ -153,10 +155,16 @@ class _TCPServer(socketserver.ThreadingTCPServer):
         self._connections_lock = threading.Lock()
         self._banner_ids = itertools.count(1)
         self._stop_requested = threading.Event()
+        # Set by a signal handler, which must take no lock the interrupted main thread may hold.
+        self._interrupted = False
         self._running = threading.Lock()  # held while serve_until_stopped() loops
         super().__init__(address, _Connection)
-        # Unlike serve_forever()'s polling, a byte on this pair wakes the loop at once.
+        # Unlike serve_forever()'s polling, a byte on this pair wakes the loop at once. Both ends
+        # are non-blocking: the writer is also the signal wakeup fd (a signal handler must never
+        # block), and the reader is drained without ever waiting.
         self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
 
     def serve_until_stopped(self) -> None:
         """Accept connections until request_stop() is called (from any thread)."""
@@ -166,19 +174,37 @@ class _TCPServer(socketserver.ThreadingTCPServer):
             selector.register(self, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
             while True:
-                ready = selector.select()
-                if self._stop_requested.is_set():
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_reader in ready:
+                    with contextlib.suppress(OSError):  # BlockingIOError: drained already
+                        while self._wake_reader.recv(_RECV_SIZE):
+                            pass
+                if self._stop_requested.is_set() or self._interrupted:
                     return
-                if any(key.fileobj is self for key, _ in ready):
+                if self in ready:
                     self.handle_request()
 
     def request_stop(self) -> None:
         """Stop accepting connections; returns once serve_until_stopped() has returned."""
         self._stop_requested.set()
-        with contextlib.suppress(OSError):
-            self._wake_writer.send(b"\0")
+        self._wake()
         with self._running:
             pass
+
+    def interrupt(self) -> None:
+        """Make serve_until_stopped() return soon: safe in a signal handler, unlike request_stop()
+        (which waits for the loop, and whose Event.set() takes a lock)."""
+        self._interrupted = True
+        self._wake()
+
+    @property
+    def wake_fd(self) -> int:
+        """A byte written here wakes serve_until_stopped() (signal.set_wakeup_fd)."""
+        return self._wake_writer.fileno()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: a byte is waiting already
+            self._wake_writer.send(b"\0")
 
     def server_close(self) -> None:
         super().server_close()
@@ -207,6 +233,41 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         log.exception("sandbox: error while serving %s", client_address)
 
+
+
+def _serve_then_stop(server: _TCPServer, stop: Callable[[], None]) -> None:
+    """server.serve_until_stopped(), then stop(); in the main thread Ctrl-C (SIGINT) ends the
+    serving instead of raising KeyboardInterrupt, and cannot cut stop() short.
+
+    A KeyboardInterrupt can strike at any bytecode of the main thread, and some places lose it:
+    inside threading's Condition.wait() while a connection's thread starts, it becomes a
+    RuntimeError ("release unlocked lock") that socketserver logs and serves on; a weakref
+    callback ignores it. The kernel may also run the C-level handler on a connection's thread,
+    leaving the main thread asleep in select(). So the handler only sets a flag and writes to the
+    loop's wakeup socket, and signal.set_wakeup_fd() has the C-level handler, on whichever
+    thread it runs, wake the loop too.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):  # SIGINT ignored, or handled by the program that embeds the server: its choice
+        server.serve_until_stopped()
+        stop()
+        return
+
+    def on_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
+        server.interrupt()
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        previous_fd = signal.set_wakeup_fd(server.wake_fd, warn_on_full_buffer=False)
+        try:
+            server.serve_until_stopped()
+        finally:
+            signal.set_wakeup_fd(previous_fd)  # before stop() closes that socket
+        stop()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # --- the public server -----------------------------------------------------------------------
@@ -293,8 +354,8 @@ class SandboxServer:
         server = self.bind()._server
         assert server is not None
         try:
-            server.serve_until_stopped()
-        except KeyboardInterrupt:
+            _serve_then_stop(server, self.stop)
+        except KeyboardInterrupt:  # Ctrl-C before the handler was in place
             pass
         finally:
             self.stop()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import poplib
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +149,37 @@ def test_the_quick_exit_still_runs_atexit_handlers_and_waits_for_threads(
     assert result.stdout.startswith(b"popctl, version ")
     assert result.stderr == b"atexit ran\n"
     assert marker.exists() == thread
+
+
+@pytest.mark.parametrize("target", ["process", "connection-thread"])
+def test_sandbox_serve_stops_at_ctrl_c(target: str, tmp_path: Path) -> None:
+    """Ctrl-C ends ``popctl sandbox serve`` with "Interrupted." and 130, also when the kernel
+    runs the handler on the thread of a connection (a signal sent to that thread's id goes there
+    on Linux): the main thread must not sleep on through it."""
+    if target != "process" and not os.path.isdir(f"/proc/{os.getpid()}/task"):
+        pytest.skip("needs /proc/PID/task (Linux) to name a thread of the server")
+    process = subprocess.Popen([sys.executable, "-m", "popctl", "sandbox", "serve"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        match = re.fullmatch(r"sandbox POP3 server on 127\.0\.0\.1 port (\d+): user sandbox, "
+                             r"password sandbox\n", first)
+        assert match, first
+        pop = poplib.POP3("127.0.0.1", int(match.group(1)), timeout=30)
+        try:
+            pop.user("sandbox")
+            assert pop.pass_("sandbox").startswith(b"+OK")  # its thread lives while logged in
+            threads = set(map(int, os.listdir(f"/proc/{process.pid}/task"))) - {process.pid}
+            os.kill(process.pid if target == "process" else min(threads), signal.SIGINT)
+            # Generous, for a loaded machine: a stuck server never exits by itself.
+            assert process.wait(timeout=30) == 130
+        finally:
+            pop.close()
+        stdout, stderr = process.communicate()
+        assert (stdout, stderr.splitlines()[-1]) == ("", "Interrupted.")
+        assert "Traceback" not in stderr
+    finally:
+        process.kill()
+        process.communicate()

@@ -278,15 +278,33 @@ def test_a_file_wide_timeout_is_checked_too() -> None:
                               "seconds from 0.1 to 3600\n")
 
 
-def test_a_stopped_prompt_leaves_the_terminal_as_it_was() -> None:
-    """A command stopped while it had echo off (a passphrase prompt) would leave it off."""
+# popctl, slow to return from starting the password command: until that has turned echo off.
+LOOKS_LATE = """
+import runpy, subprocess, termios, time
+class Popen(subprocess.Popen):
+    def __init__(self, args, *more, **options):
+        super().__init__(args, *more, **options)
+        if args == "stty -echo; sleep 30":
+            deadline = time.monotonic() + 30
+            while termios.tcgetattr(0)[3] & termios.ECHO and time.monotonic() < deadline:
+                time.sleep(0.01)
+subprocess.Popen = Popen
+runpy.run_module("popctl", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("start", [["-m", "popctl"], ["-c", LOOKS_LATE]],
+                         ids=["prompt", "prompt-faster-than-popctl"])
+def test_a_stopped_prompt_leaves_the_terminal_as_it_was(start: list[str]) -> None:
+    """A command stopped while it had echo off (a passphrase prompt) would leave it off; also
+    when it turned echo off before popctl, under load, had looked at the terminal."""
     write_config(account("work", 'password_command = "stty -echo; sleep 30"',
                          "password_command_timeout = 0.5"))
     master, slave = pty.openpty()
     terminal = os.dup(slave)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "popctl", "--all-accounts", "stat"], stdin=slave,
+            [sys.executable, *start, "--all-accounts", "stat"], stdin=slave,
             stdout=slave, stderr=slave, start_new_session=True,
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         os.close(slave)

@@ -23,6 +23,7 @@ from email.header import decode_header, make_header
 import pytest
 
 from popctl.sandbox import SandboxServer, sample_mailbox
+from popctl.sandbox import command as sandbox_command
 from popctl.sandbox import server as sandbox_server
 
 REFERENCE = datetime(2024, 3, 1, tzinfo=UTC)
@@ -507,6 +508,50 @@ def test_python_m_popctl_sandbox_serves_until_ctrl_c() -> None:
         process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_ctrl_c_handled_on_a_connection_thread_still_stops_the_sandbox() -> None:
+    """The kernel may run a process's SIGINT handler on any thread; a Ctrl-C the C-level handler
+    took on a connection's thread must still wake the main thread asleep in select(). Sent to
+    that thread's id, the signal is delivered there (Linux prefers the thread named)."""
+    if not os.path.isdir(f"/proc/{os.getpid()}/task"):
+        pytest.skip("needs /proc/PID/task (Linux) to name a thread of the server")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "popctl.sandbox", "--no-tls"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        match = re.search(r"port (\d+)", process.stdout.readline())
+        assert match
+        with Client(("127.0.0.1", int(match.group(1)))) as client:
+            assert client.login().startswith(b"+OK")  # its thread lives while we are logged in
+            threads = set(map(int, os.listdir(f"/proc/{process.pid}/task"))) - {process.pid}
+            assert threads
+            os.kill(min(threads), signal.SIGINT)
+            # Generous, for a loaded machine: a stuck server never exits by itself.
+            assert process.wait(timeout=30) == 0
+        assert process.communicate()[1] == ""  # no traceback, nothing logged
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_ctrl_c_while_the_sandbox_starts_is_a_clean_exit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(seed: int) -> list[bytes]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sandbox_command, "sample_mailbox", interrupted)
+    try:
+        status = sandbox_command.main(["--no-tls"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C while starting escaped main(): a traceback")
+    assert status == 130
+    assert capsys.readouterr() == ("", "")
 
 
 # --- the sample mailbox ----------------------------------------------------------------------
