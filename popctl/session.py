@@ -76,7 +76,7 @@ from popctl.protocol import (
     Greeting,
     Reply,
 )
-from popctl.transport import Transport, make_tls_context
+from popctl.transport import PendingTLSContext, Transport
 
 # A header block larger than this is a broken or hostile server; the rest is read and dropped.
 MAX_HEADER_BYTES: Final = 256 * 1024
@@ -153,6 +153,7 @@ class Session(Exchange):
                 pipelining: bool | None = None) -> Session:
         """Connect, negotiate TLS as ``endpoint`` says, read the greeting and CAPA."""
         started = time.monotonic()
+        tls = PendingTLSContext.start(endpoint) if endpoint.tls is not TLSMode.NONE else None
         transport = Transport.connect(endpoint.host, endpoint.effective_port,
                                       connect_timeout=endpoint.connect_timeout,
                                       timeout=endpoint.timeout)
@@ -162,11 +163,11 @@ class Session(Exchange):
         try:
             session._note(f"connected to {endpoint.host} port {endpoint.effective_port}")
             if endpoint.tls is TLSMode.IMPLICIT:
-                session._start_tls(endpoint)
+                session._start_tls(endpoint, tls)
             session._read_greeting()
             session.capa()
             if endpoint.tls is TLSMode.STARTTLS:
-                session.stls(endpoint)
+                session.stls(endpoint, tls)
         except BaseException:
             session.abort()
             raise
@@ -222,9 +223,8 @@ class Session(Exchange):
             raise server_error(fake, what="connecting")
         self.greeting = event
 
-    def _start_tls(self, endpoint: Endpoint) -> None:
-        context = make_tls_context(endpoint.ca_file, fingerprint=endpoint.fingerprint,
-                                   insecure=endpoint.insecure)
+    def _start_tls(self, endpoint: Endpoint, tls: PendingTLSContext | None = None) -> None:
+        context = (tls or PendingTLSContext(endpoint)).result()
         # One deadline for the whole handshake: the read timeout (less if the session's is near).
         wait = self._allowed(self._timeout)
         started = time.monotonic()
@@ -240,8 +240,9 @@ class Session(Exchange):
         self._note(f"TLS {info.version} {info.cipher}, certificate SHA-256 {info.cert_sha256}"
                    + ("" if info.verified else " (NOT VERIFIED: verification is off)"))
 
-    def stls(self, endpoint: Endpoint) -> None:
-        """RFC 2595: upgrade to TLS, then forget and re-read the capabilities."""
+    def stls(self, endpoint: Endpoint, tls: PendingTLSContext | None = None) -> None:
+        """RFC 2595: upgrade to TLS, then forget and re-read the capabilities. ``tls``: the
+        context, if it is being built already (Session.connect)."""
         if self.capabilities.known and "STLS" not in self.capabilities:
             raise TLSError(
                 "the server does not offer STLS, so the connection cannot be encrypted "
@@ -252,7 +253,7 @@ class Session(Exchange):
         if not reply.ok:
             raise TLSError(f"the server refused STLS: {reply.text}; refusing to continue "
                            "without TLS")
-        self._start_tls(endpoint)
+        self._start_tls(endpoint, tls)
         self.capabilities = Capabilities(known=False)
         self.capa()
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -236,3 +238,55 @@ def test_a_line_split_between_two_reads_is_traced_whole(show_all: str) -> None:
     body = [line.decode() for line in MESSAGE.split(b"\r\n")[:-1]]
     shown = lines[start + 1:start + 1 + (len(body) if show_all else TRACE_SHOWN)]
     assert shown == body[:len(shown)]
+
+
+# --- the TLS context is built while the connection is made ------------------------------------
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_a_ca_file_that_is_not_pem_is_one_line_and_nothing_is_sent(tls: str,
+                                                                   tmp_path: Path) -> None:
+    """The context is built on a thread of its own (transport.PendingTLSContext): what building it
+    raises still reaches the user as the one error, before anything is sent in clear."""
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    script = [expect_eof()] if tls == "implicit" else [GREET, expect(b"CAPA\r\n"),
+                                                       send(b"+OK\r\nSTLS\r\n.\r\n"),
+                                                       expect(b"STLS\r\n"),
+                                                       send(b"+OK go ahead\r\n"), expect_eof()]
+    with ScriptedServer(script, timeout=2.0) as server:
+        result = run(server, tls, "--ca-file", str(bogus), "stat")
+    code, out, err = error(result)
+    assert (code, out) == (4, "")
+    assert err.startswith(f"Error: cannot load CA file {bogus}: ") and err.count("\n") == 1
+
+
+def test_the_tls_context_is_built_while_the_connection_is_made(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing ssl and loading the system's CAs (~35 ms) overlaps the TCP handshake: the
+    context is already being built when the connection completes. Built after it (as before),
+    the connect below would wait in vain."""
+    from popctl import session as session_module
+    from popctl import transport
+    from popctl.models import Endpoint, TLSMode
+
+    building = threading.Event()
+    real = transport.make_tls_context
+
+    def make(*args: object, **kwargs: object) -> object:
+        building.set()
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    class Connected(Exception):
+        pass
+
+    def connect(*args: object, **kwargs: object) -> object:
+        assert building.wait(5), "the TLS context was not being built during the connect"
+        raise Connected
+
+    monkeypatch.setattr(transport, "make_tls_context", make)
+    monkeypatch.setattr(transport.Transport, "connect", connect)
+    for mode in (TLSMode.IMPLICIT, TLSMode.STARTTLS):
+        building.clear()
+        with pytest.raises(Connected):
+            session_module.Session.connect(Endpoint("localhost", tls=mode))
