@@ -305,29 +305,26 @@ def test_headless_the_keyring_is_skipped_silently(server: DovecotServer,
     assert outcome(result) == (0, "count  1\nsize   42\n", "")
 
 
-def test_nothing_anywhere_names_the_fix(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keyring_usable", [True, False], ids=["keyring", "headless"])
+def test_nothing_anywhere_names_the_fix(keyring_usable: bool,
+                                        request: pytest.FixtureRequest) -> None:
+    """Headless, `popctl password set` could not store a password, so it is not the fix."""
+    if not keyring_usable:
+        request.getfixturevalue("no_keyring")
     with ScriptedServer([send(b"+OK ready\r\n"), expect(b"CAPA\r\n"),
                          send(b"+OK\r\nUSER\r\n.\r\n"), expect_eof()], tls="implicit") as s:
         write_config(f'[accounts.bob]\nhost = "localhost"\nport = {s.port}\nuser = "bob"\n'
                      f'ca_file = "{s.ca_file}"\n')
         result = invoke("--account", "bob", "stat")
-    assert outcome(result) == (7, "", (
-        f"Error: no password for account bob (bob@localhost:{s.port}): store one with: popctl "
-        "password set bob (or give the account a password_command, or set POPCTL_PASSWORD)\n"))
-
-
-def test_nothing_anywhere_and_no_keyring_names_the_ways_out(no_keyring: None) -> None:
-    """Headless: `popctl password set` could not store a password, so it is not the fix."""
-    with ScriptedServer([send(b"+OK ready\r\n"), expect(b"CAPA\r\n"),
-                         send(b"+OK\r\nUSER\r\n.\r\n"), expect_eof()], tls="implicit") as s:
-        write_config(f'[accounts.bob]\nhost = "localhost"\nport = {s.port}\nuser = "bob"\n'
-                     f'ca_file = "{s.ca_file}"\n')
-        result = invoke("--account", "bob", "stat")
-    assert outcome(result) == (7, "", (
-        f"Error: no password for account bob (bob@localhost:{s.port}), and no usable keyring "
-        "backend here (keyring.backends.fail.Keyring) to store one in: install keyrings.alt and "
-        "set PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring (a file, not encrypted), "
-        "or give the account a password_command, or set POPCTL_PASSWORD\n"))
+    fix = ("store one with: popctl password set bob (or give the account a password_command, or "
+           "set POPCTL_PASSWORD)" if keyring_usable else
+           "and no usable keyring backend here (keyring.backends.fail.Keyring) to store one in: "
+           "install keyrings.alt and set "
+           "PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring (a file, not encrypted), "
+           "or give the account a password_command, or set POPCTL_PASSWORD")
+    separator = ": " if keyring_usable else ", "
+    assert outcome(result) == (7, "", f"Error: no password for account bob "
+                                      f"(bob@localhost:{s.port}){separator}{fix}\n")
 
 
 @dovecot
