@@ -108,9 +108,12 @@ class SeenState:
     ``pending``: UID -> where a commit was about to put it (see the module's docstring).
     """
 
-    def __init__(self, key: str, path: str | None = None) -> None:
+    def __init__(self, key: str, path: str | None = None, *, read_only: bool = False) -> None:
+        """``read_only`` (a dry run): nothing is created, repaired or written; a journal that
+        does not exist reads as empty."""
         self.key = key
         self.path = path if path is not None else journal_path(key)
+        self.read_only = read_only
         self.stored: dict[str, int] = {}
         self.pending: dict[str, str] = {}
         self.being_deleted: set[str] = set()  # DELE sent (committed at QUIT, if it came)
@@ -118,12 +121,26 @@ class SeenState:
         self._fd = -1
         self._lock = -1
         self._dirty = False
+        if read_only and not os.path.exists(self.path):
+            return
         try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            self._lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                                 0o600)
+            if not read_only:
+                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            self._lock = os.open(f"{self.path}.lock", os.O_RDONLY | os.O_CLOEXEC
+                                 if read_only else os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise _error("open", self.path, exc) from None
+            # read-only, a journal without its lock file (copied by hand) is read unlocked
+            if not (read_only and isinstance(exc, FileNotFoundError)):
+                raise _error("open", self.path, exc) from None
+        if self._lock >= 0:
+            self._take_lock()
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    def _take_lock(self) -> None:
         import fcntl
 
         try:
@@ -136,31 +153,27 @@ class SeenState:
                                      "account and store); try again when it has finished"
                                      ) from None
             raise _error("lock", self.path, exc) from None
-        try:
-            self._load()
-        except BaseException:
-            self.close()
-            raise
 
     # --- reading --------------------------------------------------------------------------
 
     def _load(self) -> None:
+        flags = (os.O_RDONLY if self.read_only else os.O_RDWR | os.O_CREAT | os.O_APPEND)
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                               0o600)
+            self._fd = os.open(self.path, flags | os.O_CLOEXEC, 0o600)
             size = os.fstat(self._fd).st_size
             data = os.pread(self._fd, size, 0) if size else b""
         except OSError as exc:
             raise _error("read", self.path, exc) from None
         complete = data.rfind(b"\n") + 1
-        if complete < len(data):  # a torn last line (killed while writing it): cut it off
+        if complete < len(data) and not self.read_only:  # a torn last line: cut it off
             try:
                 os.ftruncate(self._fd, complete)
             except OSError as exc:
                 raise _error("repair", self.path, exc) from None
         lines = data[:complete].decode("ascii", "replace").split("\n")[:-1]
         if not lines:
-            self._append(f"{_MAGIC} {escape(self.key)}\n")
+            if not self.read_only:
+                self._append(f"{_MAGIC} {escape(self.key)}\n")
             return
         if lines[0] != f"{_MAGIC} {escape(self.key)}":
             raise StateError(f"{self.path} is not popctl's state of {self.key}; move it away")
@@ -172,7 +185,8 @@ class SeenState:
                 raise StateError(f"{self.path}: unreadable line {line[:60]!r}; move it away"
                                  ) from None
         self._lines = len(lines) - 1
-        if self._lines > 2 * (len(stored) + len(pending)) + _COMPACT_SLACK:
+        if self._lines > 2 * (len(stored) + len(pending)) + _COMPACT_SLACK \
+                and not self.read_only:
             self.compact()
 
     def _replay(self, line: str) -> None:
@@ -203,6 +217,7 @@ class SeenState:
     # --- writing --------------------------------------------------------------------------
 
     def _append(self, text: str) -> None:
+        assert not self.read_only, "a read-only journal is written"
         try:
             data = text.encode("ascii")
             while data:

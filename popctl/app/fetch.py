@@ -134,7 +134,7 @@ def _account(opened: Opened, request: NewOnly, store: stores.Store | None) -> li
             f"warning: messages {', '.join(map(str, numbers))} share the UID {uid!r}, so only "
             f"message {numbers[0]} is fetched as new; fetch the others by number")
     clock = now()
-    with SeenState(key) as seen:
+    with SeenState(key, read_only=request.dry_run) as seen:
         _check_renumbered(seen, server, request)
         if not request.dry_run:
             seen.forget([u for u in [*seen.stored, *seen.pending] if u not in server])

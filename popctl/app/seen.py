@@ -47,7 +47,7 @@ def list_seen(context: RunContext, where: StateOf) -> None:
     records: list[Record] = []
     several = several_accounts(context.options) is not None
     for name, account in _accounts(context):
-        with SeenState(store_key(account, where.kind, where.path)) as seen:
+        with SeenState(store_key(account, where.kind, where.path), read_only=True) as seen:
             rows: list[Record] = [
                 {"uid": uid, "stored": _iso(when), "pending": False}
                 for uid, when in sorted(seen.stored.items(), key=lambda item: item[1])]

@@ -322,3 +322,37 @@ def test_inside_the_shell_deletions_wait_for_quit(tmp_path: Path) -> None:
         "no new messages; 50 marked deleted (committed when the shell quits)"]
     assert json.loads(result.stdout)["count"] == 0
     assert len(list((maildir / "new").iterdir())) == 50
+
+
+def _state_files() -> dict[str, bytes]:
+    root = Path(os.environ["XDG_STATE_HOME"])
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_dry_run_writes_no_state(tmp_path: Path) -> None:
+    """--dry-run reads the journal, if there is one, and never creates, repairs or appends to
+    it: before, a first dry run left an empty journal and its lock file behind."""
+    maildir = str(tmp_path / "Maildir")
+    dry = run(script([b"u1"], [M1]), "retr", "--new", "--maildir", maildir, "--dry-run",
+              "--json")
+    assert [(r["uid"], r["action"]) for r in json.loads(dry.stdout)] == [("u1", "would fetch")]
+    assert _state_files() == {}
+    assert not os.path.exists(maildir)
+    run(script([b"u1"], [M1], fetched=[1]), "retr", "--new", "--maildir", maildir, now=T0)
+    [journal] = [name for name in _state_files() if name.endswith(".log")]
+    # A torn last line, as a run killed while writing leaves it: a real run cuts it off.
+    path = Path(os.environ["XDG_STATE_HOME"], journal)
+    path.write_bytes(path.read_bytes() + b"S 18")
+    before = _state_files()
+    dry = run(script([b"u1", b"u2"], [M1, M2]), "retr", "--new", "--maildir", maildir,
+              "--keep-days", "0", "--dry-run", "--json", now=T0 + 1)
+    assert [(r["uid"], r["action"]) for r in json.loads(dry.stdout)] == [
+        ("u2", "would fetch"), ("u1", "would delete")]
+    assert _state_files() == before
+
+
+def test_seen_list_of_a_store_never_fetched_into_writes_no_state(tmp_path: Path) -> None:
+    listed = invoke("--host", "127.0.0.1", "--port", str(PORT), "--tls", "none", "--user",
+                    "alice", "seen", "list", "--maildir", str(tmp_path / "Maildir"), "--json")
+    assert (listed.exit_code, listed.stdout) == (0, "[]\n")
+    assert _state_files() == {}
