@@ -326,9 +326,9 @@ def delete(context: RunContext, query: Query, *, yes: bool, dry_run: bool,
         records = [{**r.to_record(True, parts), "deleted": at_once} for r in rows]
         if rows and not (dry_run or at_once):
             if not yes:
-                shown = [{**r.to_record(True, parts and columns is not None), "deleted": False}
-                         for r in rows]
-                ui.show(_projected(shown, columns))
+                # the question's table: what would be deleted, without a "deleted" column
+                shown = [r.to_record(True, parts and columns is not None) for r in rows]
+                ui.show(_projected(shown, columns and [c for c in columns if c != "deleted"]))
                 _confirm(opened.context, f"Delete {len(rows)} message(s)?")
             opened.session.dele([r.number for r in rows])
         stamp = acted(opened)  # after the DELEs were answered

@@ -135,6 +135,16 @@ def test_dele_question_table_fits_the_terminal() -> None:
     assert all(textwidth.wcswidth(line) <= 80 for line in lines)
 
 
+def test_dele_question_table_on_a_wide_terminal_has_no_deleted_column() -> None:
+    """Nothing is deleted yet when the question is asked: a column of "no" says nothing."""
+    code, shown = on_terminal(["dele", "--sandbox", "1-2"], 250,
+                              answer=(b"Delete 2 message(s)?", b"n"))
+    assert code != 0
+    lines = table_lines(shown.split("Delete 2")[0])
+    assert lines[0].split() == ["number", "size", "uid", "from", "subject", "date"]
+    assert len(lines) == 2 + 2
+
+
 # --- piped: unchanged ----------------------------------------------------------------------------
 
 
