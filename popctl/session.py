@@ -153,7 +153,7 @@ class Session(Exchange):
                 pipelining: bool | None = None) -> Session:
         """Connect, negotiate TLS as ``endpoint`` says, read the greeting and CAPA."""
         started = time.monotonic()
-        tls = PendingTLSContext.start(endpoint) if endpoint.tls is not TLSMode.NONE else None
+        tls = PendingTLSContext(endpoint).start() if endpoint.tls is not TLSMode.NONE else None
         transport = Transport.connect(endpoint.host, endpoint.effective_port,
                                       connect_timeout=endpoint.connect_timeout,
                                       timeout=endpoint.timeout)

@@ -66,30 +66,25 @@ def make_tls_context(ca_file: str | None = None, *, fingerprint: str | None = No
 
 
 class PendingTLSContext:
-    """The TLS context for ``endpoint``, built now (``PendingTLSContext(endpoint)``) or on a
-    thread of its own while the connection is made (``PendingTLSContext.start(endpoint)``):
-    importing ssl and loading the system's CA certificates take ~35 ms here, which would
-    otherwise follow the TCP handshake (and, with STLS, the greeting and CAPA) instead of
-    overlapping it. ``result()`` waits for it, and raises what building it raised (a CA file
-    that cannot be read)."""
+    """The TLS context for ``endpoint``. ``start()`` builds it on a thread of its own while the
+    connection is made: importing ssl and loading the system's CA certificates take ~35 ms
+    here, which would otherwise follow the TCP handshake (and, with STLS, the greeting and
+    CAPA) instead of overlapping it. ``result()`` waits for it (or builds it, if not started),
+    and raises what building it raised (a CA file that cannot be read)."""
 
-    def __init__(self, endpoint: Endpoint, *, background: bool = False) -> None:
+    def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
         self._context: ssl.SSLContext | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        if background:
-            import threading
 
-            self._thread = threading.Thread(target=self._build, name="popctl-tls-context",
-                                            daemon=True)
-            self._thread.start()
-        else:
-            self._build()
+    def start(self) -> PendingTLSContext:
+        import threading
 
-    @classmethod
-    def start(cls, endpoint: Endpoint) -> PendingTLSContext:
-        return cls(endpoint, background=True)
+        self._thread = threading.Thread(target=self._build, name="popctl-tls-context",
+                                        daemon=True)
+        self._thread.start()
+        return self
 
     def _build(self) -> None:
         endpoint = self._endpoint
@@ -102,7 +97,9 @@ class PendingTLSContext:
             self._error = e
 
     def result(self) -> ssl.SSLContext:
-        if self._thread is not None:
+        if self._thread is None:
+            self._build()
+        else:
             self._thread.join()
         if self._error is not None:
             raise self._error
