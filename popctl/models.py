@@ -162,3 +162,14 @@ class Retrieved(NamedTuple):
     octets: int  # bytes written to the sink
     deleted: bool = False  # marked for deletion (committed only by QUIT)
     short: bool = False  # fewer octets than LIST announced (truncated?): never deleted
+
+
+class Lookup(NamedTuple):
+    """The messages a command names by number, and what it will do with them first (built by
+    query.Plan.lookup): when pipelining, ``login`` sends it with the credentials."""
+
+    numbers: tuple[int, ...]
+    uids: bool = True  # UIDL n beside LIST n
+    # Then read and delete them (dele N --yes): TOP n 0 and DELE n go too, for the
+    # ``headers(numbers, delete=numbers)`` that follows.
+    delete: bool = False

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from popctl import selection
 from popctl.errors import CapabilityError, NoSuchMessageError, UsageError
 from popctl.listing import SizeListing, UidListing
-from popctl.models import MessageSize, MessageUid, Progress
-from popctl.session import Lookup, Session
+from popctl.models import Lookup, MessageSize, MessageUid, Progress
 
 if TYPE_CHECKING:  # the cache and header parsing are imported only when headers are read
     from popctl.cache import HeaderCache
+    from popctl.session import Session  # and the session layers only by the app that runs it
 
 # The most message numbers looked up one by one (STAT, LIST n, UIDL n: a few dozen octets each)
 # rather than with the whole listings (megabytes at 100,000 messages). A command line names a

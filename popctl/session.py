@@ -61,6 +61,7 @@ from popctl.models import (
     Capabilities,
     Credentials,
     Endpoint,
+    Lookup,
     MailboxStat,
     MessageHeaders,
     MessageSize,
@@ -76,7 +77,7 @@ from popctl.protocol import (
     Greeting,
     Reply,
 )
-from popctl.transport import PendingTLSContext, Transport
+from popctl.transport import PendingConnection, PendingTLSContext, Transport
 
 # A header block larger than this is a broken or hostile server; the rest is read and dropped.
 MAX_HEADER_BYTES: Final = 256 * 1024
@@ -99,17 +100,6 @@ class _Listing(NamedTuple):
 
 
 _Scan = tuple[_Listing, _Listing]  # UIDL's and LIST's
-
-
-class Lookup(NamedTuple):
-    """The messages a command names by number, and what it will do with them first (built by
-    query.Plan.lookup): when pipelining, ``login`` sends it with the credentials."""
-
-    numbers: tuple[int, ...]
-    uids: bool = True  # UIDL n beside LIST n
-    # Then read and delete them (dele N --yes): TOP n 0 and DELE n go too, for the
-    # ``headers(numbers, delete=numbers)`` that follows.
-    delete: bool = False
 
 
 # What may ride with the login (Session.login): UIDL and LIST, the messages named, or UIDL.
@@ -150,13 +140,21 @@ class Session(Exchange):
 
     @classmethod
     def connect(cls, endpoint: Endpoint, *, trace: TraceHook | None = None,
-                pipelining: bool | None = None) -> Session:
-        """Connect, negotiate TLS as ``endpoint`` says, read the greeting and CAPA."""
+                pipelining: bool | None = None, ahead: PendingConnection | None = None
+                ) -> Session:
+        """Connect, negotiate TLS as ``endpoint`` says, read the greeting and CAPA.
+
+        ``ahead``: the connection to ``endpoint`` already begun, if any (PendingConnection.take)."""
         started = time.monotonic()
-        tls = PendingTLSContext(endpoint).start() if endpoint.tls is not TLSMode.NONE else None
-        transport = Transport.connect(endpoint.host, endpoint.effective_port,
-                                      connect_timeout=endpoint.connect_timeout,
-                                      timeout=endpoint.timeout)
+        taken = ahead.take(endpoint) if ahead is not None else None
+        if taken is not None:
+            transport, tls = taken
+        else:
+            tls = PendingTLSContext(endpoint).start() if endpoint.tls is not TLSMode.NONE \
+                else None
+            transport = Transport.connect(endpoint.host, endpoint.effective_port,
+                                          connect_timeout=endpoint.connect_timeout,
+                                          timeout=endpoint.timeout)
         session = cls(transport, trace=trace, pipelining=pipelining,
                       session_timeout=endpoint.session_timeout)
         session._waited = time.monotonic() - started

@@ -8,13 +8,16 @@ time it is given (the session hands out what is left of its deadlines; see sessi
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 import sys
-from typing import TYPE_CHECKING, Final
+import time
+from typing import TYPE_CHECKING, Any, Final
 
 from popctl.defaults import IMPLICIT_TLS_PORT, normalize_fingerprint
 from popctl.errors import ConnectionClosedError, NetworkTimeoutError, TLSError, TransportError
-from popctl.models import Endpoint, TLSInfo
+from popctl.models import Endpoint, TLSInfo, TLSMode
 
 if TYPE_CHECKING:
     import ssl
@@ -147,22 +150,10 @@ class Transport:
             self._sock_timeout = seconds
 
     @classmethod
-    def connect(cls, host: str, port: int, *, connect_timeout: float,
-                timeout: float) -> Transport:
-        # An ASCII name goes to getaddrinfo as bytes: as a str it would pass through the idna
-        # codec, whose import (stringprep, unicodedata) costs ~3 ms and only non-ASCII names need.
-        address: str | bytes = host.encode("ascii") if host.isascii() else host
-        try:
-            sock = socket.create_connection(
-                (address, port),  # type: ignore[arg-type]  # getaddrinfo takes bytes too
-                timeout=connect_timeout)
-        except TimeoutError as e:
-            raise NetworkTimeoutError(
-                f"connecting to {host}:{port} timed out after {connect_timeout:g} s") from e
-        except socket.gaierror as e:
-            raise TransportError(f"cannot resolve {host}: {e.strerror}") from e
-        except OSError as e:
-            raise TransportError(f"cannot connect to {host}:{port}: {e.strerror or e}") from e
+    def connect(cls, host: str, port: int, *, connect_timeout: float, timeout: float,
+                connecting: Connecting | None = None) -> Transport:
+        """Connect to ``host`` (``connecting``: the connection to it begun already)."""
+        sock = (connecting or Connecting(host, port, connect_timeout)).finish()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(timeout)
         return cls(sock, host, timeout, port=port)
@@ -270,3 +261,117 @@ class Transport:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
+
+
+class Connecting:
+    """A TCP connection under way: ``Connecting(...)`` resolves ``host`` and begins connecting
+    to its first address without waiting for the handshake (the kernel makes it), so that the
+    caller can go on meanwhile; ``finish()`` waits for it and, as socket.create_connection
+    does, tries the other addresses in turn, each for at most ``connect_timeout``. What failed
+    (the last address's error) is raised by ``finish()``, as a TransportError."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float) -> None:
+        self.host, self.port, self.connect_timeout = host, port, connect_timeout
+        self._addresses: list[tuple[Any, ...]] = []
+        self._sock: socket.socket | None = None
+        self._started = 0.0
+        self._error: OSError | None = None
+        # An ASCII name goes to getaddrinfo as bytes: as a str it would pass through the idna
+        # codec, whose import (stringprep, unicodedata) costs ~3 ms and only non-ASCII names need.
+        address: str | bytes = host.encode("ascii") if host.isascii() else host
+        try:
+            self._addresses = list(socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM))
+        except OSError as e:
+            self._error = e
+            return
+        self._next()
+
+    def _next(self) -> None:
+        """Begin connecting to the next address; one that fails at once is passed over."""
+        while self._addresses:
+            family, kind, proto, _, sockaddr = self._addresses.pop(0)
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                code = sock.connect_ex(sockaddr)
+            except OSError as e:
+                sock.close()
+                self._error = e
+                continue
+            if code in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                self._sock, self._started = sock, time.monotonic()
+                return
+            sock.close()
+            self._error = OSError(code, os.strerror(code))
+
+    def finish(self) -> socket.socket:
+        host, port = self.host, self.port
+        try:
+            return self._wait()
+        except TimeoutError as e:
+            raise NetworkTimeoutError(
+                f"connecting to {host}:{port} timed out after {self.connect_timeout:g} s") from e
+        except socket.gaierror as e:
+            raise TransportError(f"cannot resolve {host}: {e.strerror}") from e
+        except OSError as e:
+            raise TransportError(f"cannot connect to {host}:{port}: {e.strerror or e}") from e
+
+    def _wait(self) -> socket.socket:
+        import selectors
+
+        while self._sock is not None:
+            sock, self._sock = self._sock, None
+            try:
+                with selectors.DefaultSelector() as selector:
+                    selector.register(sock, selectors.EVENT_WRITE)
+                    left = self.connect_timeout - (time.monotonic() - self._started)
+                    ready = selector.select(max(left, 0.0))
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if ready else None
+            except BaseException:
+                sock.close()
+                raise
+            if code == 0:
+                return sock
+            sock.close()
+            self._error = TimeoutError("timed out") if code is None \
+                else OSError(code, os.strerror(code))
+            self._next()
+        raise self._error or OSError("getaddrinfo returned no address")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class PendingConnection:
+    """The connection to ``endpoint``, and its TLS context, begun before the code that will use
+    them has loaded: the TCP handshake and the server's greeting then travel while the session
+    layers are imported (~10 ms here), and the context is built on a thread of its own.
+    ``take()`` hands the connected Transport over once (Session.connect takes it), or raises
+    what connecting raised, as Transport.connect would have; ``close()`` discards a connection
+    never taken."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.tls = PendingTLSContext(endpoint).start() if endpoint.tls is not TLSMode.NONE else None
+        self._connecting: Connecting | None = Connecting(endpoint.host, endpoint.effective_port,
+                                                         endpoint.connect_timeout)
+
+    def take(self, endpoint: Endpoint) -> tuple[Transport, PendingTLSContext | None] | None:
+        """The connection and its TLS context, if it was begun to ``endpoint`` and nobody
+        took it yet (None otherwise: one begun to another endpoint is discarded)."""
+        if endpoint != self.endpoint:
+            self.close()
+        connecting, self._connecting = self._connecting, None
+        if connecting is None:
+            return None
+        transport = Transport.connect(endpoint.host, endpoint.effective_port,
+                                      connect_timeout=endpoint.connect_timeout,
+                                      timeout=endpoint.timeout, connecting=connecting)
+        return transport, self.tls
+
+    def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.close()
+            self._connecting = None

@@ -17,6 +17,7 @@ from popctl import defaults
 if TYPE_CHECKING:
     from popctl.models import Progress
     from popctl.session import Session
+    from popctl.transport import PendingConnection
 
 Record = Mapping[str, object]
 TraceHook = Callable[[str, str], None]
@@ -122,7 +123,8 @@ class RunContext(NamedTuple):
 
     ``resources`` closes what the run started (the sandbox server) when the command ends.
     ``shell`` is the session of ``popctl shell`` when the command runs inside it; ``label`` the
-    account's name in a run across several accounts.
+    account's name in a run across several accounts; ``ahead`` the connection to its server,
+    once begun (targets.connect_ahead).
     """
 
     options: Options
@@ -130,6 +132,7 @@ class RunContext(NamedTuple):
     resources: contextlib.ExitStack
     shell: Opened | None = None
     label: str | None = None
+    ahead: PendingConnection | None = None
 
     @property
     def in_shell(self) -> bool:

@@ -119,39 +119,6 @@ _FROM_PARTS = frozenset(("from_name", "from_address", "date_utc", "date_epoch"))
 SortKey = tuple[str, bool]  # a field, and whether descending
 
 
-def _names(text: str, what: str) -> list[str]:
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    if not names:
-        raise UsageError(f"name at least one {what}, separated by commas")
-    return names
-
-
-def parse_columns(text: str | None, valid: Sequence[str]) -> tuple[str, ...] | None:
-    """Comma-separated column names, checked against ``valid``; None when not given."""
-    if text is None:
-        return None
-    names = _names(text, "column")
-    for name in names:
-        if name not in valid:
-            raise UsageError(f"unknown column {name!r}: the columns are {', '.join(valid)}")
-    return tuple(names)
-
-
-def parse_sort(text: str | None, valid: Sequence[str] = defaults.SORT_FIELDS
-               ) -> tuple[SortKey, ...]:
-    """Comma-separated fields to sort by, each descending with a leading ``-``: ``-size,date``."""
-    if text is None:
-        return ()
-    keys = []
-    for name in _names(text, "field to sort by"):
-        field = name.removeprefix("-")
-        if field not in valid:
-            raise UsageError(f"cannot sort by {field!r}: sort by {', '.join(valid)} (a leading "
-                             "- for descending: -size)")
-        keys.append((field, name.startswith("-")))
-    return tuple(keys)
-
-
 def _sort_value(row: Row, field: str) -> object:
     if field == "date":
         if row.date is None:

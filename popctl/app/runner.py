@@ -33,8 +33,8 @@ from popctl.errors import (
     TransportError,
     UsageError,
 )
-from popctl.models import Endpoint, TLSMode
-from popctl.session import Lookup, Session
+from popctl.models import Endpoint, Lookup, TLSMode
+from popctl.session import Session
 
 Work = Callable[[Opened], Iterable[Record]]
 
@@ -107,7 +107,8 @@ def connect(context: RunContext, *, scan: bool = False, lookup: Lookup | None = 
     preload(context.options.fmt, scan=scan)
     try:
         session = Session.connect(endpoint, trace=trace,
-                                  pipelining=False if context.options.no_pipelining else None)
+                                  pipelining=False if context.options.no_pipelining else None,
+                                  ahead=context.ahead)
     except TransportError as e:
         if isinstance(e.__cause__, ConnectionRefusedError):
             raise refused_connection(e, endpoint) from e.__cause__

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from popctl import defaults
 from popctl.app.context import UI, Options, RunContext
-from popctl.errors import AuthenticationError, NoCredentialsError, UsageError
+from popctl.errors import AuthenticationError, NoCredentialsError, PopctlError, UsageError
 from popctl.models import Credentials, Endpoint, TLSMode
 
 if TYPE_CHECKING:
@@ -130,6 +130,30 @@ def resolve_target(options: Options) -> Target:
     own = account is not None and (user, host.lower(), endpoint.effective_port) == (
         account.user, (account.host or "").lower(), account.effective_port)
     return Target(endpoint, credentials, account, own)
+
+
+def connect_ahead(run: RunContext) -> RunContext:
+    """``run``, with the connection to its one server begun (RunContext.ahead) while the
+    command's code still loads; ``run`` itself where it will not make that connection (inside
+    the shell, with the sandbox, across accounts), where it would be refused before connecting,
+    or where its server cannot be resolved (the same error is then raised, as before, where
+    the connection is made). Called once the command's arguments have been checked: a bad one
+    connects to nothing."""
+    options = run.options
+    if run.shell is not None or options.sandbox or options.all_accounts \
+            or len(account_names(options)) > 1:
+        return run
+    try:
+        target = resolve_target(options)
+    except PopctlError:
+        return run
+    if target.endpoint.tls is TLSMode.NONE and not target.credentials.allow_plaintext:
+        return run  # the login may be refused before connecting (auth.refuse_plaintext)
+    from popctl.transport import PendingConnection
+
+    ahead = PendingConnection(target.endpoint)
+    run.resources.callback(ahead.close)
+    return run._replace(ahead=ahead)
 
 
 # --- the sandbox ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ in the command's body: ``popctl --help`` and ``--version`` load none of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -35,9 +35,19 @@ def stat(run: RunContext) -> None:
     Example:
       popctl stat --json
     """
+    run = _connect_ahead(run)
     from popctl.app import mailbox
 
     mailbox.stat(run)
+
+
+def _connect_ahead(run: RunContext) -> RunContext:
+    """``run`` with the connection to its server begun (app.targets.connect_ahead): called
+    once the arguments are checked and before the application is imported, whose import
+    then overlaps the TCP handshake and the greeting."""
+    from popctl.app.targets import connect_ahead
+
+    return connect_ahead(run)
 
 
 _COLUMNS_HELP = ("Choose and order the columns (table, CSV) or fields (JSON, NDJSON), "
@@ -74,16 +84,16 @@ def list_cmd(run: RunContext, sizes_only: bool, columns: str | None, sort: str |
       popctl list --larger-than 1M --format json | jq '.[].uid'
       popctl list last:10 --from 'example\\.org'
     """
-    from popctl.app import mailbox
-
     query = build_query(selection)
     if sizes_only and query.header_filters:
         raise UsageError("--sizes-only reads no headers, so it cannot be combined with "
                          "--from, --subject, --header, --older-than or --newer-than")
     valid = defaults.SIZES_ONLY_COLUMNS if sizes_only else defaults.LIST_COLUMNS
-    mailbox.list_messages(run, query, sizes_only=sizes_only,
-                          columns=option_columns(columns, valid),
-                          sort=option_sort(sort, valid))
+    chosen, order = option_columns(columns, valid), option_sort(sort, valid)
+    run = _connect_ahead(run)
+    from popctl.app import mailbox
+
+    mailbox.list_messages(run, query, sizes_only=sizes_only, columns=chosen, sort=order)
 
 
 @cli.command()
@@ -98,9 +108,11 @@ def uidl(run: RunContext, columns: str | None, **selection: Any) -> None:
     Example:
       popctl uidl --format csv
     """
+    query, chosen = build_query(selection), option_columns(columns, defaults.UIDL_COLUMNS)
+    run = _connect_ahead(run)
     from popctl.app import mailbox
 
-    mailbox.uidl(run, build_query(selection), option_columns(columns, defaults.UIDL_COLUMNS))
+    mailbox.uidl(run, query, chosen)
 
 
 @cli.command()
@@ -118,8 +130,6 @@ def top(run: RunContext, message: str | None, lines: int, uid: str | None) -> No
       popctl top 3 10
       popctl top --uid 000001a2 --json | jq .headers
     """
-    from popctl.app import mailbox
-
     if uid is not None and message is not None:
         # `top --uid UID LINES`: the one positional given is the line count.
         if lines or not message.isdigit():
@@ -127,8 +137,11 @@ def top(run: RunContext, message: str | None, lines: int, uid: str | None) -> No
         lines, message = int(message), None
     if (message is None) == (uid is None):
         raise UsageError("say which message: a number or --uid UID")
-    mailbox.top(run, build_query({"messages": [message] if message else [],
-                                  "uids": [uid] if uid else []}), lines)
+    query = build_query({"messages": [message] if message else [], "uids": [uid] if uid else []})
+    run = _connect_ahead(run)
+    from popctl.app import mailbox
+
+    mailbox.top(run, query, lines)
 
 
 _STORES = ("output", "output_dir", "maildir", "mbox", "pipe")
@@ -228,8 +241,6 @@ def dele(run: RunContext, yes: bool, dry_run: bool, columns: str | None,
       popctl dele --larger-than 10M --older-than 7d --yes --format json
       popctl dele --from spam@example.com --dry-run
     """
-    from popctl.app import mailbox
-
     query = build_query(selection)
     if not query.explicit:
         raise UsageError("say which messages to delete: numbers or ranges, --uid, --all, or a "
@@ -237,8 +248,11 @@ def dele(run: RunContext, yes: bool, dry_run: bool, columns: str | None,
     if not (yes or dry_run or run.ui.interactive()):
         raise UsageError("refusing to delete without confirmation: add --yes (or --dry-run to "
                          "see what would be deleted)")
-    mailbox.delete(run, query, yes=yes, dry_run=dry_run,
-                   columns=option_columns(columns, defaults.DELE_COLUMNS))
+    chosen = option_columns(columns, defaults.DELE_COLUMNS)
+    run = _connect_ahead(run)
+    from popctl.app import mailbox
+
+    mailbox.delete(run, query, yes=yes, dry_run=dry_run, columns=chosen)
 
 
 @cli.command()
@@ -255,6 +269,7 @@ def rset(run: RunContext) -> None:
       printf 'dele 3 --yes\\nrset\\nquit\\n' | popctl shell    # the shell's rset
       popctl rset --trace
     """
+    run = _connect_ahead(run)
     from popctl.app import mailbox
 
     mailbox.rset(run)
@@ -270,6 +285,7 @@ def noop(run: RunContext) -> None:
     Example:
       popctl noop --account work && echo reachable
     """
+    run = _connect_ahead(run)
     from popctl.app import mailbox
 
     mailbox.noop(run)
@@ -286,20 +302,44 @@ def capa(run: RunContext) -> None:
       popctl capa --host pop.example.org
       popctl capa --json | jq .capabilities
     """
+    run = _connect_ahead(run)
     from popctl.app import mailbox
 
     mailbox.capa(run)
 
 
-def option_columns(text: str | None, valid: tuple[str, ...]) -> tuple[str, ...] | None:
-    """--columns checked (a usage error names the valid columns)."""
-    from popctl.app import mailbox
+def _names(text: str, what: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise UsageError(f"name at least one {what}, separated by commas")
+    return names
 
-    return mailbox.parse_columns(text, valid)
+
+def option_columns(text: str | None, valid: Sequence[str]) -> tuple[str, ...] | None:
+    """--columns: comma-separated column names, checked against ``valid``; None when not
+    given (a usage error names the valid columns)."""
+    if text is None:
+        return None
+    names = _names(text, "column")
+    for name in names:
+        if name not in valid:
+            raise UsageError(f"unknown column {name!r}: the columns are {', '.join(valid)}")
+    return tuple(names)
 
 
-def option_sort(text: str | None, valid: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
-    """--sort checked against the fields the listing has (--sizes-only: number and size)."""
-    from popctl.app import mailbox
-
-    return mailbox.parse_sort(text, [f for f in defaults.SORT_FIELDS if f in valid])
+def option_sort(text: str | None, valid: Sequence[str] = defaults.SORT_FIELDS
+                ) -> tuple[tuple[str, bool], ...]:
+    """--sort: comma-separated fields to sort by, each descending with a leading ``-``
+    (``-size,date``), checked against the fields the listing has (--sizes-only: number and
+    size)."""
+    if text is None:
+        return ()
+    fields = [f for f in defaults.SORT_FIELDS if f in valid]
+    keys = []
+    for name in _names(text, "field to sort by"):
+        field = name.removeprefix("-")
+        if field not in fields:
+            raise UsageError(f"cannot sort by {field!r}: sort by {', '.join(fields)} (a leading "
+                             "- for descending: -size)")
+        keys.append((field, name.startswith("-")))
+    return tuple(keys)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from popctl.app.mailbox import parse_sort, sorted_rows
+from popctl.app.mailbox import sorted_rows
+from popctl.cli.mailbox import option_sort
 from popctl.errors import UsageError
 from popctl.query import Row
 
@@ -23,7 +24,7 @@ ROWS = [row(1, 300, "bob", "2026-01-01T10:00:00+09:00", "c"),
 
 
 def numbers(keys: str) -> list[int]:
-    return [r.number for r in sorted_rows(ROWS, parse_sort(keys))]
+    return [r.number for r in sorted_rows(ROWS, option_sort(keys))]
 
 
 def test_text_ignores_case_and_ties_keep_the_server_order() -> None:
@@ -46,7 +47,7 @@ def test_several_keys_the_first_decides() -> None:
 
 def test_bad_sort_fields() -> None:
     with pytest.raises(UsageError, match="cannot sort by 'deleted'"):
-        parse_sort("deleted")
+        option_sort("deleted")
     with pytest.raises(UsageError, match="name at least one field to sort by"):
-        parse_sort(" , ")
-    assert parse_sort("-size, date") == (("size", True), ("date", False))
+        option_sort(" , ")
+    assert option_sort("-size, date") == (("size", True), ("date", False))

@@ -1,0 +1,162 @@
+"""A command's connection is begun before the session layers load (transport.PendingConnection,
+app.targets.connect_ahead), and behaves as the connection Transport.connect makes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from popctl.errors import NetworkTimeoutError, TransportError
+from popctl.models import Endpoint, TLSMode
+from popctl.transport import Connecting, PendingConnection, Transport
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(5)
+        yield server
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def endpoint(port: int, **changes: object) -> Endpoint:
+    fields: dict[str, object] = {"host": "127.0.0.1", "port": port, "tls": TLSMode.NONE,
+                                 "connect_timeout": 5.0, "timeout": 5.0}
+    fields.update(changes)
+    return Endpoint(**fields)  # type: ignore[arg-type]
+
+
+def test_the_connection_is_made_before_it_is_taken(listener: socket.socket) -> None:
+    pending = PendingConnection(endpoint(listener.getsockname()[1]))
+    server_side, _ = listener.accept()  # the handshake was made with nobody waiting for it
+    with server_side:
+        server_side.sendall(b"+OK ready\r\n")
+        taken = pending.take(pending.endpoint)
+        assert taken is not None
+        transport, tls = taken
+        assert tls is None
+        try:
+            assert transport.recv() == b"+OK ready\r\n"
+            transport.send(b"CAPA\r\n")
+            assert server_side.recv(100) == b"CAPA\r\n"
+        finally:
+            transport.close()
+    assert pending.take(pending.endpoint) is None  # handed over once
+
+
+@pytest.mark.parametrize("how", ["close", "another endpoint"])
+def test_a_connection_not_taken_is_closed(listener: socket.socket, how: str) -> None:
+    pending = PendingConnection(endpoint(listener.getsockname()[1]))
+    server_side, _ = listener.accept()
+    with server_side:
+        if how == "close":
+            pending.close()
+        else:
+            assert pending.take(endpoint(listener.getsockname()[1], timeout=9.0)) is None
+        assert server_side.recv(100) == b""  # closed, nothing sent
+    assert pending.take(pending.endpoint) is None
+
+
+def test_a_refused_connection_is_reported_as_transport_connect_reports_it() -> None:
+    port = closed_port()
+    with pytest.raises(TransportError) as direct:
+        Transport.connect("127.0.0.1", port, connect_timeout=5, timeout=5)
+    pending = PendingConnection(endpoint(port))
+    with pytest.raises(TransportError) as ahead:
+        pending.take(pending.endpoint)
+    assert str(ahead.value) == str(direct.value) == \
+        f"cannot connect to 127.0.0.1:{port}: Connection refused"
+    # what the "refused" hint looks for (app.runner.refused_connection)
+    assert isinstance(ahead.value.__cause__, ConnectionRefusedError)
+
+
+def test_the_next_address_is_tried_when_one_fails(listener: socket.socket,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """As socket.create_connection does: a host's addresses in turn, the last error raised."""
+    dead, alive = closed_port(), listener.getsockname()[1]
+    stream = (socket.AF_INET, socket.SOCK_STREAM, 6, "")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_args, **_kw: [
+        (*stream, ("127.0.0.1", dead)), (*stream, ("127.0.0.1", alive))])
+    sock = Connecting("example.test", 110, 5).finish()
+    with sock:
+        assert sock.getpeername() == ("127.0.0.1", alive)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_args, **_kw: [
+        (*stream, ("127.0.0.1", alive)), (*stream, ("127.0.0.1", dead))])
+    listener.close()
+    with pytest.raises(TransportError) as e:
+        Connecting("example.test", 110, 5).finish()
+    assert str(e.value) == "cannot connect to example.test:110: Connection refused"
+    assert isinstance(e.value.__cause__, ConnectionRefusedError)
+
+
+def test_a_handshake_that_does_not_come_back_times_out() -> None:
+    """A listener whose queue is full drops the SYN (Linux): the connection hangs, and the
+    connect timeout, counted from when the connection was begun, ends it."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        queued = []
+        try:
+            for _ in range(2):  # fill the accept queue (backlog 0 holds one)
+                client = socket.socket()
+                client.setblocking(False)
+                client.connect_ex(("127.0.0.1", port))
+                queued.append(client)
+            pending = PendingConnection(endpoint(port, connect_timeout=0.3))
+            with pytest.raises(NetworkTimeoutError) as e:
+                pending.take(pending.endpoint)
+            assert str(e.value) == f"connecting to 127.0.0.1:{port} timed out after 0.3 s"
+        finally:
+            for client in queued:
+                client.close()
+
+
+def test_an_unresolvable_host_is_reported_when_the_connection_is_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(*_args: object, **_kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    pending = PendingConnection(endpoint(110, host="mail.example.test"))  # no error yet
+    with pytest.raises(TransportError) as e:
+        pending.take(pending.endpoint)
+    assert str(e.value) == "cannot resolve mail.example.test: Name or service not known"
+
+
+def test_a_command_begins_its_connection_before_loading_the_session_layers() -> None:
+    """In a process of its own: the connection is begun while popctl.session, the runner and
+    the output formats are not imported yet (they load while the handshake travels)."""
+    port = closed_port()
+    script = (
+        "import sys\n"
+        "import popctl.transport as transport\n"
+        "begin = transport.Connecting.__init__\n"
+        "def spy(self, *args, **kwargs):\n"
+        "    loaded = [m for m in ('popctl.session', 'popctl.app.runner', 'popctl.output')\n"
+        "              if m in sys.modules]\n"
+        "    print('connecting; loaded:', loaded, file=sys.stderr)\n"
+        "    begin(self, *args, **kwargs)\n"
+        "transport.Connecting.__init__ = spy\n"
+        "from popctl.cli import main\n"
+        "main()\n")
+    result = subprocess.run(
+        [sys.executable, "-c", script, "--host", "127.0.0.1", "--port", str(port), "--tls",
+         "none", "--allow-plaintext", "--user", "u", "dele", "--larger-than", "1M", "--yes"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "POPCTL_PASSWORD": "pw", "NO_COLOR": "1"})
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.splitlines()[0] == "connecting; loaded: []"
+    assert f"Error: cannot connect to 127.0.0.1:{port}: Connection refused" in result.stderr
+    assert result.stderr.count("connecting;") == 1  # refused once, not connected twice
