@@ -376,6 +376,9 @@ class Bench:
                                       self.env)
                         if self.peer_succeeded(run, "headers", "mailfilter", rtt):
                             self.record("headers", "mailfilter", rtt, run)
+        for auth in ("USER", None):  # the login's round trips, counted on the wire
+            self.counted(f"list, --auth {auth or 'auto'}", "mail", "list", "--no-cache",
+                         auth=auth)
 
     def job_warm_cache(self) -> None:
         """A second list with a warm header cache: TOP commands counted in --trace."""
@@ -766,16 +769,19 @@ def wire_targets(bench: Bench, add: Callable[[str, str, bool | None], None]) -> 
         add(f"`{name}`, {n:,} messages: < 5 KB received, ≤ {allowed} round trip(s) beyond "
             "the login", f"{wire.received:,} octets, {beyond}",
             wire.received < 5 * 1024 and beyond <= allowed)
-    user, auto = bench.wire.get("purge, --auth USER"), bench.wire.get("purge, --auth auto")
-    if user and auto:
-        add(f"purge, default auth ({bench.default_mechanism}): ≤ 1 round trip more than "
-            "--auth USER (counted)", f"{auto.round_trips} vs {user.round_trips}",
-            auto.round_trips <= user.round_trips + 1)
-    # Round trips in time as everywhere in this report (Result.round_trips): what the delay
-    # adds over the same job at 0 ms. A mechanism's computation (SCRAM's PBKDF2 on both sides)
-    # costs the same at 0 ms and is shown apart: it is no round trip.
+    # Issue 13's "within one round trip of --auth USER", judged as this issue's other round-trip
+    # targets are: counted on the wire. The default's dialogue costs exactly one round trip
+    # more (SCRAM's server-first) by construction, so a timed estimate of it, shown beside,
+    # lands on either side of 1.0 by its noise (docs/PERFORMANCE.md, "Reading the targets").
     rtt = 20 if 20 in bench.config.rtts else max(bench.config.rtts)
-    for job, client in (("purge", "popctl dele --larger-than 1M"), ("headers", "popctl list")):
+    for job, client, counted in (("purge", "popctl dele --larger-than 1M", "purge"),
+                                 ("headers", "popctl list", "list")):
+        user, auto = bench.wire.get(f"{counted}, --auth USER"), \
+            bench.wire.get(f"{counted}, --auth auto")
+        if user and auto:
+            add(f"{counted}, default auth ({bench.default_mechanism}): ≤ 1 round trip more "
+                "than --auth USER (counted)", f"{auto.round_trips} vs {user.round_trips}",
+                auto.round_trips <= user.round_trips + 1)
         mine = bench.result(job, client)
         default = bench.result(job, f"{client} ({DEFAULT_AUTH})")
         slow, fast = default.median(rtt), mine.median(rtt)
@@ -783,10 +789,19 @@ def wire_targets(bench: Bench, add: Callable[[str, str, bool | None], None]) -> 
         extra = paired_round_trips(default, mine, rtt)
         if not (slow and fast and idle and base_idle) or extra is None:
             continue
-        add(f"{client.removeprefix('popctl ')}, {rtt} ms, default auth "
-            f"({bench.default_mechanism}): within 1 round trip of --auth USER",
-            f"{extra:+.1f} round trips ({_seconds(slow)} / {_seconds(fast)}; at 0 ms "
-            f"{_seconds(idle)} / {_seconds(base_idle)})", extra <= 1)
+        # Round trips in time as everywhere in this report (Result.round_trips): what the delay
+        # adds over the same job at 0 ms. A mechanism's computation (SCRAM's PBKDF2 on both
+        # sides) costs the same at 0 ms and is shown apart: it is no round trip.
+        slope = ""
+        far = max(bench.config.rtts)
+        if far > rtt:
+            a, b = paired_round_trips(default, mine, far), extra
+            if a is not None:  # the difference's growth from rtt to far, per round trip
+                slope = f"; {(a * far - b * rtt) / (far - rtt):+.2f} from {rtt} to {far} ms"
+        add(f"(for reference) {client.removeprefix('popctl ')}, {rtt} ms, default auth "
+            f"({bench.default_mechanism}) against --auth USER, timed",
+            f"{extra:+.1f} round trips{slope} ({_seconds(slow)} / {_seconds(fast)}; at 0 ms "
+            f"{_seconds(idle)} / {_seconds(base_idle)})", None)
 
 
 def report(bench: Bench, elapsed: float) -> str:
