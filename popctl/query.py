@@ -416,10 +416,11 @@ def run(session: Session, plan: Plan, *, progress: Progress | None = None,
         # taken from the cache (and added to it: a listing finds shared UIDs and skips them).
         pass
     elif cache is not None and uids is not None:
-        cache.prune(u.uid for u in uids)
+        values = list(uids.uids()) if isinstance(uids, UidListing) else [u.uid for u in uids]
+        cache.prune(values)
         # A UID several messages share keys none of them (popa3d derives UIDs from a few
         # header fields, so different messages can share one, even with the same size).
-        shared = {uid for uid, n in Counter(u.uid for u in uids).items() if n > 1}
+        shared = {uid for uid, n in Counter(values).items() if n > 1}
     else:
         cache = None
     # --header filters need the raw block, which is not cached: then every header is fetched.

@@ -137,13 +137,14 @@ def refused_connection(error: TransportError, endpoint: Endpoint) -> TransportEr
 
 def preload(fmt: str, *, scan: bool) -> None:
     """Import on a daemon thread what the command needs once the server has answered: the
-    output format's modules (tabulate for a single-record table, ~30 ms: a listing's table is
-    written without it), and header parsing and the header cache for a listing. Called before
-    connecting, the imports overlap the waits for the server instead of following them; a module
-    still loading is waited for (the import lock), and one that failed is imported again, and
-    its error reported, where it is used."""
+    secret's sources (find_secret), the output format's modules (tabulate for a single-record
+    table, ~30 ms: a listing's table is written without it), and header parsing and the header
+    cache for a listing. Called before connecting, the imports overlap the waits for the server
+    instead of following them; a module still loading is waited for (the import lock), and one
+    that failed is imported again, and its error reported, where it is used."""
     table = ["popctl.output.textwidth", *([] if scan else ["tabulate"])] if fmt == "table" else []
-    names = ["popctl.output", *table, *(["popctl.headers", "popctl.cache"] if scan else [])]
+    names = ["popctl.credentials", "popctl.output", *table,
+             *(["popctl.headers", "popctl.cache"] if scan else [])]
     missing = [name for name in names if name not in sys.modules]
     if missing:
         def work() -> None:
