@@ -730,7 +730,8 @@ def wire_table(bench: Bench) -> str:
     lines = ["| command | octets received | octets sent | round trips | beyond the login |",
              "|---|---|---|---|---|"]
     for name, wire in bench.wire.items():
-        beyond = "-" if login is None or name.startswith("purge") \
+        # the purge and the paired lists log in both ways: "beyond the login" is for the others
+        beyond = "-" if login is None or name.startswith(("purge", "list, --auth")) \
             else str(wire.round_trips - login.round_trips)
         lines.append(f"| {name} | {wire.received:,} | {wire.sent:,} | {wire.round_trips} | "
                      f"{beyond} |")
