@@ -187,8 +187,9 @@ _CODE_ERRORS: Final[dict[str, type[ServerError]]] = {
 
 
 def server_error(reply: Reply, default: type[ServerError] = ServerError,
-                 what: str = "") -> ServerError:
-    """The domain exception for a -ERR reply; an RFC 2449/3206 code picks the class."""
+                 what: str = "", then: str = "") -> ServerError:
+    """The domain exception for a -ERR reply; an RFC 2449/3206 code picks the class. ``then``:
+    what the refusal means for the user, after what the server said."""
     code = reply.code
     cls = _CODE_ERRORS.get(code or "", default)
     what = what or reply.command.verb
@@ -198,7 +199,7 @@ def server_error(reply: Reply, default: type[ServerError] = ServerError,
         LoginDelayError: " (the server limits how often you may log in; wait and retry)",
         TemporaryServerError: " (temporary server problem; try again later)",
     }.get(cls, "")
-    return cls(f"{what} failed: server said: {said or '-ERR'}{hint}",
+    return cls(f"{what} failed: server said: {said or '-ERR'}{hint}{then}",
                command=reply.command.verb, code=code, text=reply.text)
 
 

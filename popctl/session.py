@@ -885,7 +885,8 @@ class Session(Exchange):
                               "may not have been made (see what is left with list)",
                               hint=e.hint, hint_args=e.hint_args) from e
             if not reply.ok:
-                raise server_error(reply, what="QUIT (some deletions may not have been made)")
+                raise server_error(reply, then=f"; the {self._marked} deletion(s) of this "
+                                   "session may not have been made (see what is left with list)")
         finally:
             self._closed = True
             self._transport.close()

@@ -245,7 +245,7 @@ class Browser:
             opened.session.abort()
             stack.close()
             raise
-        stack.close()  # QUIT; a -ERR to it is an error ("some deletions may not have been made")
+        stack.close()  # QUIT; a -ERR to it is an error (its deletions "may not have been made")
         return len(numbers)
 
     def close(self) -> None:

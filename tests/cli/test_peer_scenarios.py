@@ -464,8 +464,8 @@ SCENARIOS = [
              [*READY, *PICK, expect(b"TOP 1 0\r\n"), send(ok_data(b"Subject: one\r\n\r\n")),
               expect(b"DELE 1\r\n"), send(b"+OK message marked for deletion.\r\n"),
               expect(b"QUIT\r\n"), send(b"-ERR some deleted messages not removed\r\n")],
-             5, error="QUIT (some deletions may not have been made) failed: server said: some "
-             "deleted messages not removed"),
+             5, error="QUIT failed: server said: some deleted messages not removed; the 1 "
+             "deletion(s) of this session may not have been made (see what is left with list)"),
     # QUIT answered -ERR when nothing was to be deleted: the answer the user asked for stands.
     Scenario("QUIT-ERR-nothing-deleted", ("stat",),
              [*READY, expect(b"STAT\r\n"), send(b"+OK 2 320\r\n"), expect(b"QUIT\r\n"),
