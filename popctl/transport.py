@@ -290,12 +290,14 @@ class Connecting:
         """Begin connecting to the next address; one that fails at once is passed over."""
         while self._addresses:
             family, kind, proto, _, sockaddr = self._addresses.pop(0)
-            sock = socket.socket(family, kind, proto)
-            try:
+            sock = None
+            try:  # no IPv6 on this machine, say: that address fails, the next is tried
+                sock = socket.socket(family, kind, proto)
                 sock.setblocking(False)
                 code = sock.connect_ex(sockaddr)
             except OSError as e:
-                sock.close()
+                if sock is not None:
+                    sock.close()
                 self._error = e
                 continue
             if code in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):

@@ -91,6 +91,13 @@ def test_the_next_address_is_tried_when_one_fails(listener: socket.socket,
     sock = Connecting("example.test", 110, 5).finish()
     with sock:
         assert sock.getpeername() == ("127.0.0.1", alive)
+    # an address family this machine cannot make a socket of is passed over too
+    unsupported = (socket.AF_UNIX + 1000, socket.SOCK_STREAM, 6, "")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_args, **_kw: [
+        (*unsupported, ("127.0.0.1", alive)), (*stream, ("127.0.0.1", alive))])
+    sock = Connecting("example.test", 110, 5).finish()
+    with sock:
+        assert sock.getpeername() == ("127.0.0.1", alive)
     monkeypatch.setattr(socket, "getaddrinfo", lambda *_args, **_kw: [
         (*stream, ("127.0.0.1", alive)), (*stream, ("127.0.0.1", dead))])
     listener.close()
