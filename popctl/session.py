@@ -144,17 +144,12 @@ class Session(Exchange):
                 ) -> Session:
         """Connect, negotiate TLS as ``endpoint`` says, read the greeting and CAPA.
 
-        ``ahead``: the connection to ``endpoint`` already begun, if any (PendingConnection.take)."""
+        ``ahead``: the connection to ``endpoint`` already begun, if any (PendingConnection)."""
         started = time.monotonic()
-        taken = ahead.take(endpoint) if ahead is not None else None
-        if taken is not None:
-            transport, tls = taken
-        else:
-            tls = PendingTLSContext(endpoint).start() if endpoint.tls is not TLSMode.NONE \
-                else None
-            transport = Transport.connect(endpoint.host, endpoint.effective_port,
-                                          connect_timeout=endpoint.connect_timeout,
-                                          timeout=endpoint.timeout)
+        if ahead is not None and not ahead.is_for(endpoint):
+            ahead.close()  # begun to another endpoint, or taken already
+            ahead = None
+        transport, tls = (ahead or PendingConnection(endpoint)).take()
         session = cls(transport, trace=trace, pipelining=pipelining,
                       session_timeout=endpoint.session_timeout)
         session._waited = time.monotonic() - started

@@ -284,7 +284,15 @@ def test_the_tls_context_is_built_while_the_connection_is_made(
         assert building.wait(5), "the TLS context was not being built during the connect"
         raise Connected
 
+    class Inert:  # the connection begun before the context: not made here
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
     monkeypatch.setattr(transport, "make_tls_context", make)
+    monkeypatch.setattr(transport, "Connecting", Inert)
     monkeypatch.setattr(transport.Transport, "connect", connect)
     for mode in (TLSMode.IMPLICIT, TLSMode.STARTTLS):
         building.clear()

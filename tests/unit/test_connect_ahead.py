@@ -42,9 +42,8 @@ def test_the_connection_is_made_before_it_is_taken(listener: socket.socket) -> N
     server_side, _ = listener.accept()  # the handshake was made with nobody waiting for it
     with server_side:
         server_side.sendall(b"+OK ready\r\n")
-        taken = pending.take(pending.endpoint)
-        assert taken is not None
-        transport, tls = taken
+        assert pending.is_for(endpoint(listener.getsockname()[1]))
+        transport, tls = pending.take()
         assert tls is None
         try:
             assert transport.recv() == b"+OK ready\r\n"
@@ -52,20 +51,33 @@ def test_the_connection_is_made_before_it_is_taken(listener: socket.socket) -> N
             assert server_side.recv(100) == b"CAPA\r\n"
         finally:
             transport.close()
-    assert pending.take(pending.endpoint) is None  # handed over once
+    assert not pending.is_for(pending.endpoint)  # handed over once
+    with pytest.raises(RuntimeError):
+        pending.take()
 
 
-@pytest.mark.parametrize("how", ["close", "another endpoint"])
-def test_a_connection_not_taken_is_closed(listener: socket.socket, how: str) -> None:
+def test_a_connection_not_taken_is_closed(listener: socket.socket) -> None:
+    pending = PendingConnection(endpoint(listener.getsockname()[1]))
+    assert not pending.is_for(endpoint(listener.getsockname()[1], timeout=9.0))
+    server_side, _ = listener.accept()
+    with server_side:
+        pending.close()
+        assert server_side.recv(100) == b""  # closed, nothing sent
+    assert not pending.is_for(pending.endpoint)
+
+
+def test_session_connect_discards_a_connection_begun_to_another_endpoint(
+        listener: socket.socket) -> None:
+    """Session.connect makes its own then (the one begun is closed, nothing sent on it)."""
+    from popctl.session import Session
+
     pending = PendingConnection(endpoint(listener.getsockname()[1]))
     server_side, _ = listener.accept()
     with server_side:
-        if how == "close":
-            pending.close()
-        else:
-            assert pending.take(endpoint(listener.getsockname()[1], timeout=9.0)) is None
-        assert server_side.recv(100) == b""  # closed, nothing sent
-    assert pending.take(pending.endpoint) is None
+        with pytest.raises(TransportError, match="Connection refused"):
+            Session.connect(endpoint(closed_port()), ahead=pending)
+        assert server_side.recv(100) == b""
+    assert not pending.is_for(pending.endpoint)
 
 
 def test_a_refused_connection_is_reported_as_transport_connect_reports_it() -> None:
@@ -74,7 +86,7 @@ def test_a_refused_connection_is_reported_as_transport_connect_reports_it() -> N
         Transport.connect("127.0.0.1", port, connect_timeout=5, timeout=5)
     pending = PendingConnection(endpoint(port))
     with pytest.raises(TransportError) as ahead:
-        pending.take(pending.endpoint)
+        pending.take()
     assert str(ahead.value) == str(direct.value) == \
         f"cannot connect to 127.0.0.1:{port}: Connection refused"
     # what the "refused" hint looks for (app.runner.refused_connection)
@@ -123,7 +135,7 @@ def test_a_handshake_that_does_not_come_back_times_out() -> None:
                 queued.append(client)
             pending = PendingConnection(endpoint(port, connect_timeout=0.3))
             with pytest.raises(NetworkTimeoutError) as e:
-                pending.take(pending.endpoint)
+                pending.take()
             assert str(e.value) == f"connecting to 127.0.0.1:{port} timed out after 0.3 s"
         finally:
             for client in queued:
@@ -138,7 +150,7 @@ def test_an_unresolvable_host_is_reported_when_the_connection_is_taken(
     monkeypatch.setattr(socket, "getaddrinfo", unknown)
     pending = PendingConnection(endpoint(110, host="mail.example.test"))  # no error yet
     with pytest.raises(TransportError) as e:
-        pending.take(pending.endpoint)
+        pending.take()
     assert str(e.value) == "cannot resolve mail.example.test: Name or service not known"
 
 
