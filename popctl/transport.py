@@ -263,6 +263,17 @@ class Transport:
             self._sock.close()
 
 
+def _numeric(host: str) -> bool:
+    """An IPv4 or IPv6 address rather than a name to look up."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
+
+
 class Connecting:
     """A TCP connection under way: ``Connecting(...)`` resolves ``host`` and begins connecting
     to its first address without waiting for the handshake (the kernel makes it), so that the
@@ -295,12 +306,15 @@ class Connecting:
                 sock = socket.socket(family, kind, proto)
                 sock.setblocking(False)
                 code = sock.connect_ex(sockaddr)
-            except OSError as e:
+            except BaseException as e:
                 if sock is not None:
                     sock.close()
+                if not isinstance(e, OSError):
+                    raise
                 self._error = e
                 continue
-            if code in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            # (EAGAIN, which is EWOULDBLOCK, is a failure here: no local port was free)
+            if code in (0, errno.EINPROGRESS):
                 self._sock, self._started = sock, time.monotonic()
                 return
             sock.close()
@@ -352,16 +366,27 @@ class PendingConnection:
     layers are imported (~6 ms here), and the context is built on a thread of its own.
     ``take()`` hands the connected Transport over once (Session.connect takes it), or raises
     what connecting raised, as Transport.connect would have; ``close()`` discards a connection
-    never taken. Session.connect makes one of its own when none was begun: the SYN then leaves
-    before the context's thread starts."""
+    never taken. Session.connect makes one of its own when none was begun."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        # The SYN first: the context's thread would take the GIL from this one for up to the
-        # switch interval (5 ms).
+        tls = PendingTLSContext(endpoint) if endpoint.tls is not TLSMode.NONE else None
+        # A numeric address is connected to first: the context's thread, once started, would
+        # hold the GIL for up to the switch interval (5 ms) before the SYN left. A name is
+        # looked up with the thread already running: the lookup releases the GIL, and a DNS
+        # query can take longer than building the context.
+        numeric = _numeric(endpoint.host)
+        if tls is not None and not numeric:
+            tls.start()
         self._connecting: Connecting | None = Connecting(endpoint.host, endpoint.effective_port,
                                                          endpoint.connect_timeout)
-        self.tls = PendingTLSContext(endpoint).start() if endpoint.tls is not TLSMode.NONE else None
+        try:
+            if tls is not None and numeric:
+                tls.start()
+        except BaseException:
+            self._connecting.close()
+            raise
+        self.tls = tls
 
     def is_for(self, endpoint: Endpoint) -> bool:
         """Begun to ``endpoint``, and not taken or closed yet."""

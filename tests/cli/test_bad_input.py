@@ -119,6 +119,18 @@ CASES += [
      "--output-dir, --maildir, --mbox FILE or --pipe"),
     ("retr-two-stores", ["retr", "1", "--output-dir", "{tmp}", "--maildir", "{tmp}/m"], 2,
      "choose one of --output, --output-dir, --maildir, --mbox, --pipe"),
+    # --columns and --sort are checked by the command line, before the connection is begun
+    ("list-columns-unknown", ["list", "--columns", "number,colour"], 2, "unknown column "
+     "'colour': the columns are number, size, uid, from, subject, date, from_name, "
+     "from_address, date_utc, date_epoch"),
+    ("list-sort-unknown", ["list", "--sort", "-weight"], 2, "cannot sort by 'weight': sort by "
+     "number, size, date, from, subject, uid (a leading - for descending: -size)"),
+    ("list-sizes-only-sort-date", ["list", "--sizes-only", "--sort", "date"], 2, "cannot sort "
+     "by 'date': sort by number, size (a leading - for descending: -size)"),
+    ("uidl-columns-unknown", ["uidl", "--columns", "size"], 2, "unknown column 'size': the "
+     "columns are number, uid"),
+    ("dele-columns-empty", ["dele", "1", "--yes", "--columns", ","], 2, "name at least one "
+     "column, separated by commas"),
     ("top-no-message", ["top"], 2, "say which message: a number or --uid UID"),
     ("top-number-lines-and-uid", ["top", "1", "2", "--uid", "x"], 2, "with --uid, give only "
      "LINES after it: top --uid UID [LINES]"),

@@ -7,13 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 
 import pytest
 
 from popctl.errors import NetworkTimeoutError, TransportError
 from popctl.models import Endpoint, TLSMode
-from popctl.transport import Connecting, PendingConnection, Transport
+from popctl.transport import Connecting, PendingConnection
 
 
 @pytest.fixture
@@ -80,16 +81,17 @@ def test_session_connect_discards_a_connection_begun_to_another_endpoint(
     assert not pending.is_for(pending.endpoint)
 
 
-def test_a_refused_connection_is_reported_as_transport_connect_reports_it() -> None:
+def test_a_refused_connection_is_reported_as_before() -> None:
+    """As when Transport.connect called socket.create_connection: the same message, and the
+    ConnectionRefusedError behind it (what the "refused" hint looks for,
+    app.runner.refused_connection)."""
     port = closed_port()
-    with pytest.raises(TransportError) as direct:
-        Transport.connect("127.0.0.1", port, connect_timeout=5, timeout=5)
+    with pytest.raises(ConnectionRefusedError) as direct:
+        socket.create_connection(("127.0.0.1", port), timeout=5)
     pending = PendingConnection(endpoint(port))
     with pytest.raises(TransportError) as ahead:
         pending.take()
-    assert str(ahead.value) == str(direct.value) == \
-        f"cannot connect to 127.0.0.1:{port}: Connection refused"
-    # what the "refused" hint looks for (app.runner.refused_connection)
+    assert str(ahead.value) == f"cannot connect to 127.0.0.1:{port}: {direct.value.strerror}"
     assert isinstance(ahead.value.__cause__, ConnectionRefusedError)
 
 
@@ -119,27 +121,77 @@ def test_the_next_address_is_tried_when_one_fails(listener: socket.socket,
     assert isinstance(e.value.__cause__, ConnectionRefusedError)
 
 
-def test_a_handshake_that_does_not_come_back_times_out() -> None:
-    """A listener whose queue is full drops the SYN (Linux): the connection hangs, and the
-    connect timeout, counted from when the connection was begun, ends it."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(0)
-        port = server.getsockname()[1]
-        queued = []
-        try:
-            for _ in range(2):  # fill the accept queue (backlog 0 holds one)
-                client = socket.socket()
-                client.setblocking(False)
-                client.connect_ex(("127.0.0.1", port))
-                queued.append(client)
-            pending = PendingConnection(endpoint(port, connect_timeout=0.3))
-            with pytest.raises(NetworkTimeoutError) as e:
-                pending.take()
-            assert str(e.value) == f"connecting to 127.0.0.1:{port} timed out after 0.3 s"
-        finally:
-            for client in queued:
-                client.close()
+class FullQueue:
+    """A listener whose accept queue is full: Linux drops the next SYN, so a connection to it
+    hangs until its timeout."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(0)
+        self.port: int = self.server.getsockname()[1]
+        self.queued = []
+        for _ in range(2):  # backlog 0 holds one
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", self.port))
+            self.queued.append(client)
+
+    def close(self) -> None:
+        for client in self.queued:
+            client.close()
+        self.server.close()
+
+
+@pytest.fixture
+def full_queue() -> Iterator[FullQueue]:
+    queue = FullQueue()
+    yield queue
+    queue.close()
+
+
+def test_a_handshake_that_does_not_come_back_times_out(full_queue: FullQueue) -> None:
+    pending = PendingConnection(endpoint(full_queue.port, connect_timeout=0.3))
+    with pytest.raises(NetworkTimeoutError) as e:
+        pending.take()
+    assert str(e.value) == f"connecting to 127.0.0.1:{full_queue.port} timed out after 0.3 s"
+
+
+def test_the_connect_timeout_counts_from_when_the_connection_was_begun(
+        full_queue: FullQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the application's loading took is not given again: the wait is what is left."""
+    import selectors
+
+    from popctl import transport
+
+    now = [1000.0]
+    monkeypatch.setattr(transport, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    waits: list[float | None] = []
+
+    class Selector(selectors.DefaultSelector):
+        def select(self, timeout: float | None = None
+                   ) -> list[tuple[selectors.SelectorKey, int]]:
+            waits.append(timeout)
+            return []  # the handshake has not come back
+
+    monkeypatch.setattr(selectors, "DefaultSelector", Selector)
+    pending = PendingConnection(endpoint(full_queue.port, connect_timeout=1.0))
+    now[0] += 0.8  # the application loading, say
+    with pytest.raises(NetworkTimeoutError):
+        pending.take()
+    assert waits == [pytest.approx(0.2)]
+
+
+def test_an_address_that_times_out_is_followed_by_the_next(
+        full_queue: FullQueue, listener: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each address has the whole connect timeout, as with socket.create_connection."""
+    stream = (socket.AF_INET, socket.SOCK_STREAM, 6, "")
+    alive = listener.getsockname()[1]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_args, **_kw: [
+        (*stream, ("127.0.0.1", full_queue.port)), (*stream, ("127.0.0.1", alive))])
+    sock = Connecting("example.test", 110, 0.3).finish()
+    with sock:
+        assert sock.getpeername() == ("127.0.0.1", alive)
 
 
 def test_an_unresolvable_host_is_reported_when_the_connection_is_taken(
