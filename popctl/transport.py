@@ -295,6 +295,10 @@ class Connecting:
         except OSError as e:
             self._error = e
             return
+        except UnicodeError as e:  # the idna codec refused a non-ASCII name: nothing was asked
+            reason = str(e.__cause__ or e).removeprefix("UnicodeError: ")
+            self._error = socket.gaierror(socket.EAI_NONAME, f"not a valid host name ({reason})")
+            return
         self._next()
 
     def _next(self) -> None:

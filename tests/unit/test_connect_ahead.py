@@ -206,6 +206,15 @@ def test_an_unresolvable_host_is_reported_when_the_connection_is_taken(
     assert str(e.value) == "cannot resolve mail.example.test: Name or service not known"
 
 
+def test_a_name_the_idna_codec_refuses_is_one_line_and_no_lookup() -> None:
+    """A non-ASCII name with an empty label: the codec refuses it before anything is asked."""
+    pending = PendingConnection(endpoint(110, host="bücher..example"))
+    with pytest.raises(TransportError) as e:
+        pending.take()
+    assert str(e.value) == ("cannot resolve bücher..example: not a valid host name (label "
+                            "empty or too long)")
+
+
 def test_a_command_begins_its_connection_before_loading_the_session_layers() -> None:
     """In a process of its own: the connection is begun while popctl.session, the runner and
     the output formats are not imported yet (they load while the handshake travels)."""
