@@ -150,13 +150,12 @@ class Transport:
             self._sock_timeout = seconds
 
     @classmethod
-    def connect(cls, host: str, port: int, *, connect_timeout: float, timeout: float,
-                connecting: Connecting | None = None) -> Transport:
-        """Connect to ``host`` (``connecting``: the connection to it begun already)."""
-        sock = (connecting or Connecting(host, port, connect_timeout)).finish()
+    def connect(cls, connecting: Connecting, *, timeout: float) -> Transport:
+        """The connection ``connecting`` makes, once made (``finish`` raises what failed)."""
+        sock = connecting.finish()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(timeout)
-        return cls(sock, host, timeout, port=port)
+        return cls(sock, connecting.host, timeout, port=connecting.port)
 
     def start_tls(self, context: ssl.SSLContext, *, fingerprint: str | None = None,
                   timeout: float | None = None) -> TLSInfo:
@@ -369,7 +368,7 @@ class PendingConnection:
     them has loaded: the TCP handshake and the server's greeting then travel while the session
     layers are imported (~6 ms here), and the context is built on a thread of its own.
     ``take()`` hands the connected Transport over once (Session.connect takes it), or raises
-    what connecting raised, as Transport.connect would have; ``close()`` discards a connection
+    what connecting raised (Connecting.finish); ``close()`` discards a connection
     never taken. Session.connect makes one of its own when none was begun."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -401,15 +400,7 @@ class PendingConnection:
         connecting, self._connecting = self._connecting, None
         if connecting is None:
             raise RuntimeError("the connection was taken or closed already")
-        endpoint = self.endpoint
-        try:
-            transport = Transport.connect(endpoint.host, endpoint.effective_port,
-                                          connect_timeout=endpoint.connect_timeout,
-                                          timeout=endpoint.timeout, connecting=connecting)
-        except BaseException:
-            connecting.close()  # interrupted while waiting: no socket left open
-            raise
-        return transport, self.tls
+        return Transport.connect(connecting, timeout=self.endpoint.timeout), self.tls
 
     def close(self) -> None:
         if self._connecting is not None:

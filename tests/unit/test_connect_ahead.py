@@ -1,5 +1,5 @@
 """A command's connection is begun before the session layers load (transport.PendingConnection,
-app.targets.connect_ahead), and behaves as the connection Transport.connect makes."""
+app.targets.connect_ahead), and behaves as socket.create_connection's did."""
 
 from __future__ import annotations
 
